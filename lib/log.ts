@@ -1,0 +1,112 @@
+/**
+ * Structured logging: one `key=value` line per record, as journald and the EPICS world read them.
+ *
+ * Built on `@logtape/logtape` (JSR's `@std/log` is not reachable here). Usage:
+ *
+ * ```ts
+ * const log = getLog("controller");
+ * log.info("State switch", { old: "INIT", new: "WARMUP" });
+ * // 2026-11-23T19:44:00.123Z INFO diss.controller msg="State switch" old=INIT new=WARMUP
+ * ```
+ *
+ * @module
+ */
+
+import {
+  configureSync,
+  getLogger,
+  type Logger,
+  type LogLevel,
+  type LogRecord,
+  resetSync,
+} from "@logtape/logtape";
+
+export type { Logger, LogLevel };
+
+/** Log levels accepted by `--log-level`, lowest first. */
+export const LOG_LEVELS: readonly LogLevel[] = [
+  "trace",
+  "debug",
+  "info",
+  "warning",
+  "error",
+  "fatal",
+];
+
+const LEVEL_NAMES: Record<LogLevel, string> = {
+  trace: "TRACE",
+  debug: "DEBUG",
+  info: "INFO",
+  warning: "WARN",
+  error: "ERROR",
+  fatal: "FATAL",
+};
+
+/** Returns the logger of one part of the program, category `diss.<name>`. */
+export function getLog(name: string): Logger {
+  return getLogger(["diss", ...name.split(".")]);
+}
+
+/** Quotes a value for a `key=value` line when it contains spaces, quotes or `=`. */
+export function formatLogValue(value: unknown): string {
+  let text: string;
+  if (value instanceof Error) text = value.message;
+  else if (typeof value === "string") text = value;
+  else if (value === undefined) text = "undefined";
+  else if (typeof value === "object" && value !== null) {
+    try {
+      text = JSON.stringify(value);
+    } catch {
+      text = String(value);
+    }
+  } else text = String(value);
+  if (text === "" || /[\s"=\\]/.test(text)) {
+    return `"${text.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n")}"`;
+  }
+  return text;
+}
+
+/** Formats one record as `TIME LEVEL category msg="..." key=value ...` (with a newline). */
+export function formatLogRecord(record: LogRecord): string {
+  const parts = [
+    new Date(record.timestamp).toISOString(),
+    LEVEL_NAMES[record.level],
+    record.category.join("."),
+  ];
+  const message = record.message.map((m) => (typeof m === "string" ? m : formatLogValue(m)))
+    .join("");
+  if (message !== "") parts.push(`msg=${formatLogValue(message)}`);
+  for (const [key, value] of Object.entries(record.properties)) {
+    parts.push(`${key}=${formatLogValue(value)}`);
+  }
+  return parts.join(" ") + "\n";
+}
+
+/** Options of {@link setupLogging}. */
+export interface LoggingOptions {
+  /** Lowest level written; default `info`. */
+  level?: LogLevel;
+  /** Where lines go; default standard error. */
+  write?: (line: string) => void;
+}
+
+const encoder = new TextEncoder();
+
+function writeStderr(line: string): void {
+  const bytes = encoder.encode(line);
+  let offset = 0;
+  while (offset < bytes.length) offset += Deno.stderr.writeSync(bytes.subarray(offset));
+}
+
+/** Configures logging for the whole process (call once at start; again to change). */
+export function setupLogging(options: LoggingOptions = {}): void {
+  const write = options.write ?? writeStderr;
+  resetSync();
+  configureSync({
+    sinks: { main: (record: LogRecord) => write(formatLogRecord(record)) },
+    loggers: [
+      { category: ["diss"], lowestLevel: options.level ?? "info", sinks: ["main"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["main"] },
+    ],
+  });
+}
