@@ -1,0 +1,127 @@
+/**
+ * Release builds.
+ *
+ * - `bundle`: `dist/diss-ioc.js`, one JavaScript file with every dependency inlined, stamped with
+ *   the git description. Runs with `deno run <permissions> dist/diss-ioc.js` from any folder.
+ * - `compile [--target T ...]`: one executable per target, `dist/diss-ioc-<target>[.exe]`,
+ *   compiled from the stamped bundle with the permissions below baked in. `deno compile` fetches
+ *   the runtime ("denort") for each target; for offline builds point `DENORT_BIN` at a denort
+ *   binary of the target platform (passed through unchanged).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** Targets `compile` builds by default (all platforms we ship). */
+export const TARGETS: readonly string[] = [
+  "x86_64-unknown-linux-gnu",
+  "aarch64-unknown-linux-gnu",
+  "x86_64-apple-darwin",
+  "aarch64-apple-darwin",
+  "x86_64-pc-windows-msvc",
+];
+
+/**
+ * Permissions the program needs, narrower than `-A`: network (CA server and client, detector
+ * REST and stream), environment (configuration), read (user backends given as `module:Class`),
+ * write (`view --png`, the sd_notify socket), host name and interface list (CA beacons and
+ * client identification), imports of user backends by URL, and the unstable UDP API.
+ */
+export const PERMISSION_FLAGS: readonly string[] = [
+  "--allow-net",
+  "--allow-env",
+  "--allow-read",
+  "--allow-write",
+  "--allow-sys=hostname,networkInterfaces",
+  "--allow-import",
+  "--unstable-net",
+];
+
+const DENO = Deno.execPath();
+const ROOT = new URL("..", import.meta.url).pathname;
+const BUNDLE = `${ROOT}dist/diss-ioc.js`;
+
+/** Output file name of the executable for one target. */
+export function executableName(target: string): string {
+  return `dist/diss-ioc-${target}${target.includes("windows") ? ".exe" : ""}`;
+}
+
+async function run(args: string[], env?: Record<string, string>): Promise<void> {
+  console.error(`build: deno ${args.join(" ")}`);
+  const status = await new Deno.Command(DENO, { args, cwd: ROOT, env, stdout: "inherit" })
+    .spawn().status;
+  if (!status.success) throw new Error(`deno ${args[0]} failed with exit code ${status.code}`);
+}
+
+async function gitDescription(): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command("git", {
+      args: ["describe", "--tags", "--always", "--dirty"],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout).trim();
+    return out.success && text !== "" ? text : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Replaces the version placeholder in bundled source by `description` (once, required). */
+export function stampBundle(source: string, description: string): string {
+  const placeholder = "@@" + "DISS_BUILD_STAMP@@";
+  const count = source.split(placeholder).length - 1;
+  if (count !== 1) {
+    throw new Error(`expected one version placeholder in the bundle, found ${count}`);
+  }
+  return source.replace(placeholder, description.replaceAll('"', "").replaceAll("\\", ""));
+}
+
+/** Builds and stamps `dist/diss-ioc.js`; returns its path. */
+export async function bundle(): Promise<string> {
+  await Deno.mkdir(`${ROOT}dist`, { recursive: true });
+  await run(["bundle", "--quiet", "-o", BUNDLE, "main.ts"]);
+  const description = await gitDescription();
+  if (description !== undefined) {
+    await Deno.writeTextFile(BUNDLE, stampBundle(await Deno.readTextFile(BUNDLE), description));
+  }
+  console.error(`build: wrote ${BUNDLE} (git ${description ?? "unknown"})`);
+  return BUNDLE;
+}
+
+/** Compiles the stamped bundle for each target. */
+export async function compile(targets: readonly string[]): Promise<void> {
+  await bundle();
+  for (const target of targets) {
+    if (!TARGETS.includes(target)) throw new Error(`unknown target ${target}`);
+    await run([
+      "compile",
+      "--no-check",
+      ...PERMISSION_FLAGS,
+      "--target",
+      target,
+      "-o",
+      executableName(target),
+      BUNDLE,
+    ]);
+  }
+}
+
+if (import.meta.main) {
+  const { positionals, values } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: { target: { type: "string", multiple: true } },
+  });
+  try {
+    if (positionals[0] === "bundle") await bundle();
+    else if (positionals[0] === "compile") await compile(values.target ?? TARGETS);
+    else if (positionals[0] === "permissions") console.log(PERMISSION_FLAGS.join(" "));
+    else throw new Error("usage: build.ts bundle | compile [--target T ...] | permissions");
+  } catch (err) {
+    console.error(`build: ${err instanceof Error ? err.message : err}`);
+    Deno.exit(1);
+  }
+}
