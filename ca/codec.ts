@@ -1,0 +1,80 @@
+/**
+ * The DBR codec as the server core sees it: a small interface, so the circuit logic can be tested
+ * with a stub and wired to `ca/dbr.ts` in `ca/server.ts`.
+ *
+ * @module
+ */
+
+import type { NativeType, NativeValue, PvMetadata, PvValue } from "./pv.ts";
+
+/** Everything needed to encode one DBR reply of a channel. */
+export interface DbrSnapshot {
+  /** Current value in native form. */
+  value: NativeValue;
+  /** Native type. */
+  native: NativeType;
+  /** Timestamp, ms since the Unix epoch. */
+  timestamp: number;
+  /** Alarm severity. */
+  severity: number;
+  /** Alarm status. */
+  status: number;
+  /** Display metadata. */
+  metadata: PvMetadata;
+}
+
+/** Error carrying the ECA status a request fails with. */
+export interface EcaError {
+  /** ECA status code. */
+  eca: number;
+}
+
+/** Whether `error` carries an ECA code. */
+export function isEcaError(error: unknown): error is EcaError & Error {
+  return error instanceof Error && typeof (error as unknown as EcaError).eca === "number";
+}
+
+/** DBR encoding and decoding used by the circuit. */
+export interface DbrCodec {
+  /** Whether `type` may be requested by reads/subscriptions. */
+  isReadable(type: number): boolean;
+  /** Whether `type` may be written. */
+  isWritable(type: number): boolean;
+  /** `dbr_size_n(type, count)` in bytes (unpadded). */
+  sizeN(type: number, count: number): number;
+  /**
+   * Encodes `count` elements of `snapshot` as DBR `type`: returns the payload zero-padded to a
+   * multiple of 8. Throws an {@link EcaError} when the conversion fails.
+   */
+  encode(type: number, count: number, snapshot: DbrSnapshot): Uint8Array;
+  /** Decodes a write payload into the native type (throws an {@link EcaError} on failure). */
+  decodeWrite(
+    type: number,
+    count: number,
+    payload: Uint8Array,
+    native: NativeType,
+    enumLabels: readonly string[],
+  ): NativeValue;
+  /** Converts a posted value to the native type (throws if longer than `maxCount`). */
+  toNative(value: PvValue, native: NativeType, maxCount: number): NativeValue;
+}
+
+/** ECA status codes the server sends (spec §8). */
+export const ECA = {
+  NORMAL: 1,
+  ALLOCMEM: 48,
+  TOLARGE: 72,
+  BADTYPE: 114,
+  INTERNAL: 142,
+  GETFAIL: 152,
+  PUTFAIL: 160,
+  BADCOUNT: 176,
+  BADSTR: 186,
+  BADMONID: 242,
+  NORDACCESS: 368,
+  NOWTACCESS: 376,
+  NOCONVERT: 400,
+  BADCHID: 410,
+  UNAVAILINSERV: 432,
+  ARRAY16KCLIENT: 464,
+} as const;

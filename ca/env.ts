@@ -1,0 +1,154 @@
+/**
+ * Reads the `EPICS_CAS_*` / `EPICS_CA_*` environment variables a CA server honours
+ * (spec §11.2) into a plain configuration object. The environment is passed in as a record so
+ * tests can inject it.
+ *
+ * @module
+ */
+
+/** One UDP destination. */
+export interface UdpDestination {
+  /** IPv4 address. */
+  hostname: string;
+  /** Port. */
+  port: number;
+}
+
+/** Server settings derived from the environment. */
+export interface CaServerEnvConfig {
+  /** UDP search port and preferred TCP port (`EPICS_CAS_SERVER_PORT`, `EPICS_CA_SERVER_PORT`). */
+  serverPort: number;
+  /** Addresses to bind (`EPICS_CAS_INTF_ADDR_LIST`); empty = all (0.0.0.0). */
+  interfaces: string[];
+  /** Explicit beacon destinations (`EPICS_CAS_BEACON_ADDR_LIST`). */
+  beaconAddresses: UdpDestination[];
+  /** Add the broadcast address of every up non-loopback interface (`..._AUTO_BEACON_ADDR_LIST`). */
+  autoBeacon: boolean;
+  /** Destination port of beacon entries without one (`EPICS_CAS_BEACON_PORT`, repeater port). */
+  beaconPort: number;
+  /** Maximum beacon period in seconds (`EPICS_CAS_BEACON_PERIOD`, `EPICS_CA_BEACON_PERIOD`). */
+  beaconPeriod: number;
+  /** Source IPs whose searches are ignored (`EPICS_CAS_IGNORE_ADDR_LIST`). */
+  ignoreAddresses: string[];
+}
+
+/** Default CA server port. */
+export const DEFAULT_SERVER_PORT = 5064;
+/** Default repeater (beacon destination) port. */
+export const DEFAULT_REPEATER_PORT = 5065;
+/** Default beacon period in seconds. */
+export const DEFAULT_BEACON_PERIOD = 15;
+
+function firstDefined(env: Record<string, string | undefined>, ...names: string[]) {
+  for (const name of names) {
+    const value = env[name]?.trim();
+    if (value) return value;
+  }
+  return undefined;
+}
+
+function parsePort(text: string | undefined, fallback: number): number {
+  if (text === undefined || !/^\d+$/.test(text)) return fallback;
+  const port = Number(text);
+  return port >= 1 && port <= 65535 ? port : fallback;
+}
+
+/** Whether `text` is a dotted IPv4 address. */
+export function isIPv4(text: string): boolean {
+  const parts = text.split(".");
+  return parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255);
+}
+
+function splitList(text: string | undefined): string[] {
+  return (text ?? "").split(/\s+/).filter((s) => s !== "");
+}
+
+/** Parses `host[:port]` entries separated by whitespace; invalid entries are skipped. */
+export function parseAddressList(text: string | undefined, defaultPort: number): UdpDestination[] {
+  const out: UdpDestination[] = [];
+  for (const entry of splitList(text)) {
+    const [host, port] = entry.split(":");
+    if (!isIPv4(host)) continue;
+    out.push({ hostname: host, port: parsePort(port, defaultPort) });
+  }
+  return out;
+}
+
+/** Parses a YES/NO flag (case-insensitive; anything but NO counts as the default). */
+export function parseYesNo(text: string | undefined, fallback: boolean): boolean {
+  if (text === undefined || text.trim() === "") return fallback;
+  const upper = text.trim().toUpperCase();
+  if (upper === "NO") return false;
+  if (upper === "YES") return true;
+  return fallback;
+}
+
+/** Derives the server configuration from an environment record. */
+export function readServerEnv(env: Record<string, string | undefined>): CaServerEnvConfig {
+  const serverPort = parsePort(
+    firstDefined(env, "EPICS_CAS_SERVER_PORT", "EPICS_CA_SERVER_PORT"),
+    DEFAULT_SERVER_PORT,
+  );
+  const beaconPort = parsePort(
+    firstDefined(env, "EPICS_CAS_BEACON_PORT", "EPICS_CA_REPEATER_PORT"),
+    DEFAULT_REPEATER_PORT,
+  );
+  const periodText = firstDefined(env, "EPICS_CAS_BEACON_PERIOD", "EPICS_CA_BEACON_PERIOD");
+  const period = periodText === undefined ? NaN : Number(periodText);
+  const interfaces = splitList(env.EPICS_CAS_INTF_ADDR_LIST)
+    .map((e) => e.split(":")[0])
+    .filter(isIPv4);
+  return {
+    serverPort,
+    interfaces: interfaces.includes("0.0.0.0") ? [] : interfaces,
+    beaconAddresses: parseAddressList(env.EPICS_CAS_BEACON_ADDR_LIST, beaconPort),
+    autoBeacon: parseYesNo(env.EPICS_CAS_AUTO_BEACON_ADDR_LIST, true),
+    beaconPort,
+    beaconPeriod: Number.isFinite(period) && period > 0 ? period : DEFAULT_BEACON_PERIOD,
+    ignoreAddresses: splitList(env.EPICS_CAS_IGNORE_ADDR_LIST).map((e) => e.split(":")[0])
+      .filter(isIPv4),
+  };
+}
+
+/** Minimal shape of `Deno.networkInterfaces()` entries used here. */
+export interface InterfaceInfo {
+  /** Address family. */
+  family: "IPv4" | "IPv6";
+  /** Address. */
+  address: string;
+  /** Netmask. */
+  netmask: string;
+}
+
+function ipToNumber(ip: string): number {
+  return ip.split(".").reduce((acc, part) => ((acc << 8) | Number(part)) >>> 0, 0);
+}
+
+function numberToIp(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+}
+
+/**
+ * Broadcast addresses (`address | ~netmask`) of every non-loopback IPv4 interface, restricted to
+ * `only` when that list is non-empty; duplicates removed.
+ */
+export function broadcastAddresses(
+  interfaces: readonly InterfaceInfo[],
+  only: readonly string[] = [],
+): string[] {
+  const out = new Set<string>();
+  for (const info of interfaces) {
+    if (info.family !== "IPv4" || !isIPv4(info.address) || !isIPv4(info.netmask)) continue;
+    if (info.address.startsWith("127.")) continue;
+    if (only.length > 0 && !only.includes(info.address)) continue;
+    const broadcast = (ipToNumber(info.address) | ~ipToNumber(info.netmask)) >>> 0;
+    out.add(numberToIp(broadcast));
+  }
+  return [...out];
+}
+
+/** Whether `ip` falls in the IPv4 multicast range 224.0.0.0/4. */
+export function isMulticast(ip: string): boolean {
+  const first = Number(ip.split(".")[0]);
+  return first >= 224 && first <= 239;
+}

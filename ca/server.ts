@@ -1,0 +1,346 @@
+/**
+ * The Channel Access server: thin socket adapters (`Deno.listen`, `Deno.listenDatagram`) around
+ * the sans-I/O parts — {@link answerSearchDatagram} for UDP searches, {@link Circuit} per TCP
+ * connection, {@link startBeacons} for RSRV_IS_UP, {@link PvStore} for the PVs.
+ *
+ * ```ts
+ * const server = await startCaServer({ port: 0, env: { EPICS_CAS_INTF_ADDR_LIST: "127.0.0.1" } });
+ * const pv = server.add({ name: "DEMO:X", type: "double", writable: true });
+ * pv.post(3.14);
+ * ```
+ *
+ * @module
+ */
+
+import { type BeaconClock, REAL_CLOCK, startBeacons } from "./beacon.ts";
+import { Circuit, type CircuitLimits } from "./circuit.ts";
+import type { DbrCodec } from "./codec.ts";
+import { defaultCodec } from "./codec_dbr.ts";
+import { broadcastAddresses, readServerEnv, type UdpDestination } from "./env.ts";
+import type { CaServer, PvDefinition, PvHandle, WriteAccessHook } from "./pv.ts";
+import { tuneMallocForLargeArrays } from "./malloc_tuning.ts";
+import { answerSearchDatagram } from "./search.ts";
+import { PvStore } from "./store.ts";
+import { getLog } from "../lib/log.ts";
+
+const log = getLog("ca.server");
+
+/** Options of {@link startCaServer}; each given option overrides the environment. */
+export interface CaServerOptions {
+  /** Environment to read `EPICS_CAS_*` from (default: the process environment). */
+  env?: Record<string, string | undefined>;
+  /** UDP search port and preferred TCP port; 0 = OS-assigned (then UDP and TCP may differ). */
+  port?: number;
+  /** Addresses to bind (default `EPICS_CAS_INTF_ADDR_LIST`, else 0.0.0.0). */
+  interfaces?: string[];
+  /** Beacon destinations (`host` or `host:port`); default `EPICS_CAS_BEACON_ADDR_LIST`. */
+  beaconAddresses?: string[];
+  /** Add interface broadcast addresses to the beacon list (default from env, else true). */
+  autoBeacon?: boolean;
+  /** Maximum beacon period in seconds (default from env, else 15). */
+  beaconPeriod?: number;
+  /** Decides write access per client at channel creation (default: allow). */
+  writeAccess?: WriteAccessHook;
+  /** Timer functions for the beacon schedule (tests). */
+  clock?: BeaconClock;
+  /** DBR codec (default: `ca/dbr.ts`). */
+  codec?: DbrCodec;
+  /** Per-circuit resource limits. */
+  limits?: Partial<CircuitLimits>;
+  /** Source IPs whose UDP searches are ignored (default `EPICS_CAS_IGNORE_ADDR_LIST`). */
+  ignoreAddresses?: string[];
+  /**
+   * Tune glibc malloc for image-sized buffers (see `ca/malloc_tuning.ts`; needs FFI permission,
+   * process-wide). Default true.
+   */
+  tuneMalloc?: boolean;
+}
+
+function isAddrInUse(error: unknown): boolean {
+  return error instanceof Deno.errors.AddrInUse;
+}
+
+/**
+ * Writes all pieces in order, copying small ones into `scratch` (reused between calls: it is only
+ * touched while no write from it is pending) and writing big ones directly.
+ */
+export async function writePieces(
+  conn: Deno.Conn,
+  pieces: Uint8Array[],
+  scratch: Uint8Array,
+): Promise<void> {
+  const big = scratch.length / 4;
+  let fill = 0;
+  for (const piece of pieces) {
+    if (piece.length >= big) {
+      if (fill > 0) await writeFully(conn, scratch.subarray(0, fill));
+      fill = 0;
+      await writeFully(conn, piece);
+      continue;
+    }
+    if (fill + piece.length > scratch.length) {
+      await writeFully(conn, scratch.subarray(0, fill));
+      fill = 0;
+    }
+    scratch.set(piece, fill);
+    fill += piece.length;
+  }
+  if (fill > 0) await writeFully(conn, scratch.subarray(0, fill));
+}
+
+async function writeFully(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let pos = 0;
+  while (pos < bytes.length) pos += await conn.write(bytes.subarray(pos));
+}
+
+function parseDestination(entry: string, defaultPort: number): UdpDestination {
+  const [hostname, port] = entry.split(":");
+  return { hostname, port: port ? Number(port) : defaultPort };
+}
+
+/** Starts a CA server (UDP search, TCP circuits, beacons) and returns its {@link CaServer}. */
+// deno-lint-ignore require-await -- async by contract (ca/pv.ts users await it); setup is sync today
+export async function startCaServer(options: CaServerOptions = {}): Promise<CaServer> {
+  const config = readServerEnv(options.env ?? Deno.env.toObject());
+  if (options.tuneMalloc ?? true) {
+    const tuning = tuneMallocForLargeArrays();
+    log.debug("malloc tuning", { ...tuning });
+  }
+  const codec = options.codec ?? defaultCodec;
+  const store = new PvStore(codec);
+  const interfaces = options.interfaces ?? config.interfaces;
+  const hosts = interfaces.length > 0 ? interfaces : ["0.0.0.0"];
+  const preferredPort = options.port ?? config.serverPort;
+  const ignore = new Set(options.ignoreAddresses ?? config.ignoreAddresses);
+
+  // UDP search sockets (one per interface, same port).
+  const udpSockets: Deno.DatagramConn[] = [];
+  let udpPort = preferredPort;
+  for (const hostname of hosts) {
+    const socket = Deno.listenDatagram({
+      transport: "udp",
+      hostname,
+      port: udpPort,
+      reuseAddress: true,
+    });
+    udpPort = (socket.addr as Deno.NetAddr).port;
+    udpSockets.push(socket);
+  }
+
+  // TCP listeners (one per interface, same port; fall back to an OS port when taken).
+  const listeners: Deno.TcpListener[] = [];
+  const listenAll = (port: number) => {
+    let p = port;
+    for (const hostname of hosts) {
+      const listener = Deno.listen({ transport: "tcp", hostname, port: p });
+      p = (listener.addr as Deno.NetAddr).port;
+      listeners.push(listener);
+    }
+    return p;
+  };
+  let tcpPort: number;
+  try {
+    tcpPort = listenAll(preferredPort === 0 ? 0 : udpPort);
+  } catch (error) {
+    for (const l of listeners.splice(0)) l.close();
+    if (!isAddrInUse(error)) throw error;
+    log.warning("TCP port taken, using an OS-assigned port", { port: preferredPort });
+    tcpPort = listenAll(0);
+  }
+
+  const tasks = new Set<Promise<unknown>>();
+  const track = (p: Promise<unknown>) => {
+    tasks.add(p);
+    p.finally(() => tasks.delete(p));
+  };
+  const conns = new Set<Deno.Conn>();
+  const circuits = new Set<Circuit>();
+  let closing = false;
+
+  const has = (name: string) => store.resolve(name) !== undefined;
+
+  for (const socket of udpSockets) {
+    track((async () => {
+      while (!closing) {
+        let datagram: Uint8Array;
+        let from: Deno.Addr;
+        try {
+          [datagram, from] = await socket.receive();
+        } catch (error) {
+          if (closing) break;
+          log.warning("UDP receive failed", { error });
+          continue;
+        }
+        const peer = from as Deno.NetAddr;
+        if (ignore.has(peer.hostname)) continue;
+        for (const reply of answerSearchDatagram(datagram, tcpPort, has)) {
+          try {
+            await socket.send(reply, peer);
+          } catch (error) {
+            log.debug("UDP search reply failed", { error, peer: peer.hostname });
+          }
+        }
+      }
+    })());
+  }
+
+  const serveConn = async (conn: Deno.TcpConn) => {
+    const peer = conn.remoteAddr as Deno.NetAddr;
+    try {
+      conn.setNoDelay(true);
+      conn.setKeepAlive(true);
+    } catch {
+      // Not fatal.
+    }
+    let wakeWriter: (() => void) | undefined;
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      circuit.close();
+      circuits.delete(circuit);
+      conns.delete(conn);
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+      wakeWriter?.();
+    };
+    const circuit: Circuit = new Circuit({
+      resolve: (name) => store.resolve(name),
+      codec,
+      tcpPort,
+      address: peer.hostname,
+      writeAccess: options.writeAccess,
+      limits: options.limits,
+      wake: () => {
+        const w = wakeWriter;
+        wakeWriter = undefined;
+        w?.();
+      },
+      onClose: () => end(),
+      log: (level, message, fields) => log[level](message, fields),
+    });
+    circuits.add(circuit);
+    conns.add(conn);
+    log.debug("Circuit open", { peer: peer.hostname, port: peer.port });
+    const writer = (async () => {
+      const scratch = new Uint8Array(256 * 1024);
+      try {
+        while (!ended) {
+          if (!circuit.hasOutput()) {
+            await new Promise<void>((resolve) => (wakeWriter = resolve));
+            continue;
+          }
+          await writePieces(conn, circuit.takeOutput(), scratch);
+        }
+      } catch (error) {
+        if (!ended) log.debug("Circuit write failed", { peer: peer.hostname, error });
+      } finally {
+        end();
+      }
+    })();
+    const reader = (async () => {
+      const buffer = new Uint8Array(256 * 1024);
+      try {
+        while (!ended) {
+          await circuit.waitForRoom();
+          if (ended) break;
+          const n = await conn.read(buffer);
+          if (n === null) break;
+          circuit.receive(buffer.subarray(0, n));
+        }
+      } catch (error) {
+        if (!ended) log.debug("Circuit read failed", { peer: peer.hostname, error });
+      } finally {
+        end();
+      }
+    })();
+    await Promise.all([reader, writer]);
+    log.debug("Circuit closed", { peer: peer.hostname, port: peer.port });
+  };
+
+  for (const listener of listeners) {
+    track((async () => {
+      while (!closing) {
+        let conn: Deno.TcpConn;
+        try {
+          conn = await listener.accept();
+        } catch (error) {
+          if (closing) break;
+          log.warning("TCP accept failed", { error });
+          continue;
+        }
+        track(serveConn(conn));
+      }
+    })());
+  }
+
+  // Beacons.
+  const beaconPort = config.beaconPort;
+  const destinations: UdpDestination[] = options.beaconAddresses
+    ? options.beaconAddresses.map((e) => parseDestination(e, beaconPort))
+    : [...config.beaconAddresses];
+  if (options.autoBeacon ?? config.autoBeacon) {
+    for (const address of broadcastAddresses(Deno.networkInterfaces(), interfaces)) {
+      destinations.push({ hostname: address, port: beaconPort });
+    }
+  }
+  let beaconSocket: Deno.DatagramConn | undefined;
+  let stopBeacons = () => {};
+  if (destinations.length > 0) {
+    beaconSocket = Deno.listenDatagram({ transport: "udp", hostname: hosts[0], port: 0 });
+    const socket = beaconSocket;
+    stopBeacons = startBeacons(
+      tcpPort,
+      destinations,
+      options.beaconPeriod ?? config.beaconPeriod,
+      (to, bytes) => socket.send(bytes, { transport: "udp", ...to }),
+      options.clock ?? REAL_CLOCK,
+      (error) => log.debug("Beacon send failed", { error }),
+    );
+  }
+  log.info("CA server listening", {
+    udpPort,
+    tcpPort,
+    interfaces: hosts.join(","),
+    beacons: destinations.map((d) => `${d.hostname}:${d.port}`).join(","),
+  });
+
+  const server: CaServer = {
+    tcpPort,
+    udpPort,
+    add(definition: PvDefinition): PvHandle {
+      return store.add(definition);
+    },
+    remove(name: string): void {
+      store.remove(name);
+    },
+    get(name: string): PvHandle | undefined {
+      return store.get(name);
+    },
+    names(): string[] {
+      return store.names();
+    },
+    async close(): Promise<void> {
+      if (closing) return;
+      closing = true;
+      stopBeacons();
+      beaconSocket?.close();
+      for (const s of udpSockets) s.close();
+      for (const l of listeners) l.close();
+      for (const c of [...circuits]) c.close();
+      for (const c of [...conns]) {
+        try {
+          c.close();
+        } catch {
+          // Already closed.
+        }
+      }
+      conns.clear();
+      while (tasks.size > 0) await Promise.allSettled([...tasks]);
+    },
+  };
+  return server;
+}

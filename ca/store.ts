@@ -1,0 +1,540 @@
+/**
+ * The served PVs: records implementing {@link PvHandle}, their `.FIELD` / `$` channel targets,
+ * the shared per-version encode cache, and subscriber bookkeeping. No I/O: a post only marks
+ * subscriptions dirty through {@link SubscriberSink}.
+ *
+ * @module
+ */
+
+import { type DbrCodec, type DbrSnapshot, ECA } from "./codec.ts";
+import { DBE } from "./messages.ts";
+import {
+  type ClientInfo,
+  type NativeType,
+  type NativeValue,
+  type PostOptions,
+  type PvDefinition,
+  type PvHandle,
+  type PvMetadata,
+  type PvValue,
+  WriteRefusedError,
+} from "./pv.ts";
+
+/** A subscription as the store sees it: its mask and where to report that it is dirty. */
+export interface SubscriberSink {
+  /** DBE mask of the subscription. */
+  readonly mask: number;
+  /** Called when the subscribed target changed with event bits intersecting `mask`. */
+  notify(): void;
+}
+
+/** A channel's holder (circuit side), told when the PV goes away. */
+export interface ChannelHolder {
+  /** The PV was removed: drop the channel and tell the client (SERVER_DISCONN). */
+  disconnect(): void;
+}
+
+/** What a channel name resolves to: the record itself (`VAL`) or one of its fields. */
+export interface ChannelTarget {
+  /** The underlying record. */
+  readonly record: PvRecord;
+  /** Field name (`VAL` for the value), with a trailing `$` for long-string channels. */
+  readonly field: string;
+  /** Native type announced to clients. */
+  readonly native: NativeType;
+  /** Native count (capacity) announced to clients, ≥ 1. */
+  readonly maxCount: number;
+  /** Whether clients may write at all (before the access hook). */
+  readonly writable: boolean;
+  /** Current value and metadata. */
+  snapshot(): DbrSnapshot;
+  /** Current element count. */
+  length(): number;
+  /** Encoded payload of `type`×`count` for the current version (cached, shared; do not mutate). */
+  encoded(type: number, count: number): Uint8Array;
+  /** Performs a client write (already decoded to {@link native}). Rejects to refuse. */
+  write(value: NativeValue, client: ClientInfo): Promise<void>;
+  /** Enum labels (for write conversion). */
+  enumLabels(): readonly string[];
+}
+
+const MAX_STRING = 40;
+
+const SEVERITY_LABELS = ["NO_ALARM", "MINOR", "MAJOR", "INVALID"];
+const STATUS_LABELS = [
+  "NO_ALARM",
+  "READ",
+  "WRITE",
+  "HIHI",
+  "HIGH",
+  "LOLO",
+  "LOW",
+  "STATE",
+  "COS",
+  "COMM",
+  "TIMEOUT",
+  "HWLIMIT",
+  "CALC",
+  "SCAN",
+  "LINK",
+  "SOFT",
+  "BAD_SUB",
+  "UDF",
+  "DISABLE",
+  "SIMM",
+  "READ_ACCESS",
+  "WRITE_ACCESS",
+];
+
+/** Fields served for every record, besides VAL. */
+export const SERVED_FIELDS = [
+  "RTYP",
+  "DESC",
+  "EGU",
+  "PREC",
+  "HOPR",
+  "LOPR",
+  "HIHI",
+  "HIGH",
+  "LOW",
+  "LOLO",
+  "DRVH",
+  "DRVL",
+  "SEVR",
+  "STAT",
+  "NAME",
+  "NELM",
+  "NORD",
+] as const;
+
+/** Default record type name for a native type. */
+function defaultRecordType(definition: PvDefinition): string {
+  const count = definition.maxCount ?? 1;
+  if (count > 1) return "waveform";
+  switch (definition.type) {
+    case "string":
+      return "stringin";
+    case "enum":
+      return "mbbi";
+    case "double":
+    case "float":
+      return "ai";
+    default:
+      return "longin";
+  }
+}
+
+/** Zero value for a native type. */
+function emptyValue(native: NativeType, length: number): NativeValue {
+  switch (native) {
+    case "string":
+      return new Array<string>(length).fill("");
+    case "short":
+      return new Int16Array(length);
+    case "float":
+      return new Float32Array(length);
+    case "enum":
+      return new Uint16Array(length);
+    case "char":
+      return new Uint8Array(length);
+    case "long":
+      return new Int32Array(length);
+    case "double":
+      return new Float64Array(length);
+  }
+}
+
+class EncodeCache {
+  #version = -1;
+  #map = new Map<number, Uint8Array>();
+
+  get(version: number, type: number, count: number, make: () => Uint8Array): Uint8Array {
+    if (version !== this.#version) {
+      this.#map.clear();
+      this.#version = version;
+    }
+    const key = type * 0x1_0000_0000 + count;
+    let hit = this.#map.get(key);
+    if (!hit) {
+      hit = make();
+      this.#map.set(key, hit);
+    }
+    return hit;
+  }
+}
+
+/** One served PV (implements the public {@link PvHandle}). */
+export class PvRecord implements PvHandle {
+  readonly name: string;
+  readonly definition: Readonly<PvDefinition>;
+  readonly native: NativeType;
+  readonly maxCount: number;
+  /** Increments on every post and metadata change. */
+  version = 0;
+  timestamp: number;
+  severity = 0;
+  status = 0;
+  metadata: PvMetadata;
+  /** Subscriptions on this record or its fields. */
+  readonly subscribers = new Set<SubscriberSink>();
+  /** Channels open on this record or its fields. */
+  readonly holders = new Set<ChannelHolder>();
+  #value: NativeValue;
+  #codec: DbrCodec;
+  #targets = new Map<string, ChannelTarget>();
+  #valTarget: ChannelTarget;
+
+  constructor(definition: PvDefinition, codec: DbrCodec) {
+    const maxCount = definition.maxCount ?? 1;
+    if (!Number.isInteger(maxCount) || maxCount < 1) {
+      throw new Error(`PV ${definition.name}: maxCount must be an integer ≥ 1`);
+    }
+    if (!definition.name || /[\s\0]/.test(definition.name)) {
+      throw new Error(`invalid PV name ${JSON.stringify(definition.name)}`);
+    }
+    this.name = definition.name;
+    this.definition = definition;
+    this.native = definition.type;
+    this.maxCount = maxCount;
+    this.#codec = codec;
+    this.metadata = {
+      ...definition,
+      recordType: definition.recordType ?? defaultRecordType(definition),
+    };
+    this.timestamp = Date.now();
+    this.#value = definition.initial !== undefined
+      ? codec.toNative(definition.initial, this.native, maxCount)
+      : emptyValue(this.native, maxCount === 1 ? 1 : 0);
+    this.#valTarget = new ValueTarget(this, codec);
+  }
+
+  value(): NativeValue {
+    return this.#value;
+  }
+
+  post(value: PvValue, options: PostOptions = {}): void {
+    const native = this.#codec.toNative(value, this.native, this.maxCount);
+    this.#store(native, options);
+  }
+
+  /** Stores an already converted value and notifies subscribers. */
+  storeNative(value: NativeValue, options: PostOptions = {}): void {
+    if (value.length > this.maxCount) {
+      throw new Error(`PV ${this.name}: ${value.length} elements exceed maxCount ${this.maxCount}`);
+    }
+    this.#store(value, options);
+  }
+
+  #store(value: NativeValue, options: PostOptions): void {
+    const severity = options.severity ?? 0;
+    const status = options.status ?? 0;
+    let bits = DBE.VALUE | DBE.LOG;
+    if (severity !== this.severity || status !== this.status) bits |= DBE.ALARM;
+    this.#value = value;
+    this.severity = severity;
+    this.status = status;
+    this.timestamp = options.timestamp ?? Date.now();
+    this.version++;
+    this.#notify(bits);
+  }
+
+  setMetadata(metadata: PvMetadata): void {
+    this.metadata = { ...this.metadata, ...metadata };
+    this.version++;
+    this.#notify(DBE.PROPERTY | DBE.VALUE);
+  }
+
+  #notify(bits: number): void {
+    for (const sub of this.subscribers) {
+      if ((sub.mask & bits) !== 0) sub.notify();
+    }
+  }
+
+  /** Snapshot of the value channel. */
+  snapshot(): DbrSnapshot {
+    return {
+      value: this.#value,
+      native: this.native,
+      timestamp: this.timestamp,
+      severity: this.severity,
+      status: this.status,
+      metadata: this.metadata,
+    };
+  }
+
+  /** The channel target for `field` (`VAL`, a served field, or `X$`), or undefined. */
+  target(field: string): ChannelTarget | undefined {
+    if (field === "VAL" || field === "") return this.#valTarget;
+    let target = this.#targets.get(field);
+    if (target) return target;
+    if (field.endsWith("$")) {
+      const base = this.target(field.slice(0, -1));
+      if (!base || base.native !== "string" || base.maxCount !== 1) return undefined;
+      target = new LongStringTarget(this, this.#codec, field, base);
+    } else if ((SERVED_FIELDS as readonly string[]).includes(field)) {
+      target = new FieldTarget(this, this.#codec, field);
+    } else {
+      return undefined;
+    }
+    this.#targets.set(field, target);
+    return target;
+  }
+
+  /** Client write to VAL: checks control limits, runs the handler, stores the result. */
+  async write(value: NativeValue, client: ClientInfo): Promise<void> {
+    const limits = this.metadata.controlLimits;
+    if (limits && !Array.isArray(value) && limits[0] < limits[1]) {
+      for (const v of value as Exclude<NativeValue, string[]>) {
+        if (v < limits[0] || v > limits[1]) {
+          throw new WriteRefusedError(`value ${v} outside control limits`);
+        }
+      }
+    }
+    const handler = this.definition.onWrite;
+    const result = handler ? await handler(value, client) : undefined;
+    if (result !== undefined) this.post(result);
+    else this.storeNative(value);
+  }
+}
+
+abstract class BaseTarget implements ChannelTarget {
+  abstract readonly native: NativeType;
+  abstract readonly maxCount: number;
+  abstract readonly writable: boolean;
+  #cache = new EncodeCache();
+
+  constructor(
+    readonly record: PvRecord,
+    readonly codec: DbrCodec,
+    readonly field: string,
+  ) {}
+
+  abstract snapshot(): DbrSnapshot;
+
+  length(): number {
+    return this.snapshot().value.length;
+  }
+
+  encoded(type: number, count: number): Uint8Array {
+    return this.#cache.get(
+      this.record.version,
+      type,
+      count,
+      () => this.codec.encode(type, count, this.snapshot()),
+    );
+  }
+
+  write(_value: NativeValue, _client: ClientInfo): Promise<void> {
+    return Promise.reject(new WriteRefusedError(`${this.field} is read-only`));
+  }
+
+  enumLabels(): readonly string[] {
+    return this.snapshot().metadata.enumLabels ?? [];
+  }
+}
+
+class ValueTarget extends BaseTarget {
+  readonly native: NativeType;
+  readonly maxCount: number;
+  readonly writable: boolean;
+
+  constructor(record: PvRecord, codec: DbrCodec) {
+    super(record, codec, "VAL");
+    this.native = record.native;
+    this.maxCount = record.maxCount;
+    this.writable = record.definition.writable ?? false;
+  }
+
+  snapshot(): DbrSnapshot {
+    return this.record.snapshot();
+  }
+
+  override length(): number {
+    return this.record.value().length;
+  }
+
+  override write(value: NativeValue, client: ClientInfo): Promise<void> {
+    return this.record.write(value, client);
+  }
+}
+
+const FIELD_TYPES: Record<string, NativeType> = {
+  RTYP: "string",
+  DESC: "string",
+  EGU: "string",
+  NAME: "string",
+  PREC: "short",
+  SEVR: "enum",
+  STAT: "enum",
+  NELM: "long",
+  NORD: "long",
+};
+
+class FieldTarget extends BaseTarget {
+  readonly native: NativeType;
+  readonly maxCount = 1;
+  readonly writable = false;
+
+  constructor(record: PvRecord, codec: DbrCodec, field: string) {
+    super(record, codec, field);
+    this.native = FIELD_TYPES[field] ?? "double";
+  }
+
+  #value(): NativeValue {
+    const r = this.record;
+    const m = r.metadata;
+    const limit = (pair: readonly [number, number] | undefined, i: 0 | 1) =>
+      Float64Array.of(pair ? pair[i] : 0);
+    switch (this.field) {
+      case "RTYP":
+        return [m.recordType ?? defaultRecordType(r.definition)];
+      case "DESC":
+        return [(m.description ?? "").slice(0, MAX_STRING - 1)];
+      case "EGU":
+        return [(m.units ?? "").slice(0, MAX_STRING - 1)];
+      case "NAME":
+        return [r.name.slice(0, MAX_STRING - 1)];
+      case "PREC":
+        return Int16Array.of(m.precision ?? 0);
+      case "SEVR":
+        return Uint16Array.of(r.severity);
+      case "STAT":
+        return Uint16Array.of(r.status);
+      case "NELM":
+        return Int32Array.of(r.maxCount);
+      case "NORD":
+        return Int32Array.of(r.value().length);
+      case "HOPR":
+        return limit(m.displayLimits, 1);
+      case "LOPR":
+        return limit(m.displayLimits, 0);
+      case "HIHI":
+        return limit(m.alarmLimits, 1);
+      case "LOLO":
+        return limit(m.alarmLimits, 0);
+      case "HIGH":
+        return limit(m.warningLimits, 1);
+      case "LOW":
+        return limit(m.warningLimits, 0);
+      case "DRVH":
+        return limit(m.controlLimits, 1);
+      case "DRVL":
+        return limit(m.controlLimits, 0);
+      default:
+        return Float64Array.of(0);
+    }
+  }
+
+  snapshot(): DbrSnapshot {
+    const r = this.record;
+    const labels = this.field === "SEVR"
+      ? SEVERITY_LABELS
+      : this.field === "STAT"
+      ? STATUS_LABELS.slice(0, 16)
+      : undefined;
+    return {
+      value: this.#value(),
+      native: this.native,
+      timestamp: r.timestamp,
+      severity: r.severity,
+      status: r.status,
+      metadata: { enumLabels: labels, recordType: r.metadata.recordType },
+    };
+  }
+}
+
+/** `FIELD$`: a string field served as a CHAR array of 40 bytes (NUL-terminated text). */
+class LongStringTarget extends BaseTarget {
+  readonly native: NativeType = "char";
+  readonly maxCount = MAX_STRING;
+  readonly writable: boolean;
+
+  constructor(record: PvRecord, codec: DbrCodec, field: string, readonly base: ChannelTarget) {
+    super(record, codec, field);
+    this.writable = base.writable;
+  }
+
+  snapshot(): DbrSnapshot {
+    const s = this.base.snapshot();
+    const text = String((s.value as string[])[0] ?? "").slice(0, MAX_STRING - 1);
+    const bytes = new Uint8Array(text.length + 1);
+    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i) & 0xff;
+    return { ...s, value: bytes, native: "char", metadata: {} };
+  }
+
+  override write(value: NativeValue, client: ClientInfo): Promise<void> {
+    const bytes = value as Uint8Array;
+    const end = bytes.indexOf(0);
+    const text = String.fromCharCode(...(end < 0 ? bytes : bytes.subarray(0, end)));
+    return this.base.write([text], client);
+  }
+}
+
+/** Splits `name` into a record name and field (`PV`, `PV.VAL`, `PV.`, `PV.EGU`, `PV.DESC$`). */
+export function splitChannelName(name: string): { record: string; field: string }[] {
+  const out = [{ record: name, field: "VAL" }];
+  const dot = name.lastIndexOf(".");
+  if (dot > 0) {
+    const field = name.slice(dot + 1);
+    if (/^[A-Z0-9]{0,4}\$?$/.test(field)) {
+      out.push({ record: name.slice(0, dot), field: field === "" ? "VAL" : field });
+    }
+  } else if (name.endsWith("$")) {
+    out.push({ record: name.slice(0, -1), field: "VAL$" });
+  }
+  return out;
+}
+
+/** All records of one server, in insertion order. */
+export class PvStore {
+  #records = new Map<string, PvRecord>();
+  #codec: DbrCodec;
+
+  constructor(codec: DbrCodec) {
+    this.#codec = codec;
+  }
+
+  /** Adds a record; throws if the name is taken or invalid. */
+  add(definition: PvDefinition): PvRecord {
+    if (this.#records.has(definition.name)) {
+      throw new Error(`PV ${definition.name} already exists`);
+    }
+    const record = new PvRecord(definition, this.#codec);
+    this.#records.set(record.name, record);
+    return record;
+  }
+
+  /** Removes a record and disconnects every channel on it. */
+  remove(name: string): boolean {
+    const record = this.#records.get(name);
+    if (!record) return false;
+    this.#records.delete(name);
+    for (const holder of [...record.holders]) holder.disconnect();
+    record.holders.clear();
+    record.subscribers.clear();
+    return true;
+  }
+
+  /** Looks up a record. */
+  get(name: string): PvRecord | undefined {
+    return this.#records.get(name);
+  }
+
+  /** Record names in insertion order. */
+  names(): string[] {
+    return [...this.#records.keys()];
+  }
+
+  /** Resolves a channel name (with optional `.FIELD` / `$`). */
+  resolve(name: string): ChannelTarget | undefined {
+    for (const { record, field } of splitChannelName(name)) {
+      const r = this.#records.get(record);
+      const target = r?.target(field);
+      if (target) return target;
+    }
+    return undefined;
+  }
+}
+
+/** ECA code for a refused write. */
+export const WRITE_REFUSED_ECA = ECA.PUTFAIL;

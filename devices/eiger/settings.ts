@@ -1,0 +1,133 @@
+/**
+ * Settings of the EIGER2 backend, parsed from `EIGER_*` environment variables.
+ *
+ * Every value is checked here, so a bad setting stops the IOC at start with a message naming the
+ * variable instead of failing later at the detector.
+ *
+ * @module
+ */
+
+/** High-level operation modes: internal trigger, or external gating with one or two images. */
+export type EigerMode = "snapshot" | "single" | "double";
+
+/** Parsed, validated backend settings. */
+export interface EigerSettings {
+  /** DCU host name or address (`EIGER_DEVICE_HOST`, required). */
+  host: string;
+  /** SIMPLON HTTP port (`EIGER_API_PORT`, default 80). */
+  apiPort: number;
+  /** Stream v2 ZeroMQ PUSH port (`EIGER_STREAM_PORT`, default 31001). */
+  streamPort: number;
+  /** Operation mode (`EIGER_DEVICE_MODE`, default `snapshot`). */
+  mode: EigerMode;
+  /** Gate frequency in Hz used to turn a duration into `nexpi` (`EIGER_GATING_FREQUENCY`). */
+  gatingFrequency: number;
+  /** Threshold 1 energy in eV; undefined leaves the detector's value untouched. */
+  threshold1Energy?: number;
+  /** Threshold 2 energy in eV; when set, threshold 2 is also enabled. */
+  threshold2Energy?: number;
+  /** Seconds to wait for images beyond the duration; 0 disables the check. */
+  imageOverdue: number;
+  /** SIMPLON API version to use; undefined means: ask the DCU (`EIGER_API_VERSION`). */
+  apiVersion?: string;
+  /** Timeout of ordinary REST requests in seconds (`EIGER_REQUEST_TIMEOUT`, default 20). */
+  requestTimeout: number;
+  /** Period of the runtime status poll in seconds (`EIGER_POLL_INTERVAL`, default 1). */
+  pollInterval: number;
+}
+
+/** Default gate frequency (Hz) of the original diss-ioc. */
+export const DEFAULT_GATING_FREQUENCY = 104500;
+
+const MODES: readonly EigerMode[] = ["snapshot", "single", "double"];
+
+function text(env: Readonly<Record<string, string | undefined>>, name: string): string | undefined {
+  const value = env[name]?.trim();
+  return value === undefined || value === "" ? undefined : value;
+}
+
+function number(
+  env: Readonly<Record<string, string | undefined>>,
+  name: string,
+  check: (n: number) => boolean,
+  want: string,
+): number | undefined {
+  const raw = text(env, name);
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || !check(value)) {
+    throw new Error(`${name}=${JSON.stringify(raw)} is invalid: expected ${want}`);
+  }
+  return value;
+}
+
+function port(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number) {
+  return number(
+    env,
+    name,
+    (n) => Number.isInteger(n) && n >= 1 && n <= 65535,
+    "a TCP port 1..65535",
+  ) ?? fallback;
+}
+
+/**
+ * Reads and validates the EIGER settings from an environment map.
+ * Throws an Error naming the offending variable when a value is missing or invalid.
+ */
+export function parseEigerSettings(
+  env: Readonly<Record<string, string | undefined>>,
+): EigerSettings {
+  const host = text(env, "EIGER_DEVICE_HOST");
+  if (host === undefined) {
+    throw new Error("EIGER_DEVICE_HOST is not set: give the host name or address of the DCU");
+  }
+  if (/[\s/]/.test(host)) {
+    throw new Error(`EIGER_DEVICE_HOST=${JSON.stringify(host)} is invalid: expected a host name`);
+  }
+  const modeText = (text(env, "EIGER_DEVICE_MODE") ?? "snapshot").toLowerCase();
+  if (!(MODES as readonly string[]).includes(modeText)) {
+    throw new Error(
+      `EIGER_DEVICE_MODE=${JSON.stringify(modeText)} is invalid: expected one of ${
+        MODES.join(", ")
+      }`,
+    );
+  }
+  const mode = modeText as EigerMode;
+  const positive = (n: number) => n > 0;
+  const energy = "an energy in eV > 0";
+  const overdue = number(env, "EIGER_IMAGE_OVERDUE", (n) => n >= 0, "seconds >= 0 (0 disables)");
+  const apiVersion = text(env, "EIGER_API_VERSION");
+  if (apiVersion !== undefined && !/^\d+\.\d+\.\d+$/.test(apiVersion)) {
+    throw new Error(
+      `EIGER_API_VERSION=${JSON.stringify(apiVersion)} is invalid: expected e.g. 1.8.0`,
+    );
+  }
+  return {
+    host,
+    apiPort: port(env, "EIGER_API_PORT", 80),
+    streamPort: port(env, "EIGER_STREAM_PORT", 31001),
+    mode,
+    gatingFrequency: number(env, "EIGER_GATING_FREQUENCY", positive, "a frequency in Hz > 0") ??
+      DEFAULT_GATING_FREQUENCY,
+    threshold1Energy: number(env, "EIGER_X2_THRESHOLD1_ENERGY", positive, energy),
+    threshold2Energy: number(env, "EIGER_X2_THRESHOLD2_ENERGY", positive, energy),
+    imageOverdue: overdue ?? (mode === "snapshot" ? 5 : 300),
+    apiVersion,
+    requestTimeout: number(env, "EIGER_REQUEST_TIMEOUT", positive, "seconds > 0") ?? 20,
+    pollInterval: number(env, "EIGER_POLL_INTERVAL", positive, "seconds > 0") ?? 1,
+  };
+}
+
+/**
+ * Number of gates per image (`nexpi`) for a wanted duration: in `double` mode the duration covers
+ * both counters, so each gets half of the gates. Throws when the result would be below 1.
+ */
+export function gatesPerImage(duration: number, frequency: number, mode: EigerMode): number {
+  const nexpi = Math.floor(duration * frequency / (mode === "double" ? 2 : 1));
+  if (!Number.isFinite(nexpi) || nexpi < 1) {
+    throw new Error(
+      `duration ${duration} s is too short for gating at ${frequency} Hz (nexpi would be ${nexpi})`,
+    );
+  }
+  return nexpi;
+}

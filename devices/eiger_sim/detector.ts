@@ -1,0 +1,508 @@
+/**
+ * The simulated EIGER2 DCU: parameter store, detector state machine, commands and the series
+ * producer (start / image / end messages handed to a {@link SimStreamOutput}), plus the fault
+ * switches the test control endpoint sets. Transport-free: HTTP lives in `server.ts`, the ZeroMQ
+ * stream in `stream.ts`.
+ *
+ * @module
+ */
+
+import {
+  detectorConfig,
+  detectorStatus,
+  modeOnlyConfig,
+  ParamError,
+  type SimParam,
+  type SimValue,
+  streamConfig,
+  streamStatus,
+  writeDetectorConfig,
+} from "./params.ts";
+import {
+  dtypeOfBitDepth,
+  makePattern,
+  renderImage,
+  type SimDtype,
+  type SimPixels,
+} from "./images.ts";
+
+/** Time base of the Rational times in image messages (50 MHz, as on a real DCU). */
+export const TIME_BASE = 50_000_000;
+
+/** Simulated `start` message. */
+export interface SimStart {
+  type: "start";
+  seriesId: number;
+  uniqueId: string;
+  armDate: Date;
+  channels: string[];
+  countTime: number;
+  frameTime: number;
+  width: number;
+  height: number;
+  dtype: SimDtype;
+  numberOfImages: number;
+  thresholdEnergy: Record<string, number>;
+  incidentEnergy: number;
+  saturationValue: number;
+}
+
+/** Simulated `image` message; `corrupt` asks the encoder to damage the compressed data. */
+export interface SimImage {
+  type: "image";
+  seriesId: number;
+  uniqueId: string;
+  imageId: number;
+  seriesDate: Date;
+  /** Rationals `[numerator, TIME_BASE]`. */
+  realTime: [number, number];
+  startTime: [number, number];
+  stopTime: [number, number];
+  width: number;
+  height: number;
+  dtype: SimDtype;
+  data: Record<string, SimPixels>;
+  corrupt?: boolean;
+}
+
+/** Simulated `end` message. */
+export interface SimEnd {
+  type: "end";
+  seriesId: number;
+  uniqueId: string;
+}
+
+/** Any simulated stream message. */
+export type SimMessage = SimStart | SimImage | SimEnd;
+
+/** Where the simulator's stream messages go. */
+export interface SimStreamOutput {
+  /** Sends one message to the consumer (queued or dropped when there is none). */
+  send(message: SimMessage): void;
+  /** Drops the current consumer connections (fault injection: stream lost mid-series). */
+  drop(): void;
+}
+
+/** Fault switches (set through the control endpoint). */
+export interface SimFaults {
+  /** HTTP errors by key (`detector/config/count_time`, `detector/command/arm`, ...). */
+  http: Map<string, { status: number; remaining?: number }>;
+  /** Reply delays in ms by key. */
+  delays: Map<string, number>;
+  /** Next series: drop the stream connections after this many images. */
+  dropAfterImages?: number;
+  /** Next series: never send this image id. */
+  missingImage?: number;
+  /** Next series: damage the compressed data of this image id. */
+  corruptImage?: number;
+  /** Next series: stream messages carry a series id different from the arm reply. */
+  wrongSeries?: boolean;
+}
+
+/** Options of {@link SimDetector}. */
+export interface SimDetectorOptions {
+  width?: number;
+  height?: number;
+  /** bit_depth_image for internal triggers (default 16). */
+  bitDepth?: number;
+  /** State after start: `idle` (default) or `na` (needs `initialize`). */
+  startState?: "idle" | "na";
+  /** Duration of `initialize` in ms (default 50). */
+  initializeDelayMs?: number;
+  /** extg series end by themselves after the last image (default true). */
+  autoEnd?: boolean;
+  /** Gate frequency used for `real_time` in extg (Hz, default 104500). */
+  gateFrequency?: number;
+}
+
+interface Series {
+  id: number;
+  streamId: number;
+  uniqueId: string;
+  date: Date;
+  total: number;
+  next: number;
+  triggers: number;
+  channels: string[];
+  dtype: SimDtype;
+  stop: AbortController;
+  ended: boolean;
+  faults: Pick<SimFaults, "dropAfterImages" | "missingImage" | "corruptImage">;
+}
+
+const ULID_CHARS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+function uniqueId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(26));
+  let out = Date.now().toString(32).toUpperCase().padStart(10, "0").slice(-10);
+  for (let i = 10; i < 26; i++) out += ULID_CHARS[bytes[i] & 31];
+  return out;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function ticks(seconds: number): [number, number] {
+  return [Math.round(seconds * TIME_BASE), TIME_BASE];
+}
+
+/** The simulated DCU. */
+export class SimDetector {
+  /** Parameters by subsystem and task (`detector/config`, `stream/status`, ...). */
+  readonly params: Map<string, Map<string, SimParam>>;
+  /** Fault switches. */
+  readonly faults: SimFaults = { http: new Map(), delays: new Map() };
+  /** Stream consumer; messages are discarded while unset. */
+  output: SimStreamOutput | undefined;
+  /** Whether extg series end by themselves. */
+  autoEnd: boolean;
+  readonly width: number;
+  readonly height: number;
+  readonly bitDepth: number;
+  #initializeDelayMs: number;
+  #gateFrequency: number;
+  #seriesCounter = 0;
+  #series: Series | undefined;
+  #pattern: Float32Array | undefined;
+
+  /** Creates a DCU in the start state. */
+  constructor(options: SimDetectorOptions = {}) {
+    this.width = options.width ?? 1028;
+    this.height = options.height ?? 512;
+    this.bitDepth = options.bitDepth ?? 16;
+    if (![8, 16, 32].includes(this.bitDepth)) throw new Error("bit depth must be 8, 16 or 32");
+    this.autoEnd = options.autoEnd ?? true;
+    this.#initializeDelayMs = options.initializeDelayMs ?? 50;
+    this.#gateFrequency = options.gateFrequency ?? 104500;
+    this.params = new Map([
+      [
+        "detector/config",
+        detectorConfig({ width: this.width, height: this.height, bitDepth: this.bitDepth }),
+      ],
+      ["detector/status", detectorStatus()],
+      ["stream/config", streamConfig()],
+      ["stream/status", streamStatus()],
+      ["monitor/config", modeOnlyConfig()],
+      ["filewriter/config", modeOnlyConfig()],
+    ]);
+    this.state = options.startState ?? "idle";
+  }
+
+  /** Detector state (`detector/status/state`). */
+  get state(): string {
+    return String(this.params.get("detector/status")!.get("state")!.value);
+  }
+  set state(value: string) {
+    this.params.get("detector/status")!.get("state")!.value = value;
+  }
+
+  /** Last series id handed out by `arm`. */
+  get seriesId(): number {
+    return this.#seriesCounter;
+  }
+
+  /** Images sent in the current/last series. */
+  get imagesSent(): number {
+    return this.#series?.next ?? 0;
+  }
+
+  #cfg(key: string): SimValue | undefined {
+    return this.params.get("detector/config")!.get(key)?.value;
+  }
+
+  #setStream(key: string, value: SimValue): void {
+    this.params.get("stream/status")!.get(key)!.value = value;
+  }
+
+  /** Whether GETs on `subsystem/task/key` are answered in the current state. */
+  available(subsystem: string, task: string, key: string): boolean {
+    if (this.state !== "na" || subsystem !== "detector") return true;
+    return task === "status" && key === "state";
+  }
+
+  /** Applies a config write (already type-checked) with couplings; returns changed keys. */
+  write(subsystem: string, key: string, value: SimValue): string[] {
+    if (subsystem === "detector") {
+      if (this.state === "na") throw new ParamError(404, `Parameter ${key} does not exist`);
+      if (this.state === "ready" || this.state === "acquire") {
+        throw new ParamError(403, `configuration read-only while armed (${key})`);
+      }
+      return writeDetectorConfig(this.params.get("detector/config")!, key, value, this.bitDepth);
+    }
+    const param = this.params.get(`${subsystem}/config`)?.get(key);
+    if (param === undefined) throw new ParamError(404, `unknown parameter ${subsystem}/${key}`);
+    param.value = value;
+    if (subsystem === "stream" && key === "mode") {
+      this.#setStream("state", value === "enabled" ? "ready" : "disabled");
+    }
+    return [key];
+  }
+
+  /** Runs a detector (or stream) command; returns the JSON reply. */
+  async command(subsystem: string, name: string, value: SimValue | undefined): Promise<unknown> {
+    if (subsystem === "stream" && name === "initialize") {
+      this.params.get("stream/config")!.get("mode")!.value = "disabled";
+      this.#setStream("state", "disabled");
+      this.#setStream("dropped", 0);
+      return {};
+    }
+    if (subsystem !== "detector") return {};
+    switch (name) {
+      case "initialize":
+        return await this.#initialize();
+      case "arm":
+        return this.#arm();
+      case "trigger":
+        return await this.#trigger(value);
+      case "disarm":
+      case "cancel":
+      case "abort":
+        this.#finish();
+        return { "sequence id": this.#seriesCounter };
+      case "status_update":
+      case "check_connections":
+      case "hv_reset":
+        return {};
+      default:
+        throw new ParamError(404, `unknown command ${name}`);
+    }
+  }
+
+  async #initialize(): Promise<unknown> {
+    this.#finish();
+    this.state = "initialize";
+    await new Promise((r) => setTimeout(r, this.#initializeDelayMs));
+    this.#seriesCounter = 0;
+    this.state = "idle";
+    return {};
+  }
+
+  #arm(): unknown {
+    const state = this.state;
+    if (state === "na") throw new ParamError(400, "detector not initialized");
+    if (state !== "idle") throw new ParamError(400, `cannot arm in state ${state}`);
+    const mode = this.#cfg("trigger_mode");
+    const nimages = this.#cfg("nimages") as number;
+    const ntrigger = this.#cfg("ntrigger") as number;
+    if (mode === "extg" && this.#cfg("extg_mode") === "double") {
+      if (nimages % 2 !== 0) throw new ParamError(400, "extg double needs an even nimages");
+      if (ntrigger !== 1) throw new ParamError(400, "extg double needs ntrigger 1");
+    }
+    const id = ++this.#seriesCounter;
+    const channels = ["threshold_1"];
+    if (this.#cfg("threshold/2/mode") === "enabled") channels.push("threshold_2");
+    const f = this.faults;
+    const series: Series = {
+      id,
+      streamId: f.wrongSeries ? id + 1000 : id,
+      uniqueId: uniqueId(),
+      date: new Date(),
+      total: mode === "inte" || mode === "exte" ? ntrigger : nimages * ntrigger,
+      next: 0,
+      triggers: 0,
+      channels,
+      dtype: dtypeOfBitDepth(this.#cfg("bit_depth_image") as number),
+      stop: new AbortController(),
+      ended: false,
+      faults: {
+        dropAfterImages: f.dropAfterImages,
+        missingImage: f.missingImage,
+        corruptImage: f.corruptImage,
+      },
+    };
+    f.wrongSeries = undefined;
+    f.dropAfterImages = undefined;
+    f.missingImage = undefined;
+    f.corruptImage = undefined;
+    this.#series = series;
+    this.#setStream("dropped", 0);
+    this.state = "ready";
+    if (this.#streaming()) {
+      this.#setStream("state", "acquire");
+      const thresholdEnergy: Record<string, number> = {};
+      for (const n of [1, 2]) {
+        thresholdEnergy[`threshold_${n}`] = this.#cfg(`threshold/${n}/energy`) as number;
+      }
+      this.output?.send({
+        type: "start",
+        seriesId: series.streamId,
+        uniqueId: series.uniqueId,
+        armDate: series.date,
+        channels,
+        countTime: this.#cfg("count_time") as number,
+        frameTime: this.#cfg("frame_time") as number,
+        width: this.width,
+        height: this.height,
+        dtype: series.dtype,
+        numberOfImages: series.total,
+        thresholdEnergy,
+        incidentEnergy: this.#cfg("photon_energy") as number,
+        saturationValue: series.dtype === "uint8"
+          ? 254
+          : series.dtype === "uint16"
+          ? 65534
+          : 2 ** 32 - 2,
+      });
+    }
+    return { "sequence id": id };
+  }
+
+  #streaming(): boolean {
+    const c = this.params.get("stream/config")!;
+    return c.get("mode")!.value === "enabled" && c.get("format")!.value === "cbor";
+  }
+
+  async #trigger(value: SimValue | undefined): Promise<unknown> {
+    const series = this.#series;
+    const mode = this.#cfg("trigger_mode");
+    if (mode !== "ints" && mode !== "inte") {
+      throw new ParamError(400, `trigger not allowed in trigger_mode ${mode}`);
+    }
+    if (series === undefined || series.ended || this.state !== "ready") {
+      throw new ParamError(400, `trigger in state ${this.state}: not armed`);
+    }
+    this.state = "acquire";
+    const count = mode === "inte" ? 1 : this.#cfg("nimages") as number;
+    const countTime = mode === "inte" && typeof value === "number"
+      ? value
+      : this.#cfg("count_time") as number;
+    const frameTime = Math.max(this.#cfg("frame_time") as number, countTime);
+    for (let i = 0; i < count; i++) {
+      const ok = await sleep(frameTime * 1000, series.stop.signal);
+      if (!ok) return {};
+      const t0 = series.next * frameTime;
+      this.#sendImage(series, countTime, t0);
+    }
+    series.triggers++;
+    const ntrigger = this.#cfg("ntrigger") as number;
+    if (series.triggers >= ntrigger) this.#finish();
+    else this.state = "ready";
+    return {};
+  }
+
+  /**
+   * Test hook: external gate trains. Each measurement yields one image (`single`) or two
+   * (`double`); returns the number of images sent. Throws unless armed in `extg`.
+   */
+  gate(measurements = 1): number {
+    const series = this.#series;
+    if (this.#cfg("trigger_mode") !== "extg") throw new ParamError(400, "not in extg mode");
+    if (
+      series === undefined || series.ended || (this.state !== "ready" && this.state !== "acquire")
+    ) {
+      throw new ParamError(400, `gates in state ${this.state}: not armed`);
+    }
+    this.state = "acquire";
+    const perMeasurement = this.#cfg("extg_mode") === "double" ? 2 : 1;
+    const nexpi = this.#cfg("nexpi") as number;
+    const exposure = nexpi / this.#gateFrequency;
+    let sent = 0;
+    for (let m = 0; m < measurements && series.next < series.total; m++) {
+      for (let k = 0; k < perMeasurement && series.next < series.total; k++) {
+        const t0 = (series.next - k) * exposure * 2 + k * exposure;
+        this.#sendImage(series, exposure, t0);
+        sent++;
+      }
+    }
+    if (series.next >= series.total && this.autoEnd) this.#finish();
+    return sent;
+  }
+
+  /**
+   * Test hook: external trigger edges (`exts`: nimages images per trigger; `exte`: one image of
+   * count_time per trigger). Returns the number of images sent. Throws unless armed in exts/exte.
+   */
+  externalTrigger(count = 1): number {
+    const series = this.#series;
+    const mode = this.#cfg("trigger_mode");
+    if (mode !== "exts" && mode !== "exte") throw new ParamError(400, "not in exts/exte mode");
+    if (
+      series === undefined || series.ended || (this.state !== "ready" && this.state !== "acquire")
+    ) {
+      throw new ParamError(400, `trigger in state ${this.state}: not armed`);
+    }
+    this.state = "acquire";
+    const perTrigger = mode === "exte" ? 1 : this.#cfg("nimages") as number;
+    const countTime = this.#cfg("count_time") as number;
+    const frameTime = Math.max(this.#cfg("frame_time") as number, countTime);
+    let sent = 0;
+    for (let t = 0; t < count && !series.ended; t++) {
+      for (let k = 0; k < perTrigger && series.next < series.total; k++) {
+        this.#sendImage(series, countTime, series.next * frameTime);
+        sent++;
+      }
+      series.triggers++;
+      if (series.triggers >= (this.#cfg("ntrigger") as number)) this.#finish();
+      else this.state = "ready";
+    }
+    return sent;
+  }
+
+  #sendImage(series: Series, exposure: number, startSeconds: number): void {
+    const imageId = series.next++;
+    const f = series.faults;
+    if (f.dropAfterImages !== undefined && imageId === f.dropAfterImages) {
+      f.dropAfterImages = undefined;
+      this.output?.drop();
+    }
+    if (f.missingImage === imageId || !this.#streaming()) return;
+    this.#pattern ??= makePattern(this.width, this.height);
+    const data: Record<string, SimPixels> = {};
+    series.channels.forEach((channel, c) => {
+      const gain = c === 0 ? 1 : 0.3;
+      data[channel] = renderImage(
+        this.#pattern!,
+        series.dtype,
+        Math.max(exposure, 1e-3),
+        gain * 100,
+        series.id * 7919 + imageId * 31 + c,
+      );
+    });
+    this.output?.send({
+      type: "image",
+      seriesId: series.streamId,
+      uniqueId: series.uniqueId,
+      imageId,
+      seriesDate: series.date,
+      realTime: ticks(exposure),
+      startTime: ticks(startSeconds),
+      stopTime: ticks(startSeconds + exposure),
+      width: this.width,
+      height: this.height,
+      dtype: series.dtype,
+      data,
+      corrupt: f.corruptImage === imageId,
+    });
+  }
+
+  /** Ends the open series (disarm/abort/cancel/auto-disarm): stream `end`, state idle. */
+  #finish(): void {
+    const series = this.#series;
+    if (series !== undefined && !series.ended) {
+      series.ended = true;
+      series.stop.abort();
+      if (this.#streaming()) {
+        this.output?.send({ type: "end", seriesId: series.streamId, uniqueId: series.uniqueId });
+        this.#setStream("state", "ready");
+      }
+    }
+    if (this.state === "ready" || this.state === "acquire") this.state = "idle";
+  }
+
+  /** Stops timers of a running series (shutdown). */
+  close(): void {
+    this.#series?.stop.abort();
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * Command line and environment of the IOC: parsing and validation into {@link IocOptions}.
+ * Flags override environment variables. Every problem becomes a {@link ConfigError} with a one-line
+ * message, reported before anything starts.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { LOG_LEVELS, type LogLevel } from "./log.ts";
+
+/** A bad flag or environment variable (message is one line, ready for stderr). */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** PV prefix used when neither `--prefix` nor `DISS_EPICS_PREFIX` is given. */
+export const DEFAULT_PREFIX = "DISS:";
+/** Default seconds allowed beyond the duration for an acquisition to finish. */
+export const DEFAULT_OVERDUE = 5;
+
+/** Everything `diss-ioc` needs from its command line and environment. */
+export interface IocOptions {
+  /** Backend: a built-in short name (`sim`) or `module:Class`. */
+  backend: string;
+  /** PV prefix (usually with trailing colon). */
+  prefix: string;
+  /** Whether the prefix was given (false: {@link DEFAULT_PREFIX}). */
+  prefixGiven: boolean;
+  /** Auto-acquire duration in seconds; undefined = off. */
+  autoAcquire: number | undefined;
+  /** Seconds beyond the duration before an acquisition times out; 0 = never. */
+  overdue: number;
+  /** Lowest log level written. */
+  logLevel: LogLevel;
+  /** Print the PV names and exit. */
+  listPvs: boolean;
+  /** Print usage and exit. */
+  help: boolean;
+  /** Print the version and exit. */
+  version: boolean;
+}
+
+/** Usage text of `diss-ioc`. */
+export const USAGE = `Usage: diss-ioc [options]
+
+Options (each overrides its environment variable):
+  --backend NAME|module:Class  device backend: sim, or your own class   [DISS_DEVICE_BACKEND]
+  --prefix P                   PV prefix, e.g. "DISS:det:" (default "${DEFAULT_PREFIX}")  [DISS_EPICS_PREFIX]
+  --auto-acquire S             acquire S seconds whenever READY; no/0 = off [DISS_AUTO_ACQUIRE]
+  --overdue S                  seconds beyond the duration before an acquisition
+                               times out; 0 = never (default ${DEFAULT_OVERDUE})    [DISS_ACQUIRE_OVERDUE]
+  --log-level L                ${LOG_LEVELS.join("|")} (default info)  [DISS_LOG_LEVEL]
+  --list-pvs                   initialize the backend, print the PV names, exit
+  --help                       print this help
+  --version                    print the version
+`;
+
+/** Parses an auto-acquire setting: `no/nope/false/off/0/""` → off, `yes/true/on` → 1 s, else seconds > 0. */
+export function parseAutoAcquire(text: string, source: string): number | undefined {
+  const t = text.trim().toLowerCase();
+  if (["", "no", "nope", "false", "off", "0"].includes(t)) return undefined;
+  if (["yes", "true", "on"].includes(t)) return 1;
+  const v = parseSeconds(text, source);
+  return v === 0 ? undefined : v;
+}
+
+/** Parses a non-negative finite number of seconds. */
+export function parseSeconds(text: string, source: string): number {
+  const t = text.trim();
+  const v = t === "" ? NaN : Number(t);
+  if (!Number.isFinite(v) || v < 0) {
+    throw new ConfigError(`${source}=${JSON.stringify(text)}: expected a number of seconds >= 0`);
+  }
+  return v;
+}
+
+/** Checks a PV prefix: non-empty, printable ASCII, no spaces or quotes, at most 60 characters. */
+export function checkPrefix(prefix: string, source: string): string {
+  if (prefix === "") throw new ConfigError(`${source}: the PV prefix must not be empty`);
+  if (!/^[\x21-\x7e]+$/.test(prefix) || /["'\\]/.test(prefix)) {
+    throw new ConfigError(
+      `${source}=${JSON.stringify(prefix)}: the PV prefix may hold only printable ASCII ` +
+        `without spaces or quotes`,
+    );
+  }
+  if (prefix.length > 60) throw new ConfigError(`${source}: the PV prefix is longer than 60`);
+  return prefix;
+}
+
+/** Parses flags and environment; throws {@link ConfigError} on any problem. */
+export function parseIocOptions(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): IocOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        backend: { type: "string" },
+        prefix: { type: "string" },
+        "auto-acquire": { type: "string" },
+        overdue: { type: "string" },
+        "log-level": { type: "string" },
+        "list-pvs": { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean" },
+      },
+    }));
+  } catch (err) {
+    const text = err instanceof Error ? err.message : String(err);
+    throw new ConfigError(`${text.replace(/\s*\n\s*/g, " ")} (see --help)`);
+  }
+  const help = values.help ?? false;
+  const version = values.version ?? false;
+  const pick = (flag: string | undefined, name: string): [string | undefined, string] =>
+    flag !== undefined ? [flag, `--${name}`] : [undefined, ""];
+
+  let [backend, backendSource] = pick(values.backend, "backend");
+  if (backend === undefined && env.DISS_DEVICE_BACKEND !== undefined) {
+    [backend, backendSource] = [env.DISS_DEVICE_BACKEND, "DISS_DEVICE_BACKEND"];
+  }
+  backend = backend?.trim();
+  if ((backend === undefined || backend === "") && !help && !version) {
+    throw new ConfigError(
+      backend === undefined
+        ? "no backend given: use --backend NAME or DISS_DEVICE_BACKEND (e.g. sim)"
+        : `${backendSource}: the backend must not be empty`,
+    );
+  }
+
+  let prefix = DEFAULT_PREFIX;
+  let prefixGiven = false;
+  if (values.prefix !== undefined) {
+    prefix = checkPrefix(values.prefix, "--prefix");
+    prefixGiven = true;
+  } else if (env.DISS_EPICS_PREFIX !== undefined) {
+    prefix = checkPrefix(env.DISS_EPICS_PREFIX, "DISS_EPICS_PREFIX");
+    prefixGiven = true;
+  }
+
+  const autoAcquire = values["auto-acquire"] !== undefined
+    ? parseAutoAcquire(values["auto-acquire"], "--auto-acquire")
+    : env.DISS_AUTO_ACQUIRE !== undefined
+    ? parseAutoAcquire(env.DISS_AUTO_ACQUIRE, "DISS_AUTO_ACQUIRE")
+    : undefined;
+
+  const overdue = values.overdue !== undefined
+    ? parseSeconds(values.overdue, "--overdue")
+    : env.DISS_ACQUIRE_OVERDUE !== undefined
+    ? parseSeconds(env.DISS_ACQUIRE_OVERDUE, "DISS_ACQUIRE_OVERDUE")
+    : DEFAULT_OVERDUE;
+
+  const [levelText, levelSource] = values["log-level"] !== undefined
+    ? [values["log-level"], "--log-level"]
+    : [env.DISS_LOG_LEVEL ?? "info", "DISS_LOG_LEVEL"];
+  const level = levelText.trim().toLowerCase() === "warn"
+    ? "warning"
+    : levelText.trim().toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError(
+      `${levelSource}=${JSON.stringify(levelText)}: expected one of ${LOG_LEVELS.join(", ")}`,
+    );
+  }
+
+  return {
+    backend: backend ?? "",
+    prefix,
+    prefixGiven,
+    autoAcquire,
+    overdue,
+    logLevel: level as LogLevel,
+    listPvs: values["list-pvs"] ?? false,
+    help,
+    version,
+  };
+}

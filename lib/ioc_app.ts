@@ -1,0 +1,163 @@
+/**
+ * The `diss-ioc` program: parses flags and environment, loads the backend, runs the controller
+ * with its PV layer on a CA server, and shuts down cleanly on SIGINT/SIGTERM.
+ *
+ * @module
+ */
+
+import { ConfigError, type IocOptions, parseIocOptions, USAGE } from "./config.ts";
+import { type Controller, createController } from "./controller.ts";
+import { createIocPvs, pvSuffixes } from "./ioc_pvs.ts";
+import { getLog, setupLogging } from "./log.ts";
+import { versionString } from "./version.ts";
+import { BackendError, resolveBackend } from "../devices/registry.ts";
+import type { DeviceClass } from "../devices/base.ts";
+import { startCaServer } from "../ca/server.ts";
+
+const log = getLog("ioc");
+
+function printError(message: string): void {
+  console.error(`diss-ioc: error: ${message}`);
+}
+
+/** Everything resolved before anything starts; undefined plus an exit code on bad input. */
+async function prepare(
+  argv: readonly string[],
+  env: Record<string, string | undefined>,
+): Promise<{ options: IocOptions; backend: DeviceClass } | number> {
+  let options: IocOptions;
+  try {
+    options = parseIocOptions(argv, env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    printError(err.message);
+    return 2;
+  }
+  if (options.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (options.version) {
+    console.log(`diss-ioc ${versionString()}`);
+    return 0;
+  }
+  try {
+    return { options, backend: await resolveBackend(options.backend) };
+  } catch (err) {
+    if (!(err instanceof BackendError)) throw err;
+    printError(err.message);
+    return 2;
+  }
+}
+
+function makeController(
+  options: IocOptions,
+  backend: DeviceClass,
+  env: Record<string, string | undefined>,
+): Controller | number {
+  try {
+    return createController({
+      device: (ctx) => new backend(ctx),
+      env,
+      autoAcquire: options.autoAcquire,
+      overdue: options.overdue,
+    });
+  } catch (err) {
+    printError(`backend ${options.backend}: ${err instanceof Error ? err.message : err}`);
+    return 2;
+  }
+}
+
+/** Waits until the controller leaves INIT/WARMUP (READY, ERROR or FAIL). */
+function settled(controller: Controller): Promise<void> {
+  return new Promise((resolve) => {
+    const check = () => {
+      if (!["INIT", "WARMUP"].includes(controller.state)) {
+        off();
+        resolve();
+      }
+    };
+    const off = controller.subscribe({ state: check });
+    void controller.done.then(() => {
+      off();
+      resolve();
+    });
+    check();
+  });
+}
+
+/** Runs the IOC with command line `argv`; resolves to the process exit code. */
+export async function runIoc(
+  argv: readonly string[],
+  env: Record<string, string | undefined> = Deno.env.toObject(),
+): Promise<number> {
+  const prepared = await prepare(argv, env);
+  if (typeof prepared === "number") return prepared;
+  const { options, backend } = prepared;
+  setupLogging({ level: options.logLevel });
+  const controller = makeController(options, backend, env);
+  if (typeof controller === "number") return controller;
+  log.info("diss-ioc", { version: versionString(), backend: options.backend, pid: Deno.pid });
+
+  if (options.listPvs) {
+    await controller.start();
+    await settled(controller);
+    const config = controller.config;
+    await controller.stop();
+    if (config === undefined) {
+      printError(`backend did not come up: ${controller.errors.join("; ") || controller.state}`);
+      return 1;
+    }
+    for (const s of pvSuffixes(config)) console.log(`${options.prefix}${s}`);
+    return 0;
+  }
+
+  if (!options.prefixGiven) {
+    log.warning("No PV prefix given, using the default", { prefix: options.prefix });
+  }
+  if (options.autoAcquire !== undefined) {
+    log.info("Auto-acquire", { duration: options.autoAcquire });
+  }
+  let server;
+  try {
+    // EPICS_CAS_SERVER_PORT=0 asks for OS-assigned ports (tests, several IOCs on one host).
+    const port = env.EPICS_CAS_SERVER_PORT?.trim() === "0" ? 0 : undefined;
+    server = await startCaServer({ env, port });
+  } catch (err) {
+    printError(`cannot start the CA server: ${err instanceof Error ? err.message : err}`);
+    await controller.stop();
+    return 1;
+  }
+  const pvs = createIocPvs({ server, controller, prefix: options.prefix });
+  log.info("IOC running", {
+    prefix: options.prefix,
+    tcp_port: server.tcpPort,
+    udp_port: server.udpPort,
+  });
+
+  let stopSignal: string | undefined;
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = (name: Deno.Signal) => () => {
+      if (stopSignal !== undefined) return;
+      stopSignal = name;
+      log.info("Shutting down", { signal: name });
+      resolve();
+    };
+    for (const name of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(name, onSignal(name));
+    }
+  });
+
+  await controller.start();
+  await Promise.race([stopped, controller.done]);
+  await controller.stop();
+  const exit = await controller.done;
+  pvs.close();
+  await server.close();
+  if (stopSignal === undefined && exit.failed) {
+    log.fatal("Exiting after an unrecoverable failure", { reason: exit.reason });
+    return 1;
+  }
+  log.info("Stopped", { signal: stopSignal });
+  return 0;
+}

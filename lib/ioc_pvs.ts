@@ -1,0 +1,313 @@
+/**
+ * The IOC's PV layer: serves a {@link Controller} as Channel Access PVs on a {@link CaServer}.
+ *
+ * Top-level PVs (`state`, `ssqcnt`, `uuid`, `numid`, `acquire`, `duration`, `cancel`, `clear`,
+ * `error`) exist from the start; the per-channel PVs and `start_ts`/`acq_td` are added once the
+ * backend's configuration is known. Images are served in the smallest CA type that holds every
+ * pixel value without loss ({@link IMAGE_CA_TYPES}).
+ *
+ * @module
+ */
+
+import type { DeviceConfig, MetaValue, PixelType } from "./events.ts";
+import {
+  AlarmStatus,
+  type CaServer,
+  type NativeType,
+  type NativeValue,
+  type PvHandle,
+  Severity,
+  WriteRefusedError,
+} from "../ca/pv.ts";
+import type { CommandRequest } from "./events.ts";
+import type { Controller, ControllerState } from "./controller.ts";
+import { getLog, type Logger } from "./log.ts";
+
+/**
+ * CA type of the `image` PV for each pixel type: the smallest that holds all values exactly
+ * (CA has no unsigned types: uint8 → CHAR is unsigned in CA, uint16 needs LONG, uint32 DOUBLE).
+ */
+export const IMAGE_CA_TYPES: Readonly<Record<PixelType, NativeType>> = {
+  uint8: "char",
+  int8: "short",
+  uint16: "long",
+  int16: "short",
+  uint32: "double",
+  int32: "long",
+  float32: "float",
+  float64: "double",
+};
+
+/** Longest text served on the `error` PV (CA strings hold 39 characters plus NUL). */
+export const ERROR_TEXT_MAX = 39;
+
+/** PV names (without prefix) in the order they are served, for a configuration (or none yet). */
+export function pvSuffixes(config: DeviceConfig | undefined): string[] {
+  const names = [
+    "state",
+    "ssqcnt",
+    "uuid",
+    "numid",
+    "acquire",
+    "duration",
+    "cancel",
+    "clear",
+    "error",
+  ];
+  if (config === undefined) return names;
+  for (const ch of config.channels) {
+    names.push(`${ch.name}:asize0`, `${ch.name}:asize1`, `${ch.name}:asize2`);
+    for (const key of Object.keys(ch.meta)) names.push(`${ch.name}:${key}`);
+    names.push(`${ch.name}:image`);
+  }
+  names.push("start_ts", "acq_td");
+  return names;
+}
+
+/** Options of {@link createIocPvs}. */
+export interface IocPvsOptions {
+  server: CaServer;
+  controller: Controller;
+  /** PV prefix, e.g. `DISS:det:`. */
+  prefix: string;
+  /** Initial `duration` in seconds; default 1. */
+  duration?: number;
+  log?: Logger;
+}
+
+/** The served PVs; {@link IocPvs.close} detaches from the controller. */
+export interface IocPvs {
+  /** Full names of all PVs served so far. */
+  names(): string[];
+  /** Stops following the controller. */
+  close(): void;
+}
+
+function stateAlarm(state: ControllerState): { severity: number; status: number } {
+  if (state === "ERROR") return { severity: Severity.MAJOR, status: AlarmStatus.STATE };
+  if (state === "FAIL") return { severity: Severity.INVALID, status: AlarmStatus.STATE };
+  return { severity: Severity.NO_ALARM, status: AlarmStatus.NO_ALARM };
+}
+
+function firstNumber(value: NativeValue): number {
+  return Number(value[0]);
+}
+
+/** Adds the IOC's PVs to `server` and keeps them in step with `controller`. */
+export function createIocPvs(options: IocPvsOptions): IocPvs {
+  const { server, controller, prefix } = options;
+  const log = options.log ?? getLog("pvs");
+  const added: string[] = [];
+
+  const add = (def: Parameters<CaServer["add"]>[0]): PvHandle => {
+    const pv = server.add(def);
+    added.push(def.name);
+    log.info("PV", { pv: def.name });
+    return pv;
+  };
+
+  const refuseUnless = (command: CommandRequest, pv: string) => {
+    const reason = controller.refusal(command);
+    if (reason !== undefined) {
+      log.warning("Write refused", { pv, reason });
+      throw new WriteRefusedError(reason);
+    }
+  };
+
+  const state = add({
+    name: `${prefix}state`,
+    type: "string",
+    initial: controller.state,
+    description: "Controller state",
+    recordType: "stringin",
+  });
+  const ssqcnt = add({ name: `${prefix}ssqcnt`, type: "long", initial: -1, recordType: "longin" });
+  const uuid = add({ name: `${prefix}uuid`, type: "string", initial: "", recordType: "stringin" });
+  const numid = add({ name: `${prefix}numid`, type: "long", initial: -1, recordType: "longin" });
+  const acquireValue = () =>
+    controller.state === "INTEGRATE" || controller.state === "CANCEL" ? 1 : 0;
+  const acquire = add({
+    name: `${prefix}acquire`,
+    type: "long",
+    initial: 0,
+    writable: true,
+    recordType: "bo",
+    onWrite: (value) => {
+      if (firstNumber(value) === 0) return acquireValue();
+      const command: CommandRequest = {
+        kind: "command",
+        command: "Acquire",
+        duration: firstNumber(duration.value()),
+      };
+      refuseUnless(command, `${prefix}acquire`);
+      controller.request(command).catch((err) =>
+        log.error("Acquire failed", { error: String(err) })
+      );
+      // The server stores what we return after this handler; re-check once it did, in case the
+      // whole acquisition already finished (duration 0) before the store.
+      setTimeout(() => {
+        const want = acquireValue();
+        if (firstNumber(acquire.value()) !== want) acquire.post(want);
+      }, 0);
+      return acquireValue();
+    },
+  });
+  const duration: PvHandle = add({
+    name: `${prefix}duration`,
+    type: "double",
+    initial: options.duration ?? 1,
+    units: "s",
+    precision: 3,
+    writable: true,
+    recordType: "ao",
+    onWrite: (value) => {
+      const d = firstNumber(value);
+      if (!Number.isFinite(d) || d < 0) {
+        log.warning("Write refused", { pv: `${prefix}duration`, value: d });
+        throw new WriteRefusedError(`Invalid duration ${d}: must be a finite number >= 0`);
+      }
+    },
+  });
+  add({
+    name: `${prefix}cancel`,
+    type: "long",
+    initial: 0,
+    writable: true,
+    recordType: "bo",
+    onWrite: (value) => {
+      if (firstNumber(value) === 0) return 0;
+      const command: CommandRequest = { kind: "command", command: "Cancel" };
+      refuseUnless(command, `${prefix}cancel`);
+      void controller.request(command).catch(() => {});
+      return 0;
+    },
+  });
+  add({
+    name: `${prefix}clear`,
+    type: "long",
+    initial: 0,
+    writable: true,
+    recordType: "bo",
+    onWrite: () => {
+      const command: CommandRequest = { kind: "command", command: "Clear" };
+      refuseUnless(command, `${prefix}clear`);
+      void controller.request(command).catch((err) =>
+        log.error("Clear failed", { error: String(err) })
+      );
+      return 0;
+    },
+  });
+  const error = add({
+    name: `${prefix}error`,
+    type: "string",
+    initial: "",
+    recordType: "stringin",
+  });
+
+  let images: Record<string, PvHandle> = {};
+  let meta: Record<string, Record<string, PvHandle>> = {};
+  let startTs: PvHandle | undefined;
+  let acqTd: PvHandle | undefined;
+
+  const addChannels = (config: DeviceConfig) => {
+    if (startTs !== undefined) return;
+    const n = config.numImages;
+    const count = n * config.width * config.height;
+    images = {};
+    meta = {};
+    for (const ch of config.channels) {
+      log.info("Registering channel with EPICS", { channel: ch.name });
+      const p = `${prefix}${ch.name}:`;
+      add({ name: `${p}asize0`, type: "long", initial: n, recordType: "longin" });
+      add({ name: `${p}asize1`, type: "long", initial: config.height, recordType: "longin" });
+      add({ name: `${p}asize2`, type: "long", initial: config.width, recordType: "longin" });
+      meta[ch.name] = {};
+      for (const [key, value] of Object.entries(ch.meta)) {
+        const name = `${p}${key}`;
+        meta[ch.name][key] = add({
+          name,
+          type: typeof value === "number" ? "double" : "string",
+          initial: value,
+          writable: true,
+          recordType: typeof value === "number" ? "ao" : "stringout",
+          onWrite: async (written) => {
+            const v: MetaValue = typeof value === "number"
+              ? firstNumber(written)
+              : String(written[0]);
+            const command: CommandRequest = {
+              kind: "command",
+              command: "ChannelAdjust",
+              channel: ch.name,
+              values: { [key]: v },
+            };
+            refuseUnless(command, name);
+            try {
+              await controller.request(command);
+            } catch (err) {
+              throw new WriteRefusedError(err instanceof Error ? err.message : String(err));
+            }
+            return controller.channelMeta[ch.name]?.[key] ?? v;
+          },
+        });
+      }
+      images[ch.name] = add({
+        name: `${p}image`,
+        type: IMAGE_CA_TYPES[config.pixelType],
+        maxCount: count,
+        recordType: "waveform",
+      });
+    }
+    startTs = add({
+      name: `${prefix}start_ts`,
+      type: "double",
+      maxCount: n,
+      units: "s",
+      recordType: "waveform",
+    });
+    acqTd = add({ name: `${prefix}acq_td`, type: "double", maxCount: n, units: "s" });
+    log.info("Extra dynamic info", { length: added.length });
+  };
+
+  const postError = (errors: readonly string[]) => {
+    const text = errors[0] ?? "";
+    error.post(text.length > ERROR_TEXT_MAX ? text.slice(0, ERROR_TEXT_MAX) : text);
+  };
+
+  const unsubscribe = controller.subscribe({
+    config: addChannels,
+    state: ({ state: s }) => {
+      state.post(s, stateAlarm(s));
+      if (s === "INTEGRATE") {
+        const series = controller.series;
+        if (series !== undefined) {
+          ssqcnt.post(series.ssqcnt);
+          uuid.post(series.uuid);
+        }
+        if (firstNumber(acquire.value()) !== 1) acquire.post(1);
+      } else if (s === "READY" || s === "ERROR" || s === "FAIL") {
+        if (firstNumber(acquire.value()) !== 0) acquire.post(0);
+      }
+    },
+    seriesStart: (series) => numid.post(series.seriesNumber),
+    data: (frame) => {
+      const timestamp = frame.timestamps[0] * 1000;
+      for (const [name, pixels] of Object.entries(frame.images)) {
+        images[name]?.post(pixels, { timestamp });
+      }
+      startTs?.post(frame.timestamps, { timestamp });
+      acqTd?.post(frame.exposures, { timestamp });
+    },
+    channel: (channel, values) => {
+      for (const [key, value] of Object.entries(values)) meta[channel]?.[key]?.post(value);
+    },
+    errors: postError,
+  });
+  if (controller.config !== undefined) addChannels(controller.config);
+  postError(controller.errors);
+  state.post(controller.state, stateAlarm(controller.state));
+
+  return {
+    names: () => [...added],
+    close: unsubscribe,
+  };
+}

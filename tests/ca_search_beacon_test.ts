@@ -1,0 +1,161 @@
+import assert from "node:assert/strict";
+import { answerSearchDatagram, MAX_UDP_REPLY } from "../ca/search.ts";
+import { type BeaconClock, beaconDelay, beaconTimes, startBeacons } from "../ca/beacon.ts";
+import {
+  beaconMessage,
+  CMD,
+  datagramMessages,
+  DO_REPLY,
+  encodeMessage,
+  searchReplyUdp,
+  searchRequest,
+  versionMessage,
+} from "../ca/messages.ts";
+import { broadcastAddresses, readServerEnv } from "../ca/env.ts";
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  return out;
+}
+
+const served = new Set(["A", "B:1", "C"]);
+const has = (name: string) => served.has(name);
+
+Deno.test("search: several names per datagram, unknown names get no reply", () => {
+  const request = concat(
+    versionMessage(1, 77),
+    searchRequest("A", 1),
+    searchRequest("nope", 2),
+    searchRequest("B:1", 3, DO_REPLY),
+  );
+  const replies = answerSearchDatagram(request, 5064, has);
+  assert.equal(replies.length, 1);
+  assert.deepStrictEqual(
+    replies[0],
+    concat(versionMessage(1, 77), searchReplyUdp(5064, 1), searchReplyUdp(5064, 3)),
+  );
+});
+
+Deno.test("search: nothing found (even with DO_REPLY) → no datagram", () => {
+  const request = concat(versionMessage(1, 1), searchRequest("nope", 2, DO_REPLY));
+  assert.deepStrictEqual(answerSearchDatagram(request, 5064, has), []);
+});
+
+Deno.test("search: old client without VERSION gets no VERSION prefix", () => {
+  const old = encodeMessage(
+    { cmd: CMD.SEARCH, type: 5, count: 10, p1: 4, p2: 4 },
+    new TextEncoder().encode("C\0"),
+  );
+  assert.deepStrictEqual(answerSearchDatagram(old, 5064, has), [searchReplyUdp(5064, 4)]);
+});
+
+Deno.test("search: other commands end parsing, truncated tail ignored", () => {
+  const request = concat(
+    versionMessage(1, 5),
+    searchRequest("A", 1),
+    encodeMessage({ cmd: CMD.EVENT_ADD, type: 0, p1: 0, p2: 0 }),
+    searchRequest("C", 2),
+  );
+  const replies = answerSearchDatagram(request, 1000, has);
+  assert.equal([...datagramMessages(replies[0])].length, 2);
+  const truncated = concat(versionMessage(1, 5), searchRequest("A", 1)).subarray(0, 30);
+  assert.deepStrictEqual(answerSearchDatagram(truncated, 1000, has), []);
+});
+
+Deno.test("search: many replies are split into datagrams of at most 1024 bytes", () => {
+  const names = Array.from({ length: 100 }, (_, i) => `N${i}`);
+  const request = concat(versionMessage(1, 9), ...names.map((n, i) => searchRequest(n, i)));
+  const replies = answerSearchDatagram(request, 1000, () => true);
+  assert.ok(replies.length > 1);
+  let count = 0;
+  for (const d of replies) {
+    assert.ok(d.length <= MAX_UDP_REPLY);
+    const messages = [...datagramMessages(d)];
+    assert.equal(messages[0].header.cmd, CMD.VERSION);
+    assert.equal(messages[0].header.p1, 9);
+    count += messages.length - 1;
+  }
+  assert.equal(count, 100);
+});
+
+Deno.test("beacon: fast start then back-off to the period", () => {
+  assert.deepStrictEqual(
+    [0, 1, 2, 3].map((r) => beaconDelay(r, 15)),
+    [0.02, 0.04, 0.08, 0.16],
+  );
+  assert.equal(beaconDelay(9, 15), 10.24);
+  assert.equal(beaconDelay(10, 15), 15);
+  assert.equal(beaconDelay(100, 15), 15);
+  const times = beaconTimes(4, 15);
+  assert.deepStrictEqual(times.map((t) => Math.round(t * 1000)), [0, 20, 60, 140]);
+});
+
+Deno.test("beacon: injected clock drives rounds with increasing sequence", () => {
+  const timers: { fn: () => void; ms: number }[] = [];
+  const clock: BeaconClock = {
+    setTimeout: (fn, ms) => timers.push({ fn, ms }),
+    clearTimeout: () => {},
+  };
+  const sent: { to: string; bytes: Uint8Array }[] = [];
+  const stop = startBeacons(
+    5064,
+    [{ hostname: "127.0.0.1", port: 15999 }],
+    1,
+    (to, bytes) => void sent.push({ to: `${to.hostname}:${to.port}`, bytes }),
+    clock,
+  );
+  assert.equal(sent.length, 1);
+  for (let i = 0; i < 8; i++) timers[timers.length - 1].fn();
+  stop();
+  assert.equal(sent.length, 9);
+  assert.deepStrictEqual(sent[0].bytes, beaconMessage(5064, 0));
+  assert.deepStrictEqual(sent[8].bytes, beaconMessage(5064, 8));
+  assert.equal(sent[0].to, "127.0.0.1:15999");
+  assert.deepStrictEqual(timers.map((t) => t.ms), [20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+});
+
+Deno.test("env: server variables and defaults", () => {
+  const config = readServerEnv({
+    EPICS_CA_SERVER_PORT: "6000",
+    EPICS_CAS_INTF_ADDR_LIST: "127.0.0.1 bogus",
+    EPICS_CAS_BEACON_ADDR_LIST: "127.0.0.1 10.0.0.255:7000 x",
+    EPICS_CAS_AUTO_BEACON_ADDR_LIST: "no",
+    EPICS_CAS_BEACON_PERIOD: "-1",
+    EPICS_CA_REPEATER_PORT: "6001",
+    EPICS_CAS_IGNORE_ADDR_LIST: "10.1.1.1",
+  });
+  assert.deepStrictEqual(config, {
+    serverPort: 6000,
+    interfaces: ["127.0.0.1"],
+    beaconAddresses: [{ hostname: "127.0.0.1", port: 6001 }, {
+      hostname: "10.0.0.255",
+      port: 7000,
+    }],
+    autoBeacon: false,
+    beaconPort: 6001,
+    beaconPeriod: 15,
+    ignoreAddresses: ["10.1.1.1"],
+  });
+  const defaults = readServerEnv({ EPICS_CAS_SERVER_PORT: "7000", EPICS_CA_SERVER_PORT: "6000" });
+  assert.equal(defaults.serverPort, 7000);
+  assert.equal(defaults.autoBeacon, true);
+  assert.equal(defaults.beaconPort, 5065);
+  assert.equal(readServerEnv({}).serverPort, 5064);
+  assert.equal(readServerEnv({ EPICS_CAS_BEACON_PERIOD: "2.5" }).beaconPeriod, 2.5);
+});
+
+Deno.test("env: automatic beacon list = broadcast of non-loopback IPv4 interfaces", () => {
+  const interfaces = [
+    { family: "IPv4" as const, address: "127.0.0.1", netmask: "255.0.0.0" },
+    { family: "IPv4" as const, address: "192.168.1.17", netmask: "255.255.255.0" },
+    { family: "IPv4" as const, address: "10.2.3.4", netmask: "255.255.0.0" },
+    { family: "IPv6" as const, address: "::1", netmask: "ffff::" },
+  ];
+  assert.deepStrictEqual(broadcastAddresses(interfaces), ["192.168.1.255", "10.2.255.255"]);
+  assert.deepStrictEqual(broadcastAddresses(interfaces, ["10.2.3.4"]), ["10.2.255.255"]);
+});

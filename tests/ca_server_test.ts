@@ -1,0 +1,239 @@
+import assert from "node:assert/strict";
+import { startCaServer } from "../ca/server.ts";
+import {
+  CMD,
+  createChanRequest,
+  datagramMessages,
+  DBE,
+  encodeHeader,
+  eventAddRequest,
+  readNotifyRequest,
+  searchRequest,
+  versionMessage,
+} from "../ca/messages.ts";
+import type { BeaconClock } from "../ca/beacon.ts";
+import { ECA } from "../ca/codec.ts";
+import { closeRaw, connectRaw } from "./support/raw_client.ts";
+import { testServerEnv } from "./support/epics_env.ts";
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  return out;
+}
+
+/** Sends a search datagram and returns the reply (or undefined after `timeoutMs`). */
+async function search(udpPort: number, names: string[], timeoutMs = 2000) {
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  try {
+    const request = concat(versionMessage(1, 42), ...names.map((n, i) => searchRequest(n, i + 1)));
+    await socket.send(request, { transport: "udp", hostname: "127.0.0.1", port: udpPort });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<undefined>((
+      r,
+    ) => (timer = setTimeout(() => r(undefined), timeoutMs)));
+    const reply = await Promise.race([socket.receive().then(([d]) => d), timeout]);
+    clearTimeout(timer);
+    return reply;
+  } finally {
+    socket.close();
+  }
+}
+
+Deno.test("server: UDP search over a real socket, port 0 gives distinct UDP/TCP ports", async () => {
+  const server = await startCaServer({ env: testServerEnv(), port: 0 });
+  try {
+    server.add({ name: "S:A", type: "double" });
+    server.add({ name: "S:B", type: "long" });
+    assert.ok(server.udpPort > 0 && server.tcpPort > 0);
+    const reply = await search(server.udpPort, ["S:A", "nope", "S:B.EGU"]);
+    assert.ok(reply);
+    const messages = [...datagramMessages(reply)];
+    assert.deepStrictEqual(messages.map((m) => [m.header.cmd, m.header.p2]), [
+      [CMD.VERSION, 0],
+      [CMD.SEARCH, 1],
+      [CMD.SEARCH, 3],
+    ]);
+    assert.equal(messages[0].header.p1, 42);
+    assert.equal(messages[1].header.type, server.tcpPort);
+    assert.equal(await search(server.udpPort, ["nope"], 200), undefined);
+    assert.deepStrictEqual(server.names(), ["S:A", "S:B"]);
+    assert.throws(() => server.add({ name: "S:A", type: "double" }), /already exists/);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("server: two servers share a UDP port; TCP falls back when taken", async () => {
+  const first = await startCaServer({ env: testServerEnv(), port: 0 });
+  const second = await startCaServer({ env: testServerEnv(), port: first.udpPort });
+  try {
+    assert.equal(second.udpPort, first.udpPort);
+    assert.notEqual(second.tcpPort, first.tcpPort);
+    second.add({ name: "TWO", type: "double" });
+    const client = await connectRaw(second.tcpPort);
+    assert.ok((await client.createChannel("TWO", 1)) > 0);
+    await closeRaw(client);
+  } finally {
+    await second.close();
+    await first.close();
+  }
+});
+
+Deno.test("server: env port and options override; ignore list drops searches", async () => {
+  const server = await startCaServer({
+    env: { ...testServerEnv(), EPICS_CAS_IGNORE_ADDR_LIST: "127.0.0.1" },
+    port: 0,
+  });
+  try {
+    server.add({ name: "IGN", type: "double" });
+    assert.equal(await search(server.udpPort, ["IGN"], 300), undefined);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("server: beacons go only to the configured loopback address with injected clock", async () => {
+  const sink = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const sinkPort = (sink.addr as Deno.NetAddr).port;
+  const timers: { fn: () => void; ms: number; cleared: boolean }[] = [];
+  const clock: BeaconClock = {
+    setTimeout: (fn, ms) => timers.push({ fn, ms, cleared: false }) - 1,
+    clearTimeout: (h) => void (timers[h as number].cleared = true),
+  };
+  const server = await startCaServer({
+    env: testServerEnv(),
+    port: 0,
+    beaconAddresses: [`127.0.0.1:${sinkPort}`],
+    autoBeacon: false,
+    beaconPeriod: 0.05,
+    clock,
+  });
+  try {
+    const [first] = await sink.receive();
+    timers[timers.length - 1].fn();
+    const [second] = await sink.receive();
+    assert.deepStrictEqual(
+      [...datagramMessages(first)].map((m) => m.header),
+      [{ cmd: CMD.RSRV_IS_UP, size: 0, type: 13, count: server.tcpPort, p1: 0, p2: 0 }],
+    );
+    assert.equal([...datagramMessages(second)][0].header.p1, 1);
+    assert.deepStrictEqual(timers.map((t) => t.ms), [20, 40]);
+  } finally {
+    await server.close();
+    sink.close();
+  }
+  assert.ok(timers[timers.length - 1].cleared, "beacon timer stopped on close");
+});
+
+Deno.test("server: client vanishing mid-array leaves the server serving", async () => {
+  const server = await startCaServer({ env: testServerEnv(), port: 0 });
+  try {
+    server.add({ name: "BIG", type: "long", writable: true, maxCount: 1_000_000 });
+    const a = await connectRaw(server.tcpPort);
+    const sid = await a.createChannel("BIG", 1);
+    const header = encodeHeader({
+      cmd: CMD.WRITE,
+      size: 4_000_000,
+      type: 5,
+      count: 1_000_000,
+      p1: sid,
+      p2: 1,
+    });
+    await a.send(header, new Uint8Array(1_000_000));
+    await closeRaw(a);
+    const b = await connectRaw(server.tcpPort);
+    const sidB = await b.createChannel("BIG", 2);
+    await b.send(readNotifyRequest(5, 0, sidB, 9));
+    const reply = await b.waitFor((m) => m.header.cmd === CMD.READ_NOTIFY);
+    assert.deepStrictEqual([reply.header.p1, reply.header.count], [ECA.NORMAL, 0]);
+    await closeRaw(b);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("server: oversized request closes only that circuit", async () => {
+  const server = await startCaServer({ env: testServerEnv(), port: 0 });
+  try {
+    server.add({ name: "X", type: "double" });
+    const bad = await connectRaw(server.tcpPort);
+    const good = await connectRaw(server.tcpPort);
+    await bad.send(
+      encodeHeader({ cmd: CMD.CLIENT_NAME, size: 0xfffffff8, type: 0, count: 0, p1: 0, p2: 0 }),
+    );
+    await bad.done;
+    assert.ok((await good.createChannel("X", 1)) > 0);
+    await closeRaw(bad);
+    await closeRaw(good);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("server: removing a PV sends SERVER_DISCONN over TCP", async () => {
+  const server = await startCaServer({ env: testServerEnv(), port: 0 });
+  try {
+    server.add({ name: "GONE", type: "double" });
+    const c = await connectRaw(server.tcpPort);
+    await c.createChannel("GONE", 77);
+    server.remove("GONE");
+    const m = await c.waitFor((m) => m.header.cmd === CMD.SERVER_DISCONN);
+    assert.equal(m.header.p1, 77);
+    assert.equal(server.get("GONE"), undefined);
+    await closeRaw(c);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("server: tight posting loop with a stalled subscriber stays reachable and bounded", async () => {
+  const server = await startCaServer({ env: testServerEnv(), port: 0 });
+  try {
+    const pv = server.add({ name: "FAST", type: "long", maxCount: 262_144 }); // 1 MiB
+    // A client that subscribes and never reads (the first SID of a circuit is 1).
+    const stalled = await Deno.connect({ hostname: "127.0.0.1", port: server.tcpPort });
+    await stalled.write(
+      concat(
+        versionMessage(0, 0),
+        createChanRequest("FAST", 1),
+        eventAddRequest(5, 0, 1, 1, DBE.VALUE),
+      ),
+    );
+    const reader = await connectRaw(server.tcpPort);
+    const sidR = await reader.createChannel("FAST", 2);
+    await reader.send(eventAddRequest(5, 0, sidR, 5, DBE.VALUE));
+    const image = new Int32Array(262_144);
+    const rssBefore = Deno.memoryUsage().rss;
+    let searchesAnswered = 0;
+    for (let i = 1; i <= 400; i++) {
+      const next = new Int32Array(image.length);
+      next[0] = i;
+      pv.post(next);
+      if (i % 50 === 0) {
+        // New name searches and connections are served while posting.
+        if (await search(server.udpPort, ["FAST"], 2000)) searchesAnswered++;
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    }
+    const rssAfter = Deno.memoryUsage().rss;
+    assert.equal(searchesAnswered, 8);
+    const last = await reader.waitFor((m) => {
+      if (m.header.cmd !== CMD.EVENT_ADD || m.payload.length < 4) return false;
+      return new DataView(m.payload.buffer, m.payload.byteOffset).getInt32(0) === 400;
+    }, 30_000);
+    assert.equal(last.header.count, 262_144);
+    assert.ok(
+      rssAfter - rssBefore < 200 * 1024 * 1024,
+      `RSS grew ${(rssAfter - rssBefore) / 1e6} MB for 400 MB posted`,
+    );
+    stalled.close();
+    await closeRaw(reader);
+  } finally {
+    await server.close();
+  }
+});

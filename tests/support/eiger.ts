@@ -1,0 +1,132 @@
+/**
+ * Test helpers for the EIGER backend and simulator: an in-process simulator on port 0, a
+ * DeviceContext that records emitted events, and a client for the simulator's control endpoint.
+ *
+ * @module
+ */
+
+import type { DeviceContext } from "../../devices/base.ts";
+import type { DeviceEvent } from "../../lib/events.ts";
+import { getLog } from "../../lib/log.ts";
+import {
+  type EigerSim,
+  type EigerSimOptions,
+  startEigerSim,
+} from "../../devices/eiger_sim/main.ts";
+import { createLoopbackStream, type LoopbackStream } from "../../devices/eiger_sim/loopback.ts";
+
+/** A simulator started for a test, with helpers. */
+export interface TestSim extends EigerSim {
+  /** Loopback stream link (when started with `loopback: true`). */
+  loopback?: LoopbackStream;
+  /** Calls `PUT /sim/control/<action>` (or GET for `status`) and returns the JSON reply. */
+  control(action: string, body?: unknown): Promise<unknown>;
+  /** Environment for an EigerDevice talking to this simulator. */
+  env(extra?: Record<string, string>): Record<string, string>;
+}
+
+/**
+ * Starts a simulator on loopback with OS-assigned ports. With `loopback: true` the stream goes
+ * through an in-process link instead of ZeroMQ (pass `sim.loopback.open` to the backend).
+ */
+export async function startTestSim(
+  options: EigerSimOptions & { loopback?: boolean } = {},
+): Promise<TestSim> {
+  const loopback = options.loopback ? createLoopbackStream() : undefined;
+  const sim = await startEigerSim({
+    width: 64,
+    height: 32,
+    ...options,
+    output: loopback?.output ?? options.output,
+  });
+  const base = `http://${sim.hostname}:${sim.apiPort}/sim/control/`;
+  return {
+    ...sim,
+    loopback,
+    async control(action: string, body?: unknown) {
+      const res = await fetch(base + action, {
+        method: action === "status" ? "GET" : "PUT",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      if (!res.ok) throw new Error(`sim control ${action}: HTTP ${res.status} ${text}`);
+      return JSON.parse(text);
+    },
+    env(extra: Record<string, string> = {}) {
+      return {
+        EIGER_DEVICE_HOST: sim.hostname,
+        EIGER_API_PORT: String(sim.apiPort),
+        EIGER_STREAM_PORT: String(sim.streamPort || 31001),
+        EIGER_POLL_INTERVAL: "0.2",
+        EIGER_REQUEST_TIMEOUT: "5",
+        ...extra,
+      };
+    },
+  };
+}
+
+/** A DeviceContext that records events, with a way to wait for them. */
+export interface RecordingContext {
+  ctx: DeviceContext;
+  events: DeviceEvent[];
+  /** Aborts `ctx.signal`. */
+  abort(): void;
+  /**
+   * Resolves with the first event at index >= `from` that matches; rejects after `timeoutMs`
+   * (a safety bound, not a synchronisation device).
+   */
+  waitFor(
+    match: (event: DeviceEvent) => boolean,
+    options?: { from?: number; timeoutMs?: number },
+  ): Promise<DeviceEvent>;
+}
+
+/** Creates a recording context with the given environment. */
+export function recordingContext(env: Record<string, string>): RecordingContext {
+  const events: DeviceEvent[] = [];
+  const controller = new AbortController();
+  let waiters: (() => void)[] = [];
+  const ctx: DeviceContext = {
+    emit(event) {
+      events.push(event);
+      const w = waiters;
+      waiters = [];
+      w.forEach((f) => f());
+    },
+    log: getLog("test.eiger"),
+    env,
+    signal: controller.signal,
+    now: () => Date.now(),
+  };
+  return {
+    ctx,
+    events,
+    abort: () => controller.abort(),
+    waitFor(match, options = {}) {
+      const from = options.from ?? 0;
+      const deadline = Date.now() + (options.timeoutMs ?? 10_000);
+      return new Promise((resolve, reject) => {
+        let timer: ReturnType<typeof setTimeout> | undefined = undefined;
+        const check = () => {
+          const found = events.slice(from).find(match);
+          if (found !== undefined) {
+            clearTimeout(timer);
+            resolve(found);
+            return;
+          }
+          if (Date.now() >= deadline) {
+            clearTimeout(timer);
+            reject(new Error(`event not seen; got ${events.map((e) => e.type).join(",")}`));
+            return;
+          }
+          waiters.push(check);
+        };
+        timer = setTimeout(() => {
+          waiters = waiters.filter((w) => w !== check);
+          reject(new Error(`event not seen; got ${events.map((e) => e.type).join(",")}`));
+        }, Math.max(0, deadline - Date.now()));
+        check();
+      });
+    },
+  };
+}

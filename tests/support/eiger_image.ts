@@ -1,0 +1,58 @@
+/**
+ * Deterministic, detector-like test images for the EIGER stream tests and benchmarks: mostly
+ * small Poisson counts, diffraction rings, module gaps at the NODATA value and a few hot pixels.
+ *
+ * @module
+ */
+
+/** Pixel arrays the generator can fill. */
+export type DetectorArray = Uint8Array | Uint16Array | Uint32Array;
+
+/** A small seeded PRNG (mulberry32), values in [0, 1). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Fills a `rows × cols` image of the array's type with detector-like counts (seeded). */
+export function detectorImage<T extends DetectorArray>(
+  make: new (n: number) => T,
+  rows: number,
+  cols: number,
+  seed = 1,
+): T {
+  const img = new make(rows * cols);
+  const max = img instanceof Uint8Array ? 0xff : img instanceof Uint16Array ? 0xffff : 0xffffffff;
+  const rand = prng(seed);
+  const cy = rows * 0.45;
+  const cx = cols * 0.55;
+  for (let y = 0; y < rows; y++) {
+    for (let x = 0; x < cols; x++) {
+      const r = Math.hypot(y - cy, x - cx);
+      const ring = (r % 60) - 30;
+      const lambda = 0.15 + 6 * Math.exp(-(ring * ring) / 8);
+      // Poisson sample (Knuth), fine for small lambda
+      const limit = Math.exp(-lambda);
+      let k = 0;
+      let p = rand();
+      while (p > limit) {
+        k++;
+        p *= rand();
+      }
+      img[y * cols + x] = k;
+    }
+  }
+  // module gaps (NODATA) every 256 columns / 128 rows, as on EIGER modules
+  for (let y = 0; y < rows; y++) {
+    for (let x = 255; x < cols; x += 256) img[y * cols + x] = max;
+  }
+  for (let y = 127; y < rows; y += 128) img.fill(max, y * cols, (y + 1) * cols);
+  for (let i = 0; i < 20; i++) img[Math.floor(rand() * rows * cols)] = max - 1;
+  return img;
+}

@@ -1,0 +1,112 @@
+/**
+ * Starts `diss-ioc` as a subprocess the way a user does (`deno run -A main.ts ...`), isolated on
+ * loopback with OS-assigned CA ports, and reads its log to learn the UDP port.
+ *
+ * @module
+ */
+
+import { testServerEnv } from "./epics_env.ts";
+
+const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/** A running IOC subprocess. */
+export interface IocProcess {
+  /** UDP search port from the "IOC running" log line. */
+  udpPort: number;
+  /** Log lines so far. */
+  lines: string[];
+  /** Resolves with the first log line matching `pattern` (rejects after `timeoutMs`). */
+  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Sends `signal` and waits for exit; returns the exit code. */
+  stop(signal?: Deno.Signal): Promise<number>;
+  /** Exit status once exited. */
+  status: Promise<Deno.CommandStatus>;
+}
+
+/** Starts the IOC with `args` and extra `env`; resolves once it logged "IOC running". */
+export async function startIoc(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 30_000,
+): Promise<IocProcess> {
+  const child = new Deno.Command(DENO, {
+    args: ["run", "-A", MAIN, ...args],
+    env: {
+      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+      HOME: Deno.env.get("HOME") ?? "/tmp",
+      NO_COLOR: "1",
+      ...testServerEnv(),
+      EPICS_CAS_SERVER_PORT: "0",
+      ...env,
+    },
+    clearEnv: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const waiters: { pattern: RegExp; resolve: (line: string) => void }[] = [];
+  const reader = (async () => {
+    let rest = "";
+    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+      rest += chunk;
+      const parts = rest.split("\n");
+      rest = parts.pop()!;
+      for (const line of parts) {
+        lines.push(line);
+        for (const w of [...waiters]) {
+          if (w.pattern.test(line)) {
+            waiters.splice(waiters.indexOf(w), 1);
+            w.resolve(line);
+          }
+        }
+      }
+    }
+  })();
+  const status = child.status.then(async (s) => {
+    await reader;
+    return s;
+  });
+  const waitForLine = (pattern: RegExp, ms = timeoutMs): Promise<string> => {
+    const found = lines.find((l) => pattern.test(l));
+    if (found !== undefined) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiters.splice(waiters.indexOf(entry), 1);
+        reject(new Error(`no log line ${pattern} within ${ms} ms; log:\n${lines.join("\n")}`));
+      }, ms);
+      const entry = {
+        pattern,
+        resolve: (line: string) => {
+          clearTimeout(timer);
+          resolve(line);
+        },
+      };
+      waiters.push(entry);
+      void status.then(() => {
+        if (!waiters.includes(entry)) return;
+        waiters.splice(waiters.indexOf(entry), 1);
+        clearTimeout(timer);
+        reject(new Error(`IOC exited before ${pattern}; log:\n${lines.join("\n")}`));
+      });
+    });
+  };
+  const stop = async (signal: Deno.Signal = "SIGTERM") => {
+    try {
+      child.kill(signal);
+    } catch {
+      // already exited
+    }
+    return (await status).code;
+  };
+  let running: string;
+  try {
+    running = await waitForLine(/msg="IOC running"/);
+  } catch (err) {
+    await stop("SIGKILL");
+    throw err;
+  }
+  const udpPort = Number(/udp_port=(\d+)/.exec(running)?.[1]);
+  return { udpPort, lines, waitForLine, stop, status };
+}
