@@ -8,19 +8,27 @@
  * @module
  */
 
-import denoConfig from "./deno.json" with { type: "json" };
 import { runIoc } from "./lib/ioc_app.ts";
+import { setupLogging } from "./lib/log.ts";
+import { runView } from "./lib/view/app.ts";
+import { runEigerSim } from "./devices/eiger_sim/main.ts";
 
-/** Program version from deno.json. */
-export const VERSION: string = denoConfig.version;
+export { VERSION } from "./lib/version.ts";
 
 /** A subcommand: gets the arguments after its name, resolves to the exit code. */
 export type Subcommand = (argv: string[]) => Promise<number>;
 
 /** Subcommands by name (`diss-ioc NAME ...`); anything else runs the IOC. */
 export const SUBCOMMANDS: Readonly<Record<string, Subcommand>> = {
-  // view: runView,          <- the lead adds the viewer (lib/view/app.ts)
-  // "eiger-sim": runEigerSim,
+  view: (argv) => {
+    // The viewer owns the terminal: only errors may interleave with what it draws.
+    setupLogging({ level: "error" });
+    return runView(argv);
+  },
+  "eiger-sim": (argv) => {
+    setupLogging();
+    return runEigerSim(argv);
+  },
 };
 
 /** Runs the program with `argv`; resolves to the exit code. */

@@ -101,6 +101,7 @@ interface Subscription extends SubscriberSink {
 
 /** Per-circuit state machine. */
 export class Circuit {
+  /** What the client announced (CLIENT_NAME/HOST_NAME) and its peer address. */
   readonly client: ClientInfo;
   /** Client protocol minor version (from its VERSION). */
   clientMinor = 13;
@@ -120,6 +121,7 @@ export class Circuit {
   #subscriptions = new Map<number, Subscription>();
   #nextSid = 1;
   #roomWaiters: (() => void)[] = [];
+  #drainWaiters: (() => void)[] = [];
 
   constructor(ctx: CircuitContext) {
     this.#ctx = ctx;
@@ -177,6 +179,12 @@ export class Circuit {
     for (const w of waiters) w();
   }
 
+  #signalDrained(): void {
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
   /** Feeds received bytes. Protocol errors close the circuit. */
   receive(bytes: Uint8Array): void {
     if (this.#closed) return;
@@ -202,7 +210,7 @@ export class Circuit {
     try {
       while (this.#queue.length > 0 && !this.#closed) {
         while (this.#outBytes >= this.#limits.maxQueuedReplyBytes && !this.#closed) {
-          await new Promise<void>((r) => this.#roomWaiters.push(r));
+          await new Promise<void>((r) => this.#drainWaiters.push(r));
         }
         if (this.#closed) break;
         const message = this.#queue.shift()!;
@@ -391,7 +399,7 @@ export class Circuit {
     if (!channel) return;
     const { codec } = this.#ctx;
     const target = channel.target;
-    if (!codec.isReadable(h.type)) {
+    if (!codec.isReadable(h.type) && h.type > LAST_DBR_TYPE) {
       this.#error(h, channel.cid, ECA.BADTYPE, "bad DBR type");
       return;
     }
@@ -400,6 +408,11 @@ export class Circuit {
       return;
     }
     const count = h.count === 0 ? Math.min(target.length(), target.maxCount) : h.count;
+    if (!codec.isReadable(h.type)) {
+      // A valid but write-only type (PUT_ACKT/ACKS): the read fails like in rsrv.
+      this.#replyFailure(h, channel, count, ECA.GETFAIL);
+      return;
+    }
     if (this.clientMinor < 9 && padded(codec.sizeN(h.type, count)) > 0x3ff0) {
       this.#replyFailure(h, channel, count, ECA.ARRAY16KCLIENT);
       return;
@@ -453,6 +466,8 @@ export class Circuit {
     const channel = this.#channelFor(h);
     if (!channel) return;
     const fail = (status: number, text: string) => {
+      // Nothing more for a channel that was removed meanwhile (SERVER_DISCONN already sent).
+      if (this.#channels.get(channel.sid) !== channel) return;
       if (notify) {
         this.#push(
           encodeMessage({
@@ -468,7 +483,7 @@ export class Circuit {
       }
     };
     const done = () => {
-      if (notify) {
+      if (notify && this.#channels.get(channel.sid) === channel) {
         this.#push(
           encodeMessage({
             cmd: CMD.WRITE_NOTIFY,
@@ -487,7 +502,7 @@ export class Circuit {
       return;
     }
     if (!codec.isWritable(h.type)) {
-      fail(ECA.BADTYPE, "bad DBR type");
+      fail(h.type <= LAST_DBR_TYPE ? ECA.PUTFAIL : ECA.BADTYPE, "DBR type not writable");
       return;
     }
     if (h.count === 0 || h.count > target.maxCount) {
@@ -629,6 +644,7 @@ export class Circuit {
       bytes = this.#outBytes;
       this.#out = [];
       this.#outBytes = 0;
+      this.#signalDrained();
       this.#signalRoom();
     } else {
       out = [];
@@ -652,6 +668,7 @@ export class Circuit {
     this.#out = [];
     this.#outBytes = 0;
     this.#dirty.clear();
+    this.#signalDrained();
     const waiters = this.#roomWaiters;
     this.#roomWaiters = [];
     for (const w of waiters) w();
@@ -659,6 +676,7 @@ export class Circuit {
 }
 
 const DBR_PUT_ACKT = 35;
+const LAST_DBR_TYPE = 38;
 const DBR_PUT_ACKS = 36;
 
 const NATIVE_CODES = {

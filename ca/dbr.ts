@@ -44,6 +44,7 @@ export {
   charArrayToString,
   FLT_MAX,
   formatFloat,
+  formatFloat32,
   parseEnumString,
   parseFloatPrefix,
   parseIntegerPrefix,

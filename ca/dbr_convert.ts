@@ -9,6 +9,7 @@
 import { NATIVE_TYPE_CODES, type NativeType, type NativeValue, type PvValue } from "./pv.ts";
 import { DBR, DbrError, ECA } from "./dbr_types.ts";
 import type { DbrNumericArray } from "./dbr_swap.ts";
+import { printfExponential, printfFixed } from "./dbr_printf.ts";
 
 /** Typed-array constructors of the numeric DBR value types. */
 export type DbrArrayCtor =
@@ -109,25 +110,8 @@ export function stringToCharArray(text: string, capacity: number): Uint8Array {
 
 const FRAC_MULTIPLIER = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000];
 
-function cSpecial(value: number): string | undefined {
-  if (Number.isNaN(value)) return "nan";
-  if (value === Infinity) return "inf";
-  if (value === -Infinity) return "-inf";
-  return undefined;
-}
-
-/** C `%.*e`: mantissa with `p` decimals and an exponent of at least two digits. */
-function cExponential(value: number, p: number): string {
-  const special = cSpecial(value);
-  if (special !== undefined) return special;
-  const text = value.toExponential(p);
-  const e = text.indexOf("e");
-  const exponent = text.slice(e + 2);
-  return `${text.slice(0, e + 2)}${exponent.length < 2 ? "0" + exponent : exponent}`;
-}
-
 /**
- * Formats a FLOAT/DOUBLE value as rsrv does for DBR_STRING reads (`cvtDoubleToString`, P =
+ * Formats a DOUBLE value as rsrv does for DBR_STRING reads (libCom `cvtDoubleToString`, P =
  * precision, default 6): |v| ≤ 1e7 and P ≤ 8 → fixed point with P decimals (cvtFast rounding);
  * 1e7 < |v| ≤ 1e16 and P ≤ 8 → `%.{min(P,3)}f`; otherwise `%{P+7}.{min(P,17)}e`.
  */
@@ -137,10 +121,36 @@ export function formatFloat(value: number, precision = 6): string {
   if (Number.isNaN(value) || p > 8 || value > 1e7 || value < -1e7) {
     if (p > 8 || value > 1e16 || value < -1e16) {
       p = Math.min(p, 17);
-      return cExponential(value, p).padStart(p + 7);
+      return printfExponential(value, p).padStart(p + 7);
     }
-    return cSpecial(value) ?? value.toFixed(Math.min(p, 3));
+    return printfFixed(value, Math.min(p, 3));
   }
+  return cvtFastFixed(value, p);
+}
+
+/**
+ * Formats a FLOAT value as rsrv does (libCom `cvtFloatToString`, which differs from the double
+ * rule): |v| ≤ 1e7 and P ≤ 8 → fixed point; 1e7 < |v| < 1e8 and P ≤ 8 → `%.{min(P,3)}f`;
+ * otherwise `%{P+6}.{min(P,12)}e`.
+ */
+export function formatFloat32(value: number, precision = 6): string {
+  let p = Math.trunc(precision);
+  if (!(p >= 0)) p = 0;
+  if (Number.isNaN(value) || p > 8 || value > 1e7 || value < -1e7) {
+    if (p > 8 || value >= 1e8 || value <= -1e8) {
+      p = Math.min(p, 12);
+      return printfExponential(value, p).padStart(p + 6);
+    }
+    return printfFixed(value, Math.min(p, 3));
+  }
+  return cvtFastFixed(value, p, true);
+}
+
+/**
+ * cvtFast's own fixed-point conversion (|v| ≤ 1e7, 0 ≤ p ≤ 8): truncate, then round; the float
+ * variant computes the fraction in float32 arithmetic as the C code does.
+ */
+function cvtFastFixed(value: number, p: number, single = false): string {
   let text = "";
   let v = value;
   if (v < 0) {
@@ -149,7 +159,9 @@ export function formatFloat(value: number, precision = 6): string {
   }
   let whole = Math.trunc(v);
   const fplace = FRAC_MULTIPLIER[p];
-  let fraction = Math.trunc((v - whole) * fplace * 10);
+  let fraction = single
+    ? Math.trunc(Math.fround(Math.fround(Math.fround(v - whole) * fplace) * 10))
+    : Math.trunc((v - whole) * fplace * 10);
   fraction = Math.trunc((fraction + 5) / 10);
   if (fraction / fplace >= 1) {
     whole++;
@@ -170,7 +182,8 @@ export function formatElement(
   precision: number | undefined,
   enumLabels: readonly string[] | undefined,
 ): string {
-  if (isFloatBase(base)) return formatFloat(x, precision ?? 6);
+  if (base === DBR.DOUBLE) return formatFloat(x, precision ?? 6);
+  if (base === DBR.FLOAT) return formatFloat32(x, precision ?? 6);
   if (base === DBR.ENUM && enumLabels !== undefined && x < enumLabels.length) {
     return enumLabels[x];
   }

@@ -3,10 +3,12 @@
  * of image-sized DBR payloads.
  *
  * Measured on V8 (Deno 2.9, see scripts/bench/dbr_encode.ts): DataView `setInt32`/`setFloat64`/
- * `getInt32`/`getFloat64` loops compile to byte-swapping loads/stores and beat swapping through
- * Int32Array views with shifts by about 2x; they also handle unaligned offsets at full speed, so
- * no aligned temporary is needed. 16-bit data is faster swapped two elements at a time through
- * an Int32Array view (when 4-byte aligned). 32-bit floats are moved as their bit patterns.
+ * `getInt32`/`getFloat64` loops, each building its own DataView, compile to byte-swapping
+ * loads/stores and beat swapping through Int32Array views with shifts once optimised (5.2 vs
+ * 3.7 GB/s for 32-bit, 9.6 vs 3.3 GB/s for 64-bit); they also handle unaligned offsets at full
+ * speed, so no aligned temporary is needed. 16-bit data is faster swapped two elements at a time
+ * through an Int32Array view (5.3 vs 2.5 GB/s, when 4-byte aligned). 32-bit floats are moved as
+ * their bit patterns.
  *
  * @module
  */

@@ -56,6 +56,11 @@ export interface CaServerOptions {
   tuneMalloc?: boolean;
 }
 
+/** Waits `ms` milliseconds (back-off after a socket error). */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 function isAddrInUse(error: unknown): boolean {
   return error instanceof Deno.errors.AddrInUse;
 }
@@ -169,6 +174,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
         } catch (error) {
           if (closing) break;
           log.warning("UDP receive failed", { error });
+          await pause(10);
           continue;
         }
         const peer = from as Deno.NetAddr;
@@ -270,6 +276,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
         } catch (error) {
           if (closing) break;
           log.warning("TCP accept failed", { error });
+          await pause(100);
           continue;
         }
         track(serveConn(conn));
@@ -283,8 +290,12 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     ? options.beaconAddresses.map((e) => parseDestination(e, beaconPort))
     : [...config.beaconAddresses];
   if (options.autoBeacon ?? config.autoBeacon) {
-    for (const address of broadcastAddresses(Deno.networkInterfaces(), interfaces)) {
-      destinations.push({ hostname: address, port: beaconPort });
+    try {
+      for (const address of broadcastAddresses(Deno.networkInterfaces(), interfaces)) {
+        destinations.push({ hostname: address, port: beaconPort });
+      }
+    } catch (error) {
+      log.warning("Cannot list network interfaces for automatic beacons", { error });
     }
   }
   let beaconSocket: Deno.DatagramConn | undefined;

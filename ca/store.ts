@@ -165,15 +165,23 @@ class EncodeCache {
 
 /** One served PV (implements the public {@link PvHandle}). */
 export class PvRecord implements PvHandle {
+  /** Full PV name. */
   readonly name: string;
+  /** The definition as given. */
   readonly definition: Readonly<PvDefinition>;
+  /** Native type. */
   readonly native: NativeType;
+  /** Capacity in elements. */
   readonly maxCount: number;
   /** Increments on every post and metadata change. */
   version = 0;
+  /** Timestamp of the current value (ms since the Unix epoch). */
   timestamp: number;
+  /** Alarm severity of the current value. */
   severity = 0;
+  /** Alarm status of the current value. */
   status = 0;
+  /** Current display metadata (definition merged with later {@link setMetadata} calls). */
   metadata: PvMetadata;
   /** Subscriptions on this record or its fields. */
   readonly subscribers = new Set<SubscriberSink>();
@@ -208,10 +216,12 @@ export class PvRecord implements PvHandle {
     this.#valTarget = new ValueTarget(this, codec);
   }
 
+  /** Current value in native form. */
   value(): NativeValue {
     return this.#value;
   }
 
+  /** Converts and stores `value`, then notifies subscribers (see {@link PvHandle.post}). */
   post(value: PvValue, options: PostOptions = {}): void {
     const native = this.#codec.toNative(value, this.native, this.maxCount);
     this.#store(native, options);
@@ -238,6 +248,7 @@ export class PvRecord implements PvHandle {
     this.#notify(bits);
   }
 
+  /** Merges display metadata and notifies DBE_PROPERTY subscribers. */
   setMetadata(metadata: PvMetadata): void {
     this.metadata = { ...this.metadata, ...metadata };
     this.version++;

@@ -41,6 +41,13 @@ export interface Device {
   /** Query GetRuntime: current runtime values (temperature, detector state, ...). */
   getRuntime?(): RuntimeStateEvent["values"];
 
+  /**
+   * Seconds this backend itself waits beyond the duration before it reports missing images
+   * (0 = it never gives up). The controller then allows this plus a margin, so the backend's more
+   * specific error comes first, unless the operator set an explicit overdue.
+   */
+  overdueSeconds?(): number;
+
   /** Command Initialize: bring the device into a state where it can acquire. */
   initialize(signal: AbortSignal): Promise<void>;
   /**

@@ -7,11 +7,12 @@
 
 import { type DeviceClass, isDevice } from "./base.ts";
 import { SimDevice } from "./sim.ts";
+import { EigerDevice } from "./eiger/backend.ts";
 
 /** Built-in backends, imported statically so they are part of a bundle. */
 export const BUILTIN_BACKENDS: Readonly<Record<string, DeviceClass>> = {
   sim: SimDevice,
-  // eiger: EigerDevice,   <- the lead adds the EIGER backend here (devices/eiger/backend.ts)
+  eiger: EigerDevice,
 };
 
 /** The backend spec could not be resolved (message is one line, ready for stderr). */

@@ -20,10 +20,13 @@
  */
 
 import type { Device, DeviceContext } from "./base.ts";
-import type { DeviceConfig, MetaValue, PixelType } from "../lib/events.ts";
-import { type Clock, sleep, systemClock } from "../lib/clock.ts";
+import type { DeviceConfig, MetaValue, PixelArray, PixelType } from "../lib/events.ts";
+import { type Clock, sleep, systemClock, type TimerHandle } from "../lib/clock.ts";
 import { NAME_PATTERN } from "../lib/controller_config.ts";
 import { createRandom, SimImageGenerator } from "./sim_image.ts";
+
+/** Largest series (images × channels × pixels) whose images are computed ahead. */
+const AHEAD_MAX_ELEMENTS = 8 * 1024 * 1024;
 
 /** Pixel types the sim offers. */
 export const SIM_PIXEL_TYPES: readonly PixelType[] = ["uint8", "uint16", "uint32", "float32"];
@@ -124,6 +127,9 @@ export class SimDevice implements Device {
   #generator: SimImageGenerator | undefined;
   #series = 0;
   #cancel: AbortController | undefined;
+  /** Images of the next series, computed ahead while idle (same content, lower latency). */
+  #ahead: { series: number; duration: number; images: PixelArray[][] } | undefined;
+  #aheadTimer: TimerHandle | undefined;
 
   /** Reads the settings from `ctx.env` (throws on bad values); `clock` drives exposure waits. */
   constructor(ctx: DeviceContext, clock: Clock = systemClock) {
@@ -178,13 +184,19 @@ export class SimDevice implements Device {
     const emit = this.#ctx.emit;
     emit({ type: "start-data", seriesId, seriesNumber: series });
     const slice = duration / cfg.numImages;
+    const ahead = this.#ahead?.series === series && this.#ahead.duration === duration
+      ? this.#ahead.images
+      : undefined;
+    this.#ahead = undefined;
     try {
       for (let index = 0; index < cfg.numImages; index++) {
         const timestamp = this.#clock.now() / 1000;
         if (slice > 0) await sleep(this.#clock, slice * 1000, stop);
         if (stop.aborted) throw stop.reason;
-        const images: Record<string, ReturnType<SimImageGenerator["image"]>> = {};
-        cfg.channels.forEach((ch, c) => images[ch.name] = gen.image(series, index, c, duration));
+        const images: Record<string, PixelArray> = {};
+        cfg.channels.forEach((ch, c) => {
+          images[ch.name] = ahead?.[index][c] ?? gen.image(series, index, c, duration);
+        });
         emit({ type: "image-data", seriesId, index, timestamp, exposure: slice, images });
       }
     } catch (err) {
@@ -195,6 +207,35 @@ export class SimDevice implements Device {
       if (this.#cancel === cancel) this.#cancel = undefined;
     }
     emit({ type: "end-data", seriesId });
+    this.#computeAhead(series + 1, duration);
+  }
+
+  /**
+   * After a series, computes the next one's images (for the same duration) in a later event-loop
+   * turn, so that a following acquisition only emits them. Skipped for large series.
+   */
+  #computeAhead(series: number, duration: number): void {
+    const cfg = this.#config!;
+    const elements = cfg.numImages * cfg.channels.length * cfg.width * cfg.height;
+    if (elements > AHEAD_MAX_ELEMENTS) return;
+    if (this.#aheadTimer !== undefined) this.#clock.clearTimeout(this.#aheadTimer);
+    this.#aheadTimer = this.#clock.setTimeout(() => {
+      this.#aheadTimer = undefined;
+      const gen = this.#generator;
+      if (gen === undefined || this.#series !== series || this.#ctx.signal.aborted) return;
+      const images = Array.from(
+        { length: cfg.numImages },
+        (_, index) => cfg.channels.map((_, c) => gen.image(series, index, c, duration)),
+      );
+      this.#ahead = { series, duration, images };
+    }, 0);
+  }
+
+  teardown(): Promise<void> {
+    if (this.#aheadTimer !== undefined) this.#clock.clearTimeout(this.#aheadTimer);
+    this.#aheadTimer = undefined;
+    this.#ahead = undefined;
+    return Promise.resolve();
   }
 
   cancel(): Promise<void> {

@@ -19,7 +19,7 @@ export class ConfigError extends Error {
 
 /** PV prefix used when neither `--prefix` nor `DISS_EPICS_PREFIX` is given. */
 export const DEFAULT_PREFIX = "DISS:";
-/** Default seconds allowed beyond the duration for an acquisition to finish. */
+/** Default seconds allowed beyond the duration for an acquisition to finish (see controller). */
 export const DEFAULT_OVERDUE = 5;
 
 /** Everything `diss-ioc` needs from its command line and environment. */
@@ -32,8 +32,11 @@ export interface IocOptions {
   prefixGiven: boolean;
   /** Auto-acquire duration in seconds; undefined = off. */
   autoAcquire: number | undefined;
-  /** Seconds beyond the duration before an acquisition times out; 0 = never. */
-  overdue: number;
+  /**
+   * Seconds beyond the duration before an acquisition times out; 0 = never; undefined = the
+   * backend's own allowance plus a margin, or {@link DEFAULT_OVERDUE} (decided by the controller).
+   */
+  overdue: number | undefined;
   /** Lowest log level written. */
   logLevel: LogLevel;
   /** Print the PV names and exit. */
@@ -45,14 +48,17 @@ export interface IocOptions {
 }
 
 /** Usage text of `diss-ioc`. */
-export const USAGE = `Usage: diss-ioc [options]
+export const USAGE = `Usage: diss-ioc [options]                 run the IOC
+       diss-ioc view [options]            show live images in the terminal (view --help)
+       diss-ioc eiger-sim [options]       run an EIGER2 detector simulator (eiger-sim --help)
 
 Options (each overrides its environment variable):
-  --backend NAME|module:Class  device backend: sim, or your own class   [DISS_DEVICE_BACKEND]
+  --backend NAME|module:Class  device backend: sim, eiger, or your own class [DISS_DEVICE_BACKEND]
   --prefix P                   PV prefix, e.g. "DISS:det:" (default "${DEFAULT_PREFIX}")  [DISS_EPICS_PREFIX]
   --auto-acquire S             acquire S seconds whenever READY; no/0 = off [DISS_AUTO_ACQUIRE]
   --overdue S                  seconds beyond the duration before an acquisition
-                               times out; 0 = never (default ${DEFAULT_OVERDUE})    [DISS_ACQUIRE_OVERDUE]
+                               times out; 0 = never (default: the backend's own
+                               allowance + 5, else ${DEFAULT_OVERDUE})               [DISS_ACQUIRE_OVERDUE]
   --log-level L                ${LOG_LEVELS.join("|")} (default info)  [DISS_LOG_LEVEL]
   --list-pvs                   initialize the backend, print the PV names, exit
   --help                       print this help
@@ -155,7 +161,7 @@ export function parseIocOptions(
     ? parseSeconds(values.overdue, "--overdue")
     : env.DISS_ACQUIRE_OVERDUE !== undefined
     ? parseSeconds(env.DISS_ACQUIRE_OVERDUE, "DISS_ACQUIRE_OVERDUE")
-    : DEFAULT_OVERDUE;
+    : undefined;
 
   const [levelText, levelSource] = values["log-level"] !== undefined
     ? [values["log-level"], "--log-level"]

@@ -139,7 +139,10 @@ export interface ControllerOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** Acquire automatically with this duration (seconds) whenever READY; undefined = off. */
   autoAcquire?: number;
-  /** Seconds allowed beyond the duration for a series to finish; 0 disables; default 5. */
+  /**
+   * Seconds allowed beyond the duration for a series to finish; 0 disables. Default: the device's
+   * own {@link Device.overdueSeconds} plus {@link OVERDUE_MARGIN} (0 stays 0), else 5.
+   */
   overdue?: number;
   /** Seconds allowed for a cancel to be confirmed; default 5. */
   cancelTimeout?: number;
@@ -209,6 +212,18 @@ const DATA_NAMES: Record<DataEvent["type"], string> = {
   "cancel-data": "CancelData",
 };
 
+/** Longest wait for each backend step (cancel, teardown) while shutting down, ms. */
+const SHUTDOWN_STEP_MS = 3000;
+
+/** Seconds the controller adds to a backend's own overdue allowance (see ControllerOptions). */
+export const OVERDUE_MARGIN = 5;
+
+function deviceOverdue(device: Device): number {
+  const own = device.overdueSeconds?.();
+  if (own === undefined || !Number.isFinite(own) || own < 0) return 5;
+  return own === 0 ? 0 : own + OVERDUE_MARGIN;
+}
+
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -217,7 +232,6 @@ function messageOf(err: unknown): string {
 export function createController(options: ControllerOptions): Controller {
   const clock = options.clock ?? systemClock;
   const log = options.log ?? getLog("controller");
-  const overdue = options.overdue ?? 5;
   const cancelTimeout = options.cancelTimeout ?? 5;
   const warmupTimeout = options.warmupTimeout ?? 300;
   const initPollInterval = options.initPollInterval ?? 100;
@@ -256,6 +270,7 @@ export function createController(options: ControllerOptions): Controller {
     now: () => clock.now(),
   };
   const device = options.device(ctx);
+  const overdue = options.overdue ?? deviceOverdue(device);
 
   function startTimer(fn: () => void, ms: number): TimerHandle {
     const handle = clock.setTimeout(() => {
@@ -431,6 +446,10 @@ export function createController(options: ControllerOptions): Controller {
 
   function handleChannelState(channel: string, values: Record<string, MetaValue>): void {
     const meta = channelMeta[channel];
+    if (config === undefined) {
+      log.debug("Channel state before the configuration is known", { channel });
+      return;
+    }
     if (meta === undefined) {
       raiseError(`Channel state for unknown channel ${channel}`);
       return;
@@ -919,17 +938,38 @@ export function createController(options: ControllerOptions): Controller {
     return Promise.reject(new RequestRefusedError(message));
   }
 
+  /** Waits for `p`, at most `ms` of clock time (a hanging backend must not block shutdown). */
+  async function bounded(p: Promise<unknown>, ms: number, what: string): Promise<void> {
+    let handle: TimerHandle | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      handle = clock.setTimeout(() => {
+        log.error("Backend did not finish in time during shutdown", { step: what, ms });
+        resolve();
+      }, ms);
+    });
+    try {
+      await Promise.race([p.then(() => {}, () => {}), timeout]);
+    } finally {
+      clock.clearTimeout(handle!);
+    }
+  }
+
   async function finish(exit: ControllerExit): Promise<void> {
     if (finished) return;
     finished = true;
     for (const t of timers) clock.clearTimeout(t);
     timers.clear();
     shutdown.abort(new Error("shutdown"));
+    let teardown: Promise<void>;
     try {
-      await device.teardown?.();
+      teardown = Promise.resolve(device.teardown?.());
     } catch (err) {
-      log.error("Teardown failed", { error: messageOf(err) });
+      teardown = Promise.reject(err);
     }
+    teardown = teardown.catch((err) => {
+      log.error("Teardown failed", { error: messageOf(err) });
+    });
+    await bounded(teardown, SHUTDOWN_STEP_MS, "teardown");
     resolveDone(exit);
   }
 
@@ -943,7 +983,7 @@ export function createController(options: ControllerOptions): Controller {
     if (s !== undefined && !s.taskDone) {
       log.info("Cancelling the running acquisition before shutdown", { uuid: s.uuid });
       s.abort.abort(new Error("shutdown"));
-      await runDeviceCancel();
+      await bounded(runDeviceCancel(), SHUTDOWN_STEP_MS, "cancel");
     }
     await finish({ failed: state === "FAIL", reason: errors.at(-1) });
   }

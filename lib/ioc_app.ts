@@ -10,6 +10,7 @@ import { type Controller, createController } from "./controller.ts";
 import { createIocPvs, pvSuffixes } from "./ioc_pvs.ts";
 import { getLog, setupLogging } from "./log.ts";
 import { versionString } from "./version.ts";
+import { createSdNotifier } from "./sd_notify.ts";
 import { BackendError, resolveBackend } from "../devices/registry.ts";
 import type { DeviceClass } from "../devices/base.ts";
 import { startCaServer } from "../ca/server.ts";
@@ -135,23 +136,46 @@ export async function runIoc(
     udp_port: server.udpPort,
   });
 
+  // systemd (Type=notify): READY once we serve, STATUS per state, watchdog pings, STOPPING.
+  // Notifications are sent one after the other (concurrent sends were seen to get lost).
+  const systemd = createSdNotifier(env);
+  let notified: Promise<void> = Promise.resolve();
+  const notify = (fields: Record<string, string>) => {
+    if (systemd.enabled) notified = notified.then(() => systemd.notify(fields));
+    return notified;
+  };
+  void notify({ READY: "1", STATUS: `${options.prefix}state=${controller.state}` });
+  const offStatus = controller.subscribe({
+    state: ({ state }) => void notify({ STATUS: `${options.prefix}state=${state}` }),
+  });
+  const watchdog = systemd.watchdogMs === undefined
+    ? undefined
+    : setInterval(() => void notify({ WATCHDOG: "1" }), systemd.watchdogMs);
+
   let stopSignal: string | undefined;
+  const listeners: [Deno.Signal, () => void][] = [];
   const stopped = new Promise<void>((resolve) => {
-    const onSignal = (name: Deno.Signal) => () => {
-      if (stopSignal !== undefined) return;
-      stopSignal = name;
-      log.info("Shutting down", { signal: name });
-      resolve();
-    };
     for (const name of ["SIGINT", "SIGTERM"] as const) {
-      Deno.addSignalListener(name, onSignal(name));
+      const listener = () => {
+        if (stopSignal !== undefined) return;
+        stopSignal = name;
+        log.info("Shutting down", { signal: name });
+        resolve();
+      };
+      listeners.push([name, listener]);
+      Deno.addSignalListener(name, listener);
     }
   });
 
   await controller.start();
   await Promise.race([stopped, controller.done]);
+  await notify({ STOPPING: "1" });
+  if (watchdog !== undefined) clearInterval(watchdog);
+  offStatus();
   await controller.stop();
   const exit = await controller.done;
+  systemd.close();
+  for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
   pvs.close();
   await server.close();
   if (stopSignal === undefined && exit.failed) {

@@ -22,6 +22,7 @@ import {
 import type { CommandRequest } from "./events.ts";
 import type { Controller, ControllerState } from "./controller.ts";
 import { getLog, type Logger } from "./log.ts";
+import { versionString } from "./version.ts";
 
 /**
  * CA type of the `image` PV for each pixel type: the smallest that holds all values exactly
@@ -53,8 +54,10 @@ export function pvSuffixes(config: DeviceConfig | undefined): string[] {
     "cancel",
     "clear",
     "error",
+    "version",
   ];
   if (config === undefined) return names;
+  names.push("channels");
   for (const ch of config.channels) {
     names.push(`${ch.name}:asize0`, `${ch.name}:asize1`, `${ch.name}:asize2`);
     for (const key of Object.keys(ch.meta)) names.push(`${ch.name}:${key}`);
@@ -204,6 +207,14 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
     recordType: "stringin",
   });
 
+  add({
+    name: `${prefix}version`,
+    type: "string",
+    initial: versionString().slice(0, 39),
+    description: "diss-ioc version",
+    recordType: "stringin",
+  });
+
   let images: Record<string, PvHandle> = {};
   let meta: Record<string, Record<string, PvHandle>> = {};
   let startTs: PvHandle | undefined;
@@ -215,6 +226,14 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
     const count = n * config.width * config.height;
     images = {};
     meta = {};
+    add({
+      name: `${prefix}channels`,
+      type: "string",
+      maxCount: config.channels.length,
+      initial: config.channels.map((ch) => ch.name),
+      description: "Image channel names",
+      recordType: "waveform",
+    });
     for (const ch of config.channels) {
       log.info("Registering channel with EPICS", { channel: ch.name });
       const p = `${prefix}${ch.name}:`;

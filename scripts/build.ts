@@ -79,16 +79,16 @@ export function stampBundle(source: string, description: string): string {
   return source.replace(placeholder, description.replaceAll('"', "").replaceAll("\\", ""));
 }
 
-/** Builds and stamps `dist/diss-ioc.js`; returns its path. */
-export async function bundle(): Promise<string> {
-  await Deno.mkdir(`${ROOT}dist`, { recursive: true });
-  await run(["bundle", "--quiet", "-o", BUNDLE, "main.ts"]);
+/** Builds and stamps the bundle (default `dist/diss-ioc.js`); returns its path. */
+export async function bundle(output: string = BUNDLE): Promise<string> {
+  await Deno.mkdir(new URL(".", `file://${output}`).pathname, { recursive: true });
+  await run(["bundle", "--quiet", "-o", output, "main.ts"]);
   const description = await gitDescription();
   if (description !== undefined) {
-    await Deno.writeTextFile(BUNDLE, stampBundle(await Deno.readTextFile(BUNDLE), description));
+    await Deno.writeTextFile(output, stampBundle(await Deno.readTextFile(output), description));
   }
-  console.error(`build: wrote ${BUNDLE} (git ${description ?? "unknown"})`);
-  return BUNDLE;
+  console.error(`build: wrote ${output} (git ${description ?? "unknown"})`);
+  return output;
 }
 
 /** Compiles the stamped bundle for each target. */

@@ -17,6 +17,7 @@ import {
 import { ECA } from "../ca/codec.ts";
 import { WriteRefusedError } from "../ca/pv.ts";
 import { makeHarness } from "./support/circuit_harness.ts";
+import { defaultCodec } from "../ca/codec_dbr.ts";
 import { stubStats } from "./support/stub_codec.ts";
 
 const f64 = (x: number) => {
@@ -396,4 +397,85 @@ Deno.test("circuit bad input: request queue is bounded (back-pressure)", async (
   await room;
   await h.circuit.idle();
   assert.equal(h.output().length, 100);
+});
+
+Deno.test("store: invalid definitions and oversized posts are refused", () => {
+  const h = makeHarness();
+  assert.throws(() => h.store.add({ name: "Z", type: "double", maxCount: 0 }), /maxCount/);
+  assert.throws(() => h.store.add({ name: "bad name", type: "double" }), /invalid PV name/);
+  const pv = h.store.add({ name: "Z", type: "long", maxCount: 3 });
+  assert.throws(() => pv.post([1, 2, 3, 4]));
+  assert.deepStrictEqual(Array.from(pv.value() as Int32Array), []);
+  pv.post([1, 2]);
+  assert.equal(pv.value().length, 2);
+});
+
+Deno.test("circuit: writes outside control limits get ECA_PUTFAIL", async () => {
+  const h = makeHarness();
+  const seen: number[] = [];
+  h.store.add({
+    name: "LIM",
+    type: "double",
+    writable: true,
+    controlLimits: [0, 10],
+    onWrite: (v) => void seen.push((v as Float64Array)[0]),
+  });
+  const { sid } = await connect(h, "LIM");
+  const [bad] = await h.exchange(writeRequest(CMD.WRITE_NOTIFY, 6, 1, sid, 1, f64(11)));
+  assert.equal(bad.header.p1, ECA.PUTFAIL);
+  const [good] = await h.exchange(writeRequest(CMD.WRITE_NOTIFY, 6, 1, sid, 2, f64(10)));
+  assert.equal(good.header.p1, ECA.NORMAL);
+  assert.deepStrictEqual(seen, [10]);
+});
+
+Deno.test("circuit: deprecated READ replies with cmd 3 and the CID", async () => {
+  const h = makeHarness();
+  h.store.add({ name: "R", type: "double", initial: 2.5 });
+  const { sid } = await connect(h, "R", 33);
+  const [reply] = await h.exchange(
+    encodeMessage({ cmd: CMD.READ, type: 6, count: 1, p1: sid, p2: 8 }),
+  );
+  assert.deepStrictEqual([reply.header.cmd, reply.header.p1, reply.header.p2], [CMD.READ, 33, 8]);
+  assert.equal(readF64(reply.payload), 2.5);
+});
+
+Deno.test("circuit: full request queue and full reply queue do not deadlock", async () => {
+  const h = makeHarness({ limits: { maxQueuedRequests: 8, maxQueuedReplyBytes: 256 } });
+  for (let i = 0; i < 100; i++) h.circuit.receive(echoMessage());
+  assert.equal(h.circuit.wantsInput(), false);
+  let echoes = 0;
+  for (let round = 0; round < 200 && echoes < 100; round++) {
+    await Promise.resolve();
+    echoes += h.output().length;
+  }
+  await h.circuit.idle();
+  echoes += h.output().length;
+  assert.equal(echoes, 100);
+  assert.equal(h.circuit.wantsInput(), true);
+});
+
+Deno.test("circuit (real codec): write-only and read-only DBR types", async () => {
+  const h = makeHarness({ codec: defaultCodec });
+  h.store.add({ name: "T", type: "double", writable: true, initial: 1 });
+  const { sid } = await connect(h, "T", 3);
+  const [ackRead] = await h.exchange(readNotifyRequest(35, 1, sid, 1));
+  assert.deepStrictEqual([ackRead.header.cmd, ackRead.header.p1], [CMD.READ_NOTIFY, ECA.GETFAIL]);
+  const [classWrite] = await h.exchange(
+    writeRequest(CMD.WRITE_NOTIFY, 38, 1, sid, 2, new Uint8Array(40)),
+  );
+  assert.deepStrictEqual([classWrite.header.cmd, classWrite.header.p1], [
+    CMD.WRITE_NOTIFY,
+    ECA.PUTFAIL,
+  ]);
+  const [ack] = await h.exchange(writeRequest(CMD.WRITE_NOTIFY, 36, 1, sid, 3, new Uint8Array(8)));
+  assert.equal(ack.header.p1, ECA.NORMAL, "alarm acknowledgement accepted");
+  const [str] = await h.exchange(
+    writeRequest(CMD.WRITE_NOTIFY, 0, 1, sid, 4, new TextEncoder().encode("2.5\0\0\0\0\0")),
+  );
+  assert.equal(str.header.p1, ECA.NORMAL, "short scalar DBR_STRING write accepted");
+  assert.equal((h.store.get("T")!.value() as Float64Array)[0], 2.5);
+  const [bad] = await h.exchange(
+    writeRequest(CMD.WRITE_NOTIFY, 0, 1, sid, 5, new TextEncoder().encode("abc\0\0\0\0\0")),
+  );
+  assert.equal(bad.header.p1, ECA.PUTFAIL, "unparsable string");
 });

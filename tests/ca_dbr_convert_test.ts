@@ -12,6 +12,7 @@ import {
   EPICS_EPOCH_OFFSET,
   FLT_MAX,
   formatFloat,
+  formatFloat32,
   fromEpicsTime,
   parseFloatPrefix,
   stringToCharArray,
@@ -70,6 +71,70 @@ const LABELS = ["Off", "On", "Fault"];
 
 // ---------------------------------------------------------------------------------------------
 // read side (native -> requested)
+
+/**
+ * Golden outputs of libCom 3.17.6 `cvtDoubleToString` ("d") and `cvtFloatToString` ("f", value
+ * rounded to float32 first), captured with a small C program linked against Debian's libCom.
+ */
+const LIBCOM_GOLDEN: [string, number, number, string][] = [
+  ["d", 3.14159, 6, "3.141590"],
+  ["d", 0.125, 2, "0.13"],
+  ["d", -0.004, 2, "-0.00"],
+  ["d", 10000000.5, 0, "10000000"],
+  ["d", 10000001.5, 0, "10000002"],
+  ["d", 12345678.9, 6, "12345678.900"],
+  ["d", 1e16, 6, "10000000000000000.000"],
+  ["d", 2.5e20, 0, "  2e+20"],
+  ["d", 1.5e20, 0, "  2e+20"],
+  ["d", 1e20, 6, " 1.000000e+20"],
+  ["d", -1e20, 6, "-1.000000e+20"],
+  ["d", 1.5, 9, " 1.500000000e+00"],
+  ["d", 2, 20, " 2.00000000000000000e+00"],
+  ["d", 1.5e-300, 20, "1.50000000000000012e-300"],
+  ["d", 110701281445457.0625, 4, "110701281445457.062"],
+  ["d", -1870737836012476.5, 0, "-1870737836012476"],
+  ["d", 0.5, 0, "1"],
+  ["d", 1.5, 0, "2"],
+  ["d", 2.5, 0, "3"],
+  ["d", -0, 9, "-0.000000000e+00"],
+  ["d", Infinity, 2, "      inf"],
+  ["d", -Infinity, 0, "   -inf"],
+  ["d", NaN, 3, "nan"],
+  ["d", 4294967295.5, 0, "4294967296"],
+  ["d", 99999.99999, 3, "100000.000"],
+  ["d", 1e-5, 8, "0.00001000"],
+  ["d", 5e-324, 17, "4.94065645841246544e-324"],
+  ["d", 1.7976931348623157e308, 3, "1.798e+308"],
+  ["f", 3.14159, 6, "3.141590"],
+  ["f", 3.14159, 8, "3.14159011"],
+  ["f", 9.9999, 8, "9.99989984"],
+  ["f", 0.1, 6, "0.100000"],
+  ["f", 1e7, 2, "10000000.00"],
+  ["f", 12345678, 6, "12345678.000"],
+  ["f", 99999999, 2, "1.00e+08"],
+  ["f", 100000000, 2, "1.00e+08"],
+  ["f", -100000000, 0, "-1e+08"],
+  ["f", 2350853888, 0, " 2e+09"],
+  ["f", -54430426352.312164, 3, "-5.443e+10"],
+  ["f", 1.5, 9, "1.500000000e+00"],
+  ["f", 1.5, 13, "1.500000000000e+00"],
+  ["f", -881.97783182896364, 16, "-8.819778442383e+02"],
+  ["f", 16777216.5, 1, "16777216.0"],
+  ["f", 33554433, 0, "33554432"],
+  ["f", 0.57835733743185391, 7, "0.5783574"],
+  ["f", -429273.80907806900, 8, "-429273.81249997"],
+  ["f", Infinity, 3, "      inf"],
+  ["f", NaN, 2, "nan"],
+];
+
+Deno.test("float/double to string match libCom cvtFloatToString/cvtDoubleToString", () => {
+  for (const [kind, value, precision, expected] of LIBCOM_GOLDEN) {
+    const actual = kind === "d"
+      ? formatFloat(value, precision)
+      : formatFloat32(Math.fround(value), precision);
+    assert.equal(actual, expected, `${kind} ${value} P=${precision}`);
+  }
+});
 
 Deno.test("float to string follows cvtDoubleToString for every magnitude and precision", () => {
   assert.equal(formatFloat(3.14159), "3.141590");

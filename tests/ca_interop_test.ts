@@ -238,8 +238,9 @@ p = epics.PV("M:D", callback=cb, auto_monitor=True)
 t0 = time.time()
 while len(seen) < 40 and time.time() - t0 < 30:
     time.sleep(0.01)
-out({"count": len(seen), "first": seen[0] if seen else None, "last": seen[-1] if seen else None,
-     "increasing": all(a < b for a, b in zip(seen, seen[1:]))})
+s = list(seen)
+out({"count": len(s), "first": s[0] if s else None, "last": s[-1] if s else None,
+     "increasing": all(a < b for a, b in zip(s, s[1:]))})
 `,
         { udpPort: server.udpPort, timeoutMs: 60_000 },
       );
@@ -250,7 +251,7 @@ out({"count": len(seen), "first": seen[0] if seen else None, "last": seen[-1] if
         last: number;
         increasing: boolean;
       };
-      assert.equal(res.count, 40);
+      assert.ok(res.count >= 40, `count ${res.count}`);
       assert.ok(res.last - res.first >= 39, `first ${res.first} last ${res.last}`);
       assert.ok(res.last <= n, "never ahead of the server");
       assert.ok(res.increasing);

@@ -207,11 +207,12 @@ Deno.test("server: tight posting loop with a stalled subscriber stays reachable 
     const reader = await connectRaw(server.tcpPort);
     const sidR = await reader.createChannel("FAST", 2);
     await reader.send(eventAddRequest(5, 0, sidR, 5, DBE.VALUE));
-    const image = new Int32Array(262_144);
+    const images = [new Int32Array(262_144), new Int32Array(262_144)];
     const rssBefore = Deno.memoryUsage().rss;
     let searchesAnswered = 0;
     for (let i = 1; i <= 400; i++) {
-      const next = new Int32Array(image.length);
+      // Alternate two buffers: the one not currently posted may be refilled.
+      const next = images[i % 2];
       next[0] = i;
       pv.post(next);
       if (i % 50 === 0) {
@@ -233,6 +234,30 @@ Deno.test("server: tight posting loop with a stalled subscriber stays reachable 
     );
     stalled.close();
     await closeRaw(reader);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("server: client vanishing while a large reply is being sent", async () => {
+  const server = await startCaServer({ env: testServerEnv(), port: 0 });
+  try {
+    const pv = server.add({ name: "HUGE", type: "double", maxCount: 2_500_000 }); // 20 MB
+    pv.post(new Float64Array(2_500_000));
+    for (let i = 0; i < 3; i++) {
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: server.tcpPort });
+      await c.write(concat(versionMessage(0, 0), createChanRequest("HUGE", 1)));
+      await c.write(concat(readNotifyRequest(6, 0, 1, 1), readNotifyRequest(6, 0, 1, 2)));
+      const buffer = new Uint8Array(4096);
+      await c.read(buffer);
+      c.close();
+    }
+    const b = await connectRaw(server.tcpPort);
+    const sid = await b.createChannel("HUGE", 2);
+    await b.send(readNotifyRequest(6, 10, sid, 9));
+    const reply = await b.waitFor((m) => m.header.cmd === CMD.READ_NOTIFY);
+    assert.deepStrictEqual([reply.header.p1, reply.header.count], [ECA.NORMAL, 10]);
+    await closeRaw(b);
   } finally {
     await server.close();
   }

@@ -1,11 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  ConfigError,
-  DEFAULT_OVERDUE,
-  DEFAULT_PREFIX,
-  parseAutoAcquire,
-  parseIocOptions,
-} from "../lib/config.ts";
+import { ConfigError, DEFAULT_PREFIX, parseAutoAcquire, parseIocOptions } from "../lib/config.ts";
 import { BackendError, moduleUrl, resolveBackend, splitBackendSpec } from "../devices/registry.ts";
 import { SimDevice } from "../devices/sim.ts";
 
@@ -16,7 +10,7 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
     prefix: DEFAULT_PREFIX,
     prefixGiven: false,
     autoAcquire: undefined,
-    overdue: DEFAULT_OVERDUE,
+    overdue: undefined,
     logLevel: "info",
     listPvs: false,
     help: false,

@@ -173,3 +173,36 @@ Deno.test("protocol: a late image of a timed-out series after clear -> ERROR aga
   assert.match(h.controller.errors[0], /ImageData after abort of series s/);
   await h.close();
 });
+
+Deno.test("protocol: without --overdue the backend's own allowance plus a margin applies", async () => {
+  const h = await startHarness({
+    overdue: 20,
+    acquire: (dev) => {
+      dev.ctx.emit(start("s"));
+      return new Promise(() => {});
+    },
+  });
+  await h.controller.request(acquire(2));
+  // duration 2 s + backend 20 s + margin 5 s = 27 s; the default 5 s would end it at 7 s.
+  await h.advance(26_999);
+  assert.equal(h.controller.state, "INTEGRATE");
+  await h.advance(1);
+  assert.equal(h.controller.state, "ERROR");
+  assert.match(h.controller.errors[0], /timed out after 27 s/);
+  await h.close();
+});
+
+Deno.test("protocol: an explicit overdue wins over the backend's allowance", async () => {
+  const h = await startHarness({
+    overdue: 20,
+    acquire: (dev) => {
+      dev.ctx.emit(start("s"));
+      return new Promise(() => {});
+    },
+  }, { overdue: 1 });
+  await h.controller.request(acquire(2));
+  await h.advance(3000);
+  assert.equal(h.controller.state, "ERROR");
+  assert.match(h.controller.errors[0], /timed out after 3 s/);
+  await h.close();
+});

@@ -203,3 +203,17 @@ Deno.test("controller: stop during INTEGRATE cancels the device and tears it dow
   assert.equal((await h.controller.done).failed, false);
   await assert.rejects(h.controller.request(CLEAR), /stopped/);
 });
+
+Deno.test("controller: stop does not hang on a backend whose cancel and teardown hang", async () => {
+  const h = await startHarness({
+    acquire: () => new Promise(() => {}),
+    cancel: () => new Promise(() => {}),
+  });
+  h.dev.teardown = () => new Promise(() => {});
+  await h.controller.request(acquire(1));
+  const stopped = h.close();
+  await h.advance(3000);
+  await h.advance(3000);
+  await stopped;
+  assert.equal((await h.controller.done).failed, false);
+});

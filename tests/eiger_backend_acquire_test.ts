@@ -329,3 +329,14 @@ Deno.test("eiger backend: teardown during an acquisition returns promptly", asyn
     await r.close();
   }
 });
+
+Deno.test("eiger backend: a detector without threshold 2 keys has one channel", async () => {
+  const r = await rig();
+  try {
+    r.sim.detector.params.get("detector/config")!.delete("threshold/2/mode");
+    await r.device.initialize(AbortSignal.timeout(10_000));
+    assert.deepEqual(r.device.getConfig()!.channels.map((c) => c.name), ["threshold_1"]);
+  } finally {
+    await r.close();
+  }
+});

@@ -146,6 +146,26 @@ Deno.test("stream: encode → decode round trip of start and multi-channel image
   assert.equal(m.userData, "appendix");
 });
 
+Deno.test("stream: integral Float fields of start are encoded as CBOR floats", () => {
+  const bytes = encodeStreamMessage({
+    type: "start",
+    seriesId: 1,
+    seriesUniqueId: UID,
+    incidentEnergy: 12000,
+    detectorTranslation: [0, 1, 2],
+    thresholdEnergy: { threshold_1: 6000 },
+    imageSizeX: 4,
+  });
+  const asHex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  assert.ok(asHex.includes("fb40c7700000000000"), "12000 as float64");
+  assert.ok(asHex.includes("83fb0000000000000000fb3ff0000000000000fb4000000000000000"));
+  assert.ok(asHex.includes("fb40b7700000000000"), "threshold 6000 as float64");
+  assert.ok(asHex.includes("6c696d6167655f73697a655f7804"), "image_size_x stays an integer");
+  const s = decodeStreamMessage(bytes) as StartMessage;
+  assert.equal(s.incidentEnergy, 12000);
+  assert.deepEqual(s.detectorTranslation, [0, 1, 2]);
+});
+
 Deno.test("cbor: half, single and double floats; big integers; indefinite lengths", () => {
   assert.equal(decodeCbor(Uint8Array.of(0xf9, 0x3c, 0x00)), 1);
   assert.equal(decodeCbor(Uint8Array.of(0xf9, 0x7b, 0xff)), 65504);

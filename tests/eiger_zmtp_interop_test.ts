@@ -201,3 +201,56 @@ Deno.test("zmtp: our PUSH round-robins over two pyzmq PULL peers and survives a 
     await server.close();
   }
 });
+
+Deno.test("zmtp: pyzmq PULL reconnects to our PUSH server after it restarts", async () => {
+  let server = listenPush({ hostname: "127.0.0.1", port: 0 });
+  const port = server.port;
+  const py = startPy("zmq_peer.py", ["pull", String(port), "2"]);
+  try {
+    assert.equal(await py.line(), "READY");
+    await server.send([enc.encode("before")]);
+    assert.deepEqual(JSON.parse(await py.line()), [[6, await sha256(enc.encode("before"))]]);
+    await server.close(); // the simulator restarts
+    server = listenPush({ hostname: "127.0.0.1", port });
+    await server.waitForPeer(AbortSignal.timeout(15000)); // libzmq reconnects by itself
+    await server.send([enc.encode("after")]);
+    assert.deepEqual(JSON.parse(await py.line()), [[5, await sha256(enc.encode("after"))]]);
+    assert.equal(await py.wait(), 0);
+  } finally {
+    await py.close();
+    await server.close();
+  }
+});
+
+Deno.test("zmtp: libzmq heartbeats (PING with TTL) are answered, so the link stays up", async () => {
+  const py = startPy("zmq_peer.py", ["push", "0", "50"]); // PING every 50 ms, drop after 200 ms
+  const m = /^PORT (\d+)$/.exec(await py.line());
+  assert.ok(m);
+  const ac = new AbortController();
+  const events: string[] = [];
+  const it = connectPull({
+    host: "127.0.0.1",
+    port: Number(m[1]),
+    signal: ac.signal,
+    onConnect: () => events.push("connect"),
+    onDisconnect: (r) => events.push(`disconnect:${r}`),
+  })[Symbol.asyncIterator]();
+  try {
+    const first = nextWithin(it);
+    await py.send(JSON.stringify(["send", [{ text: "one" }]]));
+    assert.deepEqual(await first, [enc.encode("one")]);
+    assert.equal(await py.line(), "SENT");
+    const second = nextWithin(it); // keeps reading (and answering PINGs) while idle
+    // The peer's idle time must exceed libzmq's heartbeat timeout: this wait is the test itself.
+    await py.send(JSON.stringify(["sleep", 1.0]));
+    assert.equal(await py.line(), "SLEPT");
+    await py.send(JSON.stringify(["send", [{ text: "two" }]]));
+    assert.deepEqual(await second, [enc.encode("two")]);
+    assert.equal(await py.line(), "SENT");
+    assert.deepEqual(events, ["connect"], "no disconnect during the idle second");
+  } finally {
+    ac.abort();
+    await it.return?.();
+    await py.close();
+  }
+});

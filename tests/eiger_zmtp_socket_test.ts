@@ -260,9 +260,22 @@ Deno.test("zmtp socket: PULL gives up a handshake that never completes", async (
     }
   })();
   const conn = await accepted; // the generator runs once iterated
-  assert.match(await ended, /ended|threw/);
+  assert.equal(await ended, "threw ZmtpError");
   const got = await readAll(conn); // we sent greeting + READY, then closed
   assert.equal(got.length, 64 + 28);
   conn.close();
   listener.close();
+});
+
+Deno.test("zmtp socket: PUSH drops a connection that never completes the handshake", async () => {
+  const server = listenPush({ hostname: "127.0.0.1", port: 0, handshakeTimeoutMs: 100 });
+  try {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    const got = await readAll(conn); // we stay silent; the server gives up and closes
+    conn.close();
+    assert.equal(got.length, 64 + 28, "greeting + READY, then closed");
+    assert.equal(server.connected(), false);
+  } finally {
+    await server.close();
+  }
 });

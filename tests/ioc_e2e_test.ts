@@ -60,6 +60,10 @@ for c in ['c1', 'c2']:
     n = [int(epics.caget(P + c + ':asize%d' % i)) for i in range(3)]
     img = epics.caget(P + c + ':image', count=n[0] * n[1] * n[2], use_monitor=False)
     res[c] = {'asize': n, 'image': [int(v) for v in img]}
+chid = ca.create_channel(P + 'c1:image')
+ca.connect_channel(chid)
+res['c1_field_type'] = ca.field_type(chid)
+res['c1_as_double'] = [float(v) for v in ca.get(chid, ftype=6, count=8)]
 res['start_ts'] = [float(v) for v in epics.caget(P + 'start_ts', use_monitor=False)]
 res['acq_td'] = [float(v) for v in epics.caget(P + 'acq_td', use_monitor=False)]
 res['ssqcnt'] = int(epics.caget(P + 'ssqcnt'))
@@ -88,6 +92,8 @@ out(res)
       const expected = [...gen.image(0, 0, c, 0.2), ...gen.image(0, 1, c, 0.2)];
       assert.deepEqual(ch.image, expected, `channel ${c}`);
     }
+    assert.equal(res.c1_field_type, 5, "uint16 images are served as DBR_LONG");
+    assert.deepEqual(res.c1_as_double, res.c1.image.slice(0, 8), "DBR_DOUBLE requests work");
     const ts = res.start_ts as number[];
     assert.equal(ts.length, 2);
     assert.ok(Math.abs(ts[0] - Date.now() / 1000) < 120, `start_ts ${ts}`);
@@ -235,6 +241,44 @@ out({'ok': ok, 'error': epics.caget(P + 'error', use_monitor=False),
     assert.equal(status.code, 1, dies.lines.join("\n"));
     assert.ok(dies.lines.some((l) => /FATAL .*sensor destroyed/.test(l)));
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("e2e: systemd notifications: READY, STATUS, WATCHDOG, STOPPING", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/notify.sock`;
+  const sock = Deno.listenDatagram({ transport: "unixpacket", path });
+  const received: string[] = [];
+  const reader = (async () => {
+    try {
+      for (;;) {
+        const [data] = await sock.receive();
+        received.push(new TextDecoder().decode(data));
+      }
+    } catch {
+      // closed
+    }
+  })();
+  try {
+    const ioc = await startIoc(["--backend", "sim", "--prefix", "E2E:n:"], {
+      ...SIM_ENV,
+      NOTIFY_SOCKET: path,
+      WATCHDOG_USEC: "100000",
+    });
+    await ioc.waitForLine(/new=READY/);
+    const deadline = Date.now() + 10_000;
+    while (!received.some((m) => m === "WATCHDOG=1") && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(await ioc.stop("SIGTERM"), 0);
+    assert.ok(received.some((m) => m.includes("READY=1")), JSON.stringify(received));
+    assert.ok(received.some((m) => m === "STATUS=E2E:n:state=READY"), JSON.stringify(received));
+    assert.ok(received.includes("WATCHDOG=1"), JSON.stringify(received));
+    assert.ok(received.includes("STOPPING=1"), JSON.stringify(received));
+  } finally {
+    sock.close();
+    await reader;
     await Deno.remove(dir, { recursive: true });
   }
 });

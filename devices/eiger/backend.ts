@@ -167,6 +167,11 @@ export class EigerDevice implements Device {
     await Promise.allSettled(this.#tasks);
   }
 
+  /** EIGER_IMAGE_OVERDUE: the controller waits this (plus its margin) before giving up. */
+  overdueSeconds(): number {
+    return this.settings.imageOverdue;
+  }
+
   /** True after a successful initialize. */
   isInitialized(): boolean {
     return this.#initialized;
@@ -365,7 +370,11 @@ export class EigerDevice implements Device {
     const channels: ChannelConfig[] = [
       { name: "threshold_1", meta: { threshold_energy: await num("threshold/1/energy") } },
     ];
-    const t2mode = await get("detector", "threshold/2/mode");
+    // Detectors with one threshold have no threshold/2 keys (404): one channel then.
+    const t2mode = await get("detector", "threshold/2/mode").catch((error) => {
+      if (error instanceof SimplonError && error.status === 404) return "absent";
+      throw error;
+    });
     if (t2mode === "enabled") {
       channels.push({
         name: "threshold_2",

@@ -289,12 +289,19 @@ export function decodeHalf(h: number): number {
 export type CborEncodable =
   | CborValue
   | CborFloat32
+  | CborFloat64
   | CborEncodable[]
   | Map<CborEncodable, CborEncodable>
   | { [key: string]: CborEncodable };
 
 /** Marks a number to be encoded as float32 (`fa`) instead of the default float64. */
 export class CborFloat32 {
+  /** Wraps `value`. */
+  constructor(readonly value: number) {}
+}
+
+/** Marks a number to be encoded as float64 (`fb`) even when it is integral (CBOR Float fields). */
+export class CborFloat64 {
   /** Wraps `value`. */
   constructor(readonly value: number) {}
 }
@@ -411,6 +418,11 @@ class CborWriter {
     } else if (v instanceof CborTag) {
       this.head(6, v.tag);
       this.value(v.value, depth + 1);
+    } else if (v instanceof CborFloat64) {
+      this.ensure(9);
+      this.buf[this.pos++] = 0xfb;
+      new DataView(this.buf.buffer, this.pos, 8).setFloat64(0, v.value);
+      this.pos += 8;
     } else if (v instanceof CborFloat32) {
       this.ensure(5);
       this.buf[this.pos++] = 0xfa;

@@ -11,7 +11,14 @@
  * @module
  */
 
-import { type CborEncodable, CborTag, type CborValue, decodeCbor, encodeCbor } from "./cbor.ts";
+import {
+  type CborEncodable,
+  CborFloat64,
+  CborTag,
+  type CborValue,
+  decodeCbor,
+  encodeCbor,
+} from "./cbor.ts";
 import {
   compressBslz4,
   CompressionError,
@@ -645,6 +652,19 @@ const START_WIRE_NAMES: ReadonlyArray<[keyof StartInit, string]> = [
   ["virtualPixelInterpolationEnabled", "virtual_pixel_interpolation_enabled"],
 ];
 
+/** `start` fields of CBOR type Float: always encoded as floats, even when integral. */
+const START_FLOAT_FIELDS: ReadonlySet<string> = new Set([
+  "beamCenterX",
+  "beamCenterY",
+  "countTime",
+  "frameTime",
+  "incidentEnergy",
+  "incidentWavelength",
+  "pixelSizeX",
+  "pixelSizeY",
+  "sensorThickness",
+]);
+
 /** Encodes a typed array as `40([dims, tag(56500([alg, mod, payload]) | bytes)])`. */
 export function encodeMultiDimArray(img: ChannelImageInit): CborTag {
   const dtype = dtypeOf(img.data);
@@ -689,7 +709,9 @@ function arrayMap(m: Map<string, ChannelImageInit>): Map<CborValue, CborValue> {
 
 /**
  * Encodes a stream v2 message with the 55799 prefix, `type` first, images compressed per channel
- * (default bslz4 with 8192-byte blocks, like the DCU). Dates are emitted as tag 0 text.
+ * (default bslz4 with 8192-byte blocks, like the DCU). Dates are emitted as tag 0 text; `start`
+ * fields of type Float (times, energies, sizes, translation, threshold energies) always as
+ * float64, so strict parsers such as DECTRIS' `stream2.c` accept integral values too.
  */
 export function encodeStreamMessage(msg: StreamMessageInit): Uint8Array {
   const m = new Map<CborEncodable, CborEncodable>([["type", msg.type]]);
@@ -700,6 +722,16 @@ export function encodeStreamMessage(msg: StreamMessageInit): Uint8Array {
       if (key === "armDate") m.set(wire, new CborTag(TAG_DATE, v as string));
       else if (key === "flatfield" || key === "pixelMask") {
         m.set(wire, arrayMap(v as Map<string, ChannelImageInit>));
+      } else if (START_FLOAT_FIELDS.has(key)) m.set(wire, new CborFloat64(v as number));
+      else if (key === "detectorTranslation") {
+        m.set(wire, (v as number[]).map((x) => new CborFloat64(x)));
+      } else if (key === "thresholdEnergy") {
+        m.set(
+          wire,
+          new Map(
+            Object.entries(v as Record<string, number>).map(([k, x]) => [k, new CborFloat64(x)]),
+          ),
+        );
       } else m.set(wire, v as CborEncodable);
     }
     for (const [k, v] of Object.entries(msg.extra ?? {})) m.set(k, v);

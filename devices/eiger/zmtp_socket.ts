@@ -87,7 +87,9 @@ export async function* connectPull(opts: PullOptions): AsyncGenerator<Uint8Array
       socketType: "PULL",
       maxMessageBytes: opts.maxMessageBytes,
     });
+    let timedOut = false;
     const handshakeTimer = setTimeout(() => {
+      timedOut = true;
       log.warning("ZMTP handshake timeout", { host: opts.host, port: opts.port });
       closeQuietly(conn);
     }, opts.handshakeTimeoutMs ?? 30000);
@@ -112,8 +114,8 @@ export async function* connectPull(opts: PullOptions): AsyncGenerator<Uint8Array
       }
     } catch (e) {
       if (signal.aborted) return;
-      reason = describe(e);
-      failure = e;
+      failure = timedOut ? new ZmtpError("handshake timeout") : e;
+      reason = describe(failure);
     } finally {
       clearTimeout(handshakeTimer);
       signal.removeEventListener("abort", onAbort);
@@ -159,6 +161,8 @@ export interface PushOptions {
   log?: Logger;
   /** Peer socket types accepted in READY (default `["PULL"]`). */
   accept?: SocketType[];
+  /** A connection that has not completed the handshake by then is dropped (default 30 000). */
+  handshakeTimeoutMs?: number;
 }
 
 /** A bound ZMTP PUSH socket. */
@@ -279,6 +283,10 @@ export function listenPush(opts: PushOptions): PushServer {
       chain: Promise.resolve(),
     };
     all.add(peer);
+    const handshakeTimer = setTimeout(
+      () => drop(peer, "handshake timeout"),
+      opts.handshakeTimeoutMs ?? 30000,
+    );
     const buf = new Uint8Array(4096);
     try {
       await write(peer, [session.start()]);
@@ -288,6 +296,7 @@ export function listenPush(opts: PushOptions): PushServer {
         const out = session.receive(buf.subarray(0, n));
         if (out.send.length > 0) await write(peer, out.send);
         if (out.readyNow && peer.alive) {
+          clearTimeout(handshakeTimer);
           peers.push(peer);
           log.info("ZMTP peer ready", { peers: peers.length });
           track(writer(peer));
@@ -298,6 +307,8 @@ export function listenPush(opts: PushOptions): PushServer {
       drop(peer, "closed by peer");
     } catch (e) {
       drop(peer, describe(e));
+    } finally {
+      clearTimeout(handshakeTimer);
     }
   };
 

@@ -18,6 +18,7 @@
 import { parseArgs } from "node:util";
 import { caClientEnv, freeUdpPort, killMarkedProcesses } from "../../tests/support/epics_env.ts";
 import { type IocProcess, startIoc } from "../../tests/support/ioc_process.ts";
+import { SimImageGenerator } from "../../devices/sim_image.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -110,9 +111,25 @@ async function rate(exe: string): Promise<{ rate: number; rss: number }> {
   }
 }
 
+/** Milliseconds per sim image (1028x512 uint32) once the JIT warmed up, in this process. */
+function simImageMs(): number {
+  const gen = new SimImageGenerator({
+    seed: 1,
+    width: 1028,
+    height: 512,
+    pixelType: "uint32",
+    channels: 2,
+  });
+  for (let i = 0; i < 200; i++) gen.image(i, 0, i % 2, 0);
+  const t = performance.now();
+  for (let i = 0; i < 50; i++) gen.image(i, 0, i % 2, 0);
+  return (performance.now() - t) / 50;
+}
+
 if (import.meta.main) {
   const { exe, dir } = await compileClient();
   try {
+    console.log(`sim image 1028x512 uint32:  ${simImageMs().toFixed(2)} ms per image`);
     const base = await latency(exe, "64x64");
     const big = await latency(exe, "1028x512");
     const sustained = await rate(exe);

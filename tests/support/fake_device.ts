@@ -33,6 +33,8 @@ export function fakeImages(config: DeviceConfig, value: number): Record<string, 
 export interface FakeScript {
   initialized?: boolean;
   config?: DeviceConfig;
+  /** What {@link FakeDevice.overdueSeconds} answers; undefined = the method is absent. */
+  overdue?: number;
   startup?: (dev: FakeDevice) => Promise<void>;
   initialize?: (dev: FakeDevice) => Promise<void>;
   acquire?: (dev: FakeDevice, duration: number, signal: AbortSignal) => Promise<void>;
@@ -55,7 +57,14 @@ export class FakeDevice implements Device {
   constructor(readonly ctx: DeviceContext, readonly script: FakeScript = {}) {
     this.initialized = script.initialized ?? false;
     this.config = this.initialized ? (script.config ?? fakeConfig()) : undefined;
+    if (script.overdue !== undefined) {
+      const overdue = script.overdue;
+      this.overdueSeconds = () => overdue;
+    }
   }
+
+  /** Present only when the script sets `overdue` (like a backend with its own allowance). */
+  overdueSeconds?: () => number;
 
   /** Emits a full valid series `id` of `config.numImages` images. */
   emitSeries(id: string): void {

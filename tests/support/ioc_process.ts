@@ -24,14 +24,24 @@ export interface IocProcess {
   status: Promise<Deno.CommandStatus>;
 }
 
+/** How to launch the program; default `deno run -A main.ts` in the current folder. */
+export interface IocLaunch {
+  /** Deno arguments before the program's own, e.g. `["run", "--allow-net", "/tmp/x.js"]`. */
+  denoArgs?: string[];
+  /** Working directory of the subprocess. */
+  cwd?: string;
+}
+
 /** Starts the IOC with `args` and extra `env`; resolves once it logged "IOC running". */
 export async function startIoc(
   args: string[],
   env: Record<string, string> = {},
   timeoutMs = 30_000,
+  launch: IocLaunch = {},
 ): Promise<IocProcess> {
   const child = new Deno.Command(DENO, {
-    args: ["run", "-A", MAIN, ...args],
+    args: [...(launch.denoArgs ?? ["run", "-A", MAIN]), ...args],
+    cwd: launch.cwd,
     env: {
       PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
       HOME: Deno.env.get("HOME") ?? "/tmp",

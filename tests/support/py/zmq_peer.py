@@ -1,8 +1,11 @@
 """libzmq (pyzmq) peer for the ZMTP interop tests.
 
-push MODE: `zmq_peer.py push PORT` binds a PUSH socket on 127.0.0.1:PORT (0 = ephemeral), prints
+push MODE: `zmq_peer.py push PORT [HEARTBEAT_MS]` binds a PUSH socket on 127.0.0.1:PORT (0 =
+ephemeral; with HEARTBEAT_MS libzmq PINGs every HEARTBEAT_MS and drops a peer silent for 4x that),
+prints
 "PORT <n>", then executes one JSON command per stdin line:
   ["send", [frame, ...]]  frame = {"text": "..."} | {"fill": byte, "n": size} | {"seq": size}
+  ["sleep", seconds]  (prints "SLEPT")
   ["quit"]
 and prints "SENT" after each send (the send blocks until a PULL peer takes it).
 
@@ -12,6 +15,7 @@ receives COUNT messages and prints one JSON line per message: [[length, sha256-h
 import hashlib
 import json
 import sys
+import time
 
 import zmq
 
@@ -32,6 +36,11 @@ def main():
     if mode == "push":
         sock = ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.LINGER, 2000)
+        if len(sys.argv) > 3:
+            ivl = int(sys.argv[3])
+            sock.setsockopt(zmq.HEARTBEAT_IVL, ivl)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 4 * ivl)
+            sock.setsockopt(zmq.HEARTBEAT_TTL, 4 * ivl)
         port = int(sys.argv[2])
         if port == 0:
             port = sock.bind_to_random_port("tcp://127.0.0.1")
@@ -42,6 +51,9 @@ def main():
             cmd = json.loads(line)
             if cmd[0] == "quit":
                 break
+            if cmd[0] == "sleep":
+                time.sleep(cmd[1])
+                print("SLEPT", flush=True)
             if cmd[0] == "send":
                 sock.send_multipart([frame(f) for f in cmd[1]])
                 print("SENT", flush=True)

@@ -1,0 +1,80 @@
+/**
+ * End to end for the EIGER backend: `diss-ioc --backend eiger` (a subprocess, as a user runs it)
+ * against the in-process DCU simulator (real SIMPLON HTTP and ZMTP stream on loopback); images
+ * read through real libca (pyepics) must equal, pixel for pixel, what the simulator streamed.
+ */
+import assert from "node:assert/strict";
+import { runPyepics } from "./support/epics_env.ts";
+import { startIoc } from "./support/ioc_process.ts";
+import { startTestSim } from "./support/eiger.ts";
+import type { SimImage, SimMessage } from "../devices/eiger_sim/detector.ts";
+
+Deno.test("eiger e2e: IOC against eiger-sim, two thresholds, images equal what was streamed", async () => {
+  const sim = await startTestSim({ width: 40, height: 24, bitDepth: 16 });
+  const sent: SimImage[] = [];
+  const output = sim.detector.output!;
+  sim.detector.output = {
+    send(message: SimMessage) {
+      if (message.type === "image") sent.push(message);
+      output.send(message);
+    },
+    drop: () => output.drop(),
+  };
+  try {
+    const ioc = await startIoc(
+      ["--backend", "eiger", "--prefix", "EIG:e2e:"],
+      sim.env({
+        EIGER_DEVICE_MODE: "snapshot",
+        EIGER_X2_THRESHOLD1_ENERGY: "8000",
+        EIGER_X2_THRESHOLD2_ENERGY: "12000",
+      }),
+    );
+    try {
+      const r = await runPyepics(
+        `
+P = sys.argv[1]
+def wait(pv, val, t=30):
+    end = time.time() + t
+    while time.time() < end:
+        if epics.caget(pv, use_monitor=False) == val:
+            return True
+        time.sleep(0.02)
+    return False
+res = {'ready': wait(P + 'state', 'READY')}
+epics.caput(P + 'duration', 0.05, wait=True)
+epics.caput(P + 'acquire', 1, wait=True)
+res['done'] = wait(P + 'acquire', 0)
+res['state'] = epics.caget(P + 'state', use_monitor=False)
+res['channels'] = list(epics.caget(P + 'channels'))
+for c in res['channels']:
+    n = [int(epics.caget(P + c + ':asize%d' % i)) for i in range(3)]
+    img = epics.caget(P + c + ':image', use_monitor=False)
+    res[c] = {'asize': n, 'image': [int(v) for v in img],
+              'energy': float(epics.caget(P + c + ':threshold_energy'))}
+out(res)
+`,
+        { udpPort: ioc.udpPort, args: ["EIG:e2e:"], timeoutMs: 60_000 },
+      );
+      assert.equal(r.code, 0, r.stderr + r.stdout + ioc.lines.join("\n"));
+      const res = JSON.parse(r.stdout);
+      assert.equal(res.ready, true, ioc.lines.join("\n"));
+      assert.equal(res.done, true, ioc.lines.join("\n"));
+      assert.equal(res.state, "READY");
+      assert.deepEqual(res.channels, ["threshold_1", "threshold_2"]);
+      assert.equal(sent.length, 1, "one image message streamed");
+      for (const ch of res.channels) {
+        assert.deepEqual(res[ch].asize, [1, 24, 40]);
+        const streamed = sent[0].data[ch];
+        assert.ok(streamed !== undefined, `simulator streamed ${ch}`);
+        assert.deepEqual(res[ch].image, Array.from(streamed), `${ch} pixels`);
+      }
+      assert.equal(res.threshold_1.energy, 8000);
+      assert.equal(res.threshold_2.energy, 12000);
+      assert.equal(await ioc.stop("SIGTERM"), 0);
+    } finally {
+      await ioc.stop("SIGKILL");
+    }
+  } finally {
+    await sim.close();
+  }
+});
