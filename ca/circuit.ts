@@ -34,7 +34,12 @@ import {
   versionMessage,
 } from "./messages.ts";
 import type { ChannelHolder, ChannelTarget, SubscriberSink } from "./store.ts";
-import { type ClientInfo, type WriteAccessHook, WriteRefusedError } from "./pv.ts";
+import {
+  type ClientInfo,
+  NATIVE_TYPE_CODES,
+  type WriteAccessHook,
+  WriteRefusedError,
+} from "./pv.ts";
 
 /** Resource limits of one circuit. */
 export interface CircuitLimits {
@@ -362,7 +367,7 @@ export class Circuit {
     const count = this.clientMinor < 9 ? Math.min(target.maxCount, 0xfffe) : target.maxCount;
     this.#push(accessRightsMessage(channel.cid, rights));
     this.#push(
-      createChanReply(NATIVE_CODES[target.native], count, channel.cid, channel.sid),
+      createChanReply(NATIVE_TYPE_CODES[target.native], count, channel.cid, channel.sid),
     );
   }
 
@@ -414,7 +419,7 @@ export class Circuit {
       return;
     }
     if (this.clientMinor < 9 && padded(codec.sizeN(h.type, count)) > 0x3ff0) {
-      this.#replyFailure(h, channel, count, ECA.ARRAY16KCLIENT);
+      this.#replyFailure(h, channel, count, ECA["16KARRAYCLIENT"]);
       return;
     }
     if ((channel.rights & ACCESS.READ) === 0) {
@@ -678,13 +683,3 @@ export class Circuit {
 const DBR_PUT_ACKT = 35;
 const LAST_DBR_TYPE = 38;
 const DBR_PUT_ACKS = 36;
-
-const NATIVE_CODES = {
-  string: 0,
-  short: 1,
-  float: 2,
-  enum: 3,
-  char: 4,
-  long: 5,
-  double: 6,
-} as const;

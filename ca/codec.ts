@@ -59,22 +59,5 @@ export interface DbrCodec {
   toNative(value: PvValue, native: NativeType, maxCount: number): NativeValue;
 }
 
-/** ECA status codes the server sends (spec §8). */
-export const ECA = {
-  NORMAL: 1,
-  ALLOCMEM: 48,
-  TOLARGE: 72,
-  BADTYPE: 114,
-  INTERNAL: 142,
-  GETFAIL: 152,
-  PUTFAIL: 160,
-  BADCOUNT: 176,
-  BADSTR: 186,
-  BADMONID: 242,
-  NORDACCESS: 368,
-  NOWTACCESS: 376,
-  NOCONVERT: 400,
-  BADCHID: 410,
-  UNAVAILINSERV: 432,
-  ARRAY16KCLIENT: 464,
-} as const;
+/** ECA status codes (one table for the whole CA code: `ca/dbr_types.ts`). */
+export { ECA } from "./dbr_types.ts";

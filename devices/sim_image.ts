@@ -14,17 +14,9 @@
 import type { PixelArray, PixelType } from "../lib/events.ts";
 import { PIXEL_ARRAY_TYPES } from "../lib/controller_config.ts";
 
-/** A small fast deterministic PRNG (mulberry32): returns floats in [0, 1). */
-export function createRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { createRandom } from "../lib/random.ts";
+
+export { createRandom };
 
 /** Mixes integers into one 32-bit hash (for per-image variation). */
 export function hashInts(...values: number[]): number {

@@ -28,13 +28,6 @@ async function check(): Promise<string> {
     const r = await runPyepics(
       `
 P = 'DISS:'
-def wait(pv, val, t=20):
-    end = time.time() + t
-    while time.time() < end:
-        if epics.caget(pv, use_monitor=False) == val:
-            return True
-        time.sleep(0.01)
-    return False
 if not wait(P + 'state', 'READY'):
     out({'error': 'IOC not READY', 'state': epics.caget(P + 'state')}); sys.exit(0)
 epics.caput(P + 'duration', ${DURATION}, wait=True)

@@ -17,17 +17,7 @@ import {
 } from "../ca/messages.ts";
 import { makeHarness } from "./support/circuit_harness.ts";
 
-/** Small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { createRandom as prng } from "../lib/random.ts";
 
 function validMessages(): Uint8Array[] {
   const payload = new Uint8Array(32);

@@ -20,21 +20,12 @@ import {
   searchRequest,
   versionMessage,
 } from "../ca/messages.ts";
+import { concat } from "./support/bytes.ts";
 
 /** Parses "00 0f ..." hex dumps (whitespace and newlines ignored). */
 function hex(text: string): Uint8Array {
   const parts = text.trim().split(/\s+/).filter((p) => p !== "");
   return Uint8Array.from(parts, (p) => parseInt(p, 16));
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
 }
 
 Deno.test("messages: worked example search request bytes (spec §13)", () => {

@@ -11,17 +11,8 @@ import {
   searchRequest,
   versionMessage,
 } from "../ca/messages.ts";
+import { concat } from "./support/bytes.ts";
 import { broadcastAddresses, readServerEnv } from "../ca/env.ts";
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
-}
 
 const served = new Set(["A", "B:1", "C"]);
 const has = (name: string) => served.has(name);

@@ -11,20 +11,11 @@ import {
   searchRequest,
   versionMessage,
 } from "../ca/messages.ts";
+import { concat } from "./support/bytes.ts";
 import type { BeaconClock } from "../ca/beacon.ts";
 import { ECA } from "../ca/codec.ts";
 import { closeRaw, connectRaw } from "./support/raw_client.ts";
 import { testServerEnv } from "./support/epics_env.ts";
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let pos = 0;
-  for (const p of parts) {
-    out.set(p, pos);
-    pos += p.length;
-  }
-  return out;
-}
 
 /** Sends a search datagram and returns the reply (or undefined after `timeoutMs`). */
 async function search(udpPort: number, names: string[], timeoutMs = 2000) {

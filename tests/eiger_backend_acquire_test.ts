@@ -4,39 +4,16 @@
  */
 
 import assert from "node:assert/strict";
-import { EigerDevice } from "../devices/eiger/backend.ts";
 import type { DeviceEvent, ImageDataEvent } from "../lib/events.ts";
-import { recordingContext, startTestSim, type TestSim } from "./support/eiger.ts";
+import { dataEvents, type EigerRig, startEigerRig, type startTestSim } from "./support/eiger.ts";
 
-interface Rig {
-  sim: TestSim;
-  device: EigerDevice;
-  rec: ReturnType<typeof recordingContext>;
-  close(): Promise<void>;
-}
+type Rig = EigerRig;
 
-async function rig(
+function rig(
   env: Record<string, string> = {},
   simOptions: Parameters<typeof startTestSim>[0] = {},
 ): Promise<Rig> {
-  const sim = await startTestSim({ loopback: true, ...simOptions });
-  const rec = recordingContext(sim.env(env));
-  const device = new EigerDevice(rec.ctx, { openStream: sim.loopback!.open, statePollMs: 20 });
-  await device.startup();
-  return {
-    sim,
-    device,
-    rec,
-    async close() {
-      await device.teardown();
-      rec.abort();
-      await sim.close();
-    },
-  };
-}
-
-function dataEvents(events: DeviceEvent[]): DeviceEvent[] {
-  return events.filter((e) => e.type.endsWith("-data"));
+  return startEigerRig({ sim: { loopback: true, ...simOptions }, env });
 }
 
 Deno.test("eiger backend: snapshot initialize + acquire delivers one image with metadata", async () => {

@@ -7,35 +7,26 @@
 import assert from "node:assert/strict";
 import { EigerDevice } from "../devices/eiger/backend.ts";
 import type { DeviceEvent, ErrorEvent, ImageDataEvent } from "../lib/events.ts";
-import { recordingContext, startTestSim, type TestSim } from "./support/eiger.ts";
+import {
+  dataEvents,
+  type EigerRig,
+  recordingContext,
+  startEigerRig,
+  startTestSim,
+} from "./support/eiger.ts";
 
-interface Rig {
-  sim: TestSim;
-  device: EigerDevice;
-  rec: ReturnType<typeof recordingContext>;
-  close(): Promise<void>;
-}
+type Rig = EigerRig;
 
-async function rig(env: Record<string, string> = {}): Promise<Rig> {
-  const sim = await startTestSim({ loopback: true, gateFrequency: 1000 });
-  const rec = recordingContext(sim.env({ EIGER_GATING_FREQUENCY: "1000", ...env }));
-  const device = new EigerDevice(rec.ctx, { openStream: sim.loopback!.open, statePollMs: 20 });
-  await device.startup();
-  await device.initialize(AbortSignal.timeout(10_000));
-  return {
-    sim,
-    device,
-    rec,
-    async close() {
-      await device.teardown();
-      rec.abort();
-      await sim.close();
-    },
-  };
+function rig(env: Record<string, string> = {}): Promise<Rig> {
+  return startEigerRig({
+    sim: { loopback: true, gateFrequency: 1000 },
+    env: { EIGER_GATING_FREQUENCY: "1000", ...env },
+    initialize: true,
+  });
 }
 
 function types(events: DeviceEvent[]): string[] {
-  return events.filter((e) => e.type.endsWith("-data")).map((e) => e.type);
+  return dataEvents(events).map((e) => e.type);
 }
 
 /** After a fault: remove it, clear, and prove a full acquisition works again. */

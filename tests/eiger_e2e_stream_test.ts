@@ -5,41 +5,25 @@
  */
 
 import assert from "node:assert/strict";
-import { EigerDevice } from "../devices/eiger/backend.ts";
 import type { DeviceEvent, ErrorEvent, ImageDataEvent } from "../lib/events.ts";
 import { makePattern, renderImage } from "../devices/eiger_sim/images.ts";
-import { recordingContext, startTestSim, type TestSim } from "./support/eiger.ts";
+import { dataEvents, type EigerRig, startEigerRig } from "./support/eiger.ts";
 
-interface Rig {
-  sim: TestSim;
-  device: EigerDevice;
-  rec: ReturnType<typeof recordingContext>;
-  close(): Promise<void>;
-}
+type Rig = EigerRig;
 
-async function rig(
+function rig(
   env: Record<string, string> = {},
   size: { width: number; height: number } = { width: 64, height: 32 },
 ): Promise<Rig> {
-  const sim = await startTestSim({ ...size, gateFrequency: 1000 });
-  const rec = recordingContext(sim.env({ EIGER_GATING_FREQUENCY: "1000", ...env }));
-  const device = new EigerDevice(rec.ctx, { statePollMs: 20 });
-  await device.startup();
-  await device.initialize(AbortSignal.timeout(10_000));
-  return {
-    sim,
-    device,
-    rec,
-    async close() {
-      await device.teardown();
-      rec.abort();
-      await sim.close();
-    },
-  };
+  return startEigerRig({
+    sim: { ...size, gateFrequency: 1000 },
+    env: { EIGER_GATING_FREQUENCY: "1000", ...env },
+    initialize: true,
+  });
 }
 
 function types(events: DeviceEvent[]): string[] {
-  return events.filter((e) => e.type.endsWith("-data")).map((e) => e.type);
+  return dataEvents(events).map((e) => e.type);
 }
 
 Deno.test("eiger e2e: snapshot 1028x512 over ZMTP with bslz4, pixels intact", async () => {

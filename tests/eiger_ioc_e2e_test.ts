@@ -33,17 +33,10 @@ Deno.test("eiger e2e: IOC against eiger-sim, two thresholds, images equal what w
       const r = await runPyepics(
         `
 P = sys.argv[1]
-def wait(pv, val, t=30):
-    end = time.time() + t
-    while time.time() < end:
-        if epics.caget(pv, use_monitor=False) == val:
-            return True
-        time.sleep(0.02)
-    return False
-res = {'ready': wait(P + 'state', 'READY')}
+res = {'ready': wait(P + 'state', 'READY', 30)}
 epics.caput(P + 'duration', 0.05, wait=True)
 epics.caput(P + 'acquire', 1, wait=True)
-res['done'] = wait(P + 'acquire', 0)
+res['done'] = wait(P + 'acquire', 0, 30)
 res['state'] = epics.caget(P + 'state', use_monitor=False)
 res['channels'] = list(epics.caget(P + 'channels'))
 for c in res['channels']:

@@ -21,13 +21,6 @@ const SIM_ENV = {
 const HELPERS = `
 import ctypes
 from epics import dbr
-def wait(pv, val, t=20):
-    end = time.time() + t
-    while time.time() < end:
-        if epics.caget(pv, use_monitor=False) == val:
-            return True
-        time.sleep(0.01)
-    return False
 _status = {}
 def _on_put(args):
     _status['s'] = args.status

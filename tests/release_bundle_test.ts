@@ -59,13 +59,6 @@ Deno.test("release: the bundle runs alone, acquires through libca, stops on SIGT
       const r = await runPyepics(
         `
 P = sys.argv[1]
-def wait(pv, val, t=20):
-    end = time.time() + t
-    while time.time() < end:
-        if epics.caget(pv, use_monitor=False) == val:
-            return True
-        time.sleep(0.01)
-    return False
 assert wait(P + 'state', 'READY')
 epics.caput(P + 'duration', 0, wait=True)
 epics.caput(P + 'acquire', 1, wait=True)

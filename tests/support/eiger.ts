@@ -8,6 +8,7 @@
 import type { DeviceContext } from "../../devices/base.ts";
 import type { DeviceEvent } from "../../lib/events.ts";
 import { getLog } from "../../lib/log.ts";
+import { EigerDevice } from "../../devices/eiger/backend.ts";
 import {
   type EigerSim,
   type EigerSimOptions,
@@ -129,4 +130,51 @@ export function recordingContext(env: Record<string, string>): RecordingContext 
       });
     },
   };
+}
+
+/** A simulator, an EigerDevice talking to it, and the events the device emitted. */
+export interface EigerRig {
+  sim: TestSim;
+  device: EigerDevice;
+  rec: RecordingContext;
+  /** Tears the device down and stops the simulator. */
+  close(): Promise<void>;
+}
+
+/** Options of {@link startEigerRig}. */
+export interface EigerRigOptions {
+  /** Simulator options; `loopback: true` streams in-process instead of over ZMTP. */
+  sim?: Parameters<typeof startTestSim>[0];
+  /** Extra `EIGER_*` settings of the device. */
+  env?: Record<string, string>;
+  /** Run `initialize` before returning (default false). */
+  initialize?: boolean;
+}
+
+/** Starts a simulator and an EigerDevice (`startup`, optionally `initialize`) against it. */
+export async function startEigerRig(options: EigerRigOptions = {}): Promise<EigerRig> {
+  const sim = await startTestSim(options.sim);
+  const rec = recordingContext(sim.env(options.env));
+  const device = new EigerDevice(rec.ctx, {
+    openStream: sim.loopback?.open,
+    statePollMs: 20,
+  });
+  const close = async () => {
+    await device.teardown();
+    rec.abort();
+    await sim.close();
+  };
+  try {
+    await device.startup();
+    if (options.initialize) await device.initialize(AbortSignal.timeout(10_000));
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { sim, device, rec, close };
+}
+
+/** The data events (`*-data`) among `events`. */
+export function dataEvents(events: DeviceEvent[]): DeviceEvent[] {
+  return events.filter((e) => e.type.endsWith("-data"));
 }

@@ -8,17 +8,8 @@
 /** Pixel arrays the generator can fill. */
 export type DetectorArray = Uint8Array | Uint16Array | Uint32Array;
 
-/** A small seeded PRNG (mulberry32), values in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { createRandom as prng } from "../../lib/random.ts";
+import { createRandom as prng } from "../../lib/random.ts";
 
 /** Fills a `rows × cols` image of the array's type with detector-like counts (seeded). */
 export function detectorImage<T extends DetectorArray>(

@@ -142,7 +142,8 @@ export interface PyepicsResult {
 
 /**
  * Python prelude of every script: `json`, `sys`, `time`, `epics`, `ca` imported; `out(x)` prints
- * `x` as one JSON line (numpy values become lists/numbers).
+ * `x` as one JSON line (numpy values become lists/numbers); `wait(pv, value, t=20)` polls `pv`
+ * (uncached reads, every 10 ms) until it equals `value`, returning False after `t` seconds.
  */
 export const PYEPICS_PRELUDE = [
   "import json, sys, time",
@@ -152,6 +153,13 @@ export const PYEPICS_PRELUDE = [
   "    return o.tolist() if hasattr(o, 'tolist') else str(o)",
   "def out(x):",
   "    print(json.dumps(x, default=_plain), flush=True)",
+  "def wait(pv, val, t=20):",
+  "    end = time.time() + t",
+  "    while time.time() < end:",
+  "        if epics.caget(pv, use_monitor=False) == val:",
+  "            return True",
+  "        time.sleep(0.01)",
+  "    return False",
   "",
 ].join("\n");
 

@@ -9,8 +9,7 @@
  *   families <pv>                   libca: read one element as every DBR type 0..34, 37, 38 and
  *                                   print each host-order struct as hex (used by the interop test)
  *
- * Debian's libca-dev ships no headers, so the few cadef.h declarations used are repeated here
- * (stable C ABI of EPICS base 3.14..7). Build: gcc -O2 ca_bench_client.c -lca
+ * Build: gcc -O2 ca_bench_client.c -lca (cadef_min.h declares the libca functions used).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,36 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- cadef.h subset ---- */
-typedef struct oldChannelNotify *chid;
-typedef struct oldSubscription *evid;
-typedef long chtype;
-struct event_handler_args {
-  void *usr;
-  chid chid;
-  long type;
-  long count;
-  const void *dbr;
-  int status;
-};
-typedef void caEventCallBackFunc(struct event_handler_args);
-int ca_context_create(int preemptive_callback_select);
-void ca_context_destroy(void);
-int ca_create_channel(const char *name, void *connCallback, void *user, unsigned priority,
-                      chid *pChan);
-int ca_pend_io(double timeout);
-int ca_pend_event(double timeout);
-int ca_array_get(chtype type, unsigned long count, chid chan, void *pValue);
-int ca_array_get_callback(chtype type, unsigned long count, chid chan, caEventCallBackFunc *func,
-                          void *arg);
-int ca_create_subscription(chtype type, unsigned long count, chid chan, long mask,
-                           caEventCallBackFunc *func, void *arg, evid *pEvid);
-unsigned long ca_element_count(chid chan);
-const char *ca_message(long status);
-#define ECA_NORMAL 1
-#define DBR_LONG 5
-#define DBE_VALUE 1
-/* ---- end of cadef.h subset ---- */
+#include "cadef_min.h"
 
 static double now(void) {
   struct timespec ts;

@@ -5,8 +5,7 @@
  *                                              then for acquire == 0); prints each latency in ms
  *   ioc_client PREFIX CHANNEL rate SECS   -> counts CHANNEL:image updates for SECS seconds
  *
- * Debian's libca-dev ships no headers, so the few cadef.h declarations used are repeated here
- * (stable C ABI of EPICS base). Callbacks run preemptively in libca's thread; the main thread
+ * libca functions are declared in cadef_min.h (Debian's libca-dev ships no headers). Callbacks run preemptively in libca's thread; the main thread
  * waits on a condition variable, so the timing does not depend on a polling interval.
  */
 #include <pthread.h>
@@ -15,34 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct oldChannelNotify *chid;
-typedef struct oldSubscription *evid;
-struct event_handler_args {
-  void *usr;
-  chid chid;
-  long type;
-  long count;
-  const void *dbr;
-  int status;
-};
-typedef void caEventCallBackFunc(struct event_handler_args);
-extern int ca_context_create(int preemptive_callback_select);
-extern void ca_context_destroy(void);
-extern int ca_create_channel(const char *name, void *conn_cb, void *usr, unsigned priority,
-                             chid *out);
-extern int ca_pend_io(double timeout);
-extern int ca_flush_io(void);
-extern int ca_array_put(long type, unsigned long count, chid chan, const void *value);
-extern int ca_create_subscription(long type, unsigned long count, chid chan, long mask,
-                                  caEventCallBackFunc *fn, void *usr, evid *out);
-extern short ca_field_type(chid chan);
-extern unsigned long ca_element_count(chid chan);
-extern const char *ca_message(long status);
-
-#define ECA_NORMAL 1
-#define DBR_LONG 5
-#define DBR_DOUBLE 6
-#define DBE_VALUE 1
+#include "cadef_min.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
