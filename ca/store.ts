@@ -144,6 +144,28 @@ function emptyValue(native: NativeType, length: number): NativeValue {
   }
 }
 
+/** Shortest array worth converting in place (small values are cheap to allocate). */
+const WIDEN_IN_PLACE_MIN = 1024;
+
+/** Typed-array conversions that keep every value exactly, by target constructor. */
+const EXACT_WIDENINGS = new Map<unknown, Set<unknown>>([
+  [
+    Float64Array,
+    new Set([
+      Int8Array,
+      Uint8Array,
+      Int16Array,
+      Uint16Array,
+      Int32Array,
+      Uint32Array,
+      Float32Array,
+    ]),
+  ],
+  [Float32Array, new Set([Int8Array, Uint8Array, Int16Array, Uint16Array])],
+  [Int32Array, new Set([Int8Array, Uint8Array, Int16Array, Uint16Array])],
+  [Int16Array, new Set([Int8Array, Uint8Array])],
+]);
+
 class EncodeCache {
   #version = -1;
   #map = new Map<number, Uint8Array>();
@@ -188,6 +210,8 @@ export class PvRecord implements PvHandle {
   /** Channels open on this record or its fields. */
   readonly holders = new Set<ChannelHolder>();
   #value: NativeValue;
+  /** Whether `#value` was allocated here (not handed over by a caller), so it may be reused. */
+  #ownsValue = true;
   #codec: DbrCodec;
   #targets = new Map<string, ChannelTarget>();
   #valTarget: ChannelTarget;
@@ -223,8 +247,30 @@ export class PvRecord implements PvHandle {
 
   /** Converts and stores `value`, then notifies subscribers (see {@link PvHandle.post}). */
   post(value: PvValue, options: PostOptions = {}): void {
-    const native = this.#codec.toNative(value, this.native, this.maxCount);
+    const reused = this.#widenInPlace(value);
+    const native = reused ?? this.#codec.toNative(value, this.native, this.maxCount);
+    this.#ownsValue = reused !== undefined || native !== value;
     this.#store(native, options);
+  }
+
+  /**
+   * Image-sized posts of a narrower type (e.g. uint32 pixels on a DOUBLE PV) would allocate a new
+   * native array per post. When the conversion is an exact widening and the current value is an
+   * array this record allocated itself with the same length, convert into it instead (one native
+   * typed-array copy). Encodes are synchronous and produce their own buffers, so nothing else
+   * still reads the old contents; arrays handed over by callers are never written.
+   */
+  #widenInPlace(value: PvValue): NativeValue | undefined {
+    const current = this.#value;
+    if (
+      !this.#ownsValue || !ArrayBuffer.isView(value) || Array.isArray(current) ||
+      value.length !== current.length || value.length < WIDEN_IN_PLACE_MIN
+    ) return undefined;
+    const from = (value as { constructor: unknown }).constructor;
+    const to = (current as { constructor: unknown }).constructor;
+    if (from === to || !EXACT_WIDENINGS.get(to)?.has(from)) return undefined;
+    (current as Float64Array).set(value as unknown as ArrayLike<number>);
+    return current;
   }
 
   /** Stores an already converted value and notifies subscribers. */
@@ -232,6 +278,8 @@ export class PvRecord implements PvHandle {
     if (value.length > this.maxCount) {
       throw new Error(`PV ${this.name}: ${value.length} elements exceed maxCount ${this.maxCount}`);
     }
+    // A write handler may still hold the decoded array: never convert into it later.
+    this.#ownsValue = false;
     this.#store(value, options);
   }
 

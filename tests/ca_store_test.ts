@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import { PvRecord } from "../ca/store.ts";
+import { defaultCodec } from "../ca/codec_dbr.ts";
+import { DBR, decodeDbr } from "../ca/dbr.ts";
+
+function readDoubles(pv: PvRecord, count: number): Float64Array {
+  const payload = defaultCodec.encode(DBR.DOUBLE, count, {
+    value: pv.value(),
+    native: pv.native,
+    timestamp: pv.timestamp,
+    severity: pv.severity,
+    status: pv.status,
+    metadata: pv.metadata,
+  });
+  return decodeDbr(DBR.DOUBLE, count, payload).value as Float64Array;
+}
+
+Deno.test("store: uint32 posts on a DOUBLE PV reuse the store's own array, values exact", () => {
+  const n = 4096;
+  const pv = new PvRecord({ name: "S:img", type: "double", maxCount: n }, defaultCodec);
+  const a = new Uint32Array(n).map((_, i) => i * 1_000_003);
+  a[0] = 0xffff_ffff;
+  pv.post(a);
+  const first = pv.value();
+  assert.ok(first instanceof Float64Array);
+  assert.deepEqual(Array.from(readDoubles(pv, 3)), [4294967295, 1_000_003, 2_000_006]);
+
+  const b = new Uint32Array(n).fill(7);
+  const versionBefore = pv.version;
+  pv.post(b);
+  assert.equal(pv.value(), first, "converted into the same array");
+  assert.equal(pv.version, versionBefore + 1);
+  assert.deepEqual(Array.from(readDoubles(pv, 2)), [7, 7]);
+  assert.deepEqual(Array.from(a.subarray(0, 2)), [0xffff_ffff, 1_000_003], "source untouched");
+});
+
+Deno.test("store: arrays handed over by callers or written by clients are never overwritten", () => {
+  const n = 2048;
+  const pv = new PvRecord({ name: "S:own", type: "double", maxCount: n }, defaultCodec);
+  const mine = new Float64Array(n).fill(1.5);
+  pv.post(mine);
+  assert.equal(pv.value(), mine, "native arrays are kept without copying");
+  pv.post(new Uint32Array(n).fill(9));
+  assert.notEqual(pv.value(), mine, "a caller's array is not reused");
+  assert.equal(mine[0], 1.5);
+
+  const written = new Float64Array(n).fill(3);
+  pv.storeNative(written);
+  pv.post(new Uint32Array(n).fill(4));
+  assert.equal(written[0], 3, "a client write's array is not reused");
+  assert.equal(pv.value()[0], 4);
+});
+
+Deno.test("store: only exact widenings and equal lengths convert in place", () => {
+  const n = 2048;
+  const pv = new PvRecord({ name: "S:long", type: "long", maxCount: n + 1 }, defaultCodec);
+  pv.post(new Uint16Array(n).fill(65535));
+  const own = pv.value();
+  pv.post(new Uint16Array(n + 1).fill(1)); // other length: new array
+  assert.notEqual(pv.value(), own);
+  const own2 = pv.value();
+  pv.post(new Float64Array(n + 1).fill(2.7)); // not exact into int32: the codec converts
+  assert.notEqual(pv.value(), own2);
+  assert.equal(pv.value()[0], defaultCodec.toNative(new Float64Array([2.7]), "long", 1)[0]);
+});
