@@ -22,6 +22,9 @@ export const DEFAULT_PREFIX = "DISS:";
 /** Default seconds allowed beyond the duration for an acquisition to finish (see controller). */
 export const DEFAULT_OVERDUE = 5;
 
+/** How uint32 images are served: exact as DOUBLE, or bit-for-bit as LONG (see README). */
+export type Uint32Transport = "double" | "long";
+
 /** Everything `diss-ioc` needs from its command line and environment. */
 export interface IocOptions {
   /** Backend: a built-in short name (`sim`) or `module:Class`. */
@@ -37,6 +40,8 @@ export interface IocOptions {
    * backend's own allowance plus a margin, or {@link DEFAULT_OVERDUE} (decided by the controller).
    */
   overdue: number | undefined;
+  /** CA type of uint32 image PVs: `double` (exact values) or `long` (same bits, half the bytes). */
+  uint32As: Uint32Transport;
   /** Lowest log level written. */
   logLevel: LogLevel;
   /** Print the PV names and exit. */
@@ -59,6 +64,8 @@ Options (each overrides its environment variable):
   --overdue S                  seconds beyond the duration before an acquisition
                                times out; 0 = never (default: the backend's own
                                allowance + 5, else ${DEFAULT_OVERDUE})               [DISS_ACQUIRE_OVERDUE]
+  --uint32-as T                uint32 images as "double" (exact, default) or "long"
+                               (same bits: 2^32-1 reads as -1; half the bytes)  [DISS_UINT32_AS]
   --log-level L                ${LOG_LEVELS.join("|")} (default info)  [DISS_LOG_LEVEL]
   --list-pvs                   initialize the backend, print the PV names, exit
   --help                       print this help
@@ -113,6 +120,7 @@ export function parseIocOptions(
         prefix: { type: "string" },
         "auto-acquire": { type: "string" },
         overdue: { type: "string" },
+        "uint32-as": { type: "string" },
         "log-level": { type: "string" },
         "list-pvs": { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -163,6 +171,14 @@ export function parseIocOptions(
     ? parseSeconds(env.DISS_ACQUIRE_OVERDUE, "DISS_ACQUIRE_OVERDUE")
     : undefined;
 
+  const [u32Text, u32Source] = values["uint32-as"] !== undefined
+    ? [values["uint32-as"], "--uint32-as"]
+    : [env.DISS_UINT32_AS ?? "double", "DISS_UINT32_AS"];
+  const uint32As = u32Text.trim().toLowerCase();
+  if (uint32As !== "double" && uint32As !== "long") {
+    throw new ConfigError(`${u32Source}=${JSON.stringify(u32Text)}: expected double or long`);
+  }
+
   const [levelText, levelSource] = values["log-level"] !== undefined
     ? [values["log-level"], "--log-level"]
     : [env.DISS_LOG_LEVEL ?? "info", "DISS_LOG_LEVEL"];
@@ -181,6 +197,7 @@ export function parseIocOptions(
     prefixGiven,
     autoAcquire,
     overdue,
+    uint32As,
     logLevel: level as LogLevel,
     listPvs: values["list-pvs"] ?? false,
     help,

@@ -129,7 +129,12 @@ export async function runIoc(
     await controller.stop();
     return 1;
   }
-  const pvs = createIocPvs({ server, controller, prefix: options.prefix });
+  const pvs = createIocPvs({
+    server,
+    controller,
+    prefix: options.prefix,
+    uint32As: options.uint32As,
+  });
   log.info("IOC running", {
     prefix: options.prefix,
     tcp_port: server.tcpPort,

@@ -73,6 +73,12 @@ export interface IocPvsOptions {
   controller: Controller;
   /** PV prefix, e.g. `DISS:det:`. */
   prefix: string;
+  /**
+   * CA type of uint32 image PVs: `double` (default; every value exact) or `long` (the same 32
+   * bits as a signed int32, zero-copy and half the bytes; values >= 2^31, e.g. EIGER's 2^32-1
+   * flag, read as negative numbers).
+   */
+  uint32As?: "double" | "long";
   /** Initial `duration` in seconds; default 1. */
   duration?: number;
   log?: Logger;
@@ -271,7 +277,9 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
       }
       images[ch.name] = add({
         name: `${p}image`,
-        type: IMAGE_CA_TYPES[config.pixelType],
+        type: config.pixelType === "uint32" && options.uint32As === "long"
+          ? "long"
+          : IMAGE_CA_TYPES[config.pixelType],
         maxCount: count,
         recordType: "waveform",
       });
@@ -311,7 +319,13 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
     data: (frame) => {
       const timestamp = frame.timestamps[0] * 1000;
       for (const [name, pixels] of Object.entries(frame.images)) {
-        images[name]?.post(pixels, { timestamp });
+        const pv = images[name];
+        if (pv === undefined) continue;
+        // uint32 served as LONG: the same bytes viewed as int32 (no copy, no conversion).
+        const value = pixels instanceof Uint32Array && pv.definition.type === "long"
+          ? new Int32Array(pixels.buffer, pixels.byteOffset, pixels.length)
+          : pixels;
+        pv.post(value, { timestamp });
       }
       startTs?.post(frame.timestamps, { timestamp });
       acqTd?.post(frame.exposures, { timestamp });

@@ -11,6 +11,7 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
     prefixGiven: false,
     autoAcquire: undefined,
     overdue: undefined,
+    uint32As: "double",
     logLevel: "info",
     listPvs: false,
     help: false,
@@ -22,6 +23,7 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
     DISS_AUTO_ACQUIRE: "yes",
     DISS_ACQUIRE_OVERDUE: "30",
     DISS_LOG_LEVEL: "debug",
+    DISS_UINT32_AS: "LONG",
   };
   const fromEnv = parseIocOptions([], env);
   assert.equal(fromEnv.backend, "x:Y");
@@ -29,6 +31,7 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
   assert.equal(fromEnv.autoAcquire, 1);
   assert.equal(fromEnv.overdue, 30);
   assert.equal(fromEnv.logLevel, "debug");
+  assert.equal(fromEnv.uint32As, "long");
   const flags = parseIocOptions(
     [
       "--backend=sim",
@@ -40,6 +43,8 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
       "0",
       "--log-level",
       "warn",
+      "--uint32-as",
+      "double",
     ],
     env,
   );
@@ -48,6 +53,15 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
   assert.equal(flags.autoAcquire, 0.5);
   assert.equal(flags.overdue, 0);
   assert.equal(flags.logLevel, "warning");
+  assert.equal(flags.uint32As, "double");
+  assert.throws(
+    () => parseIocOptions(["--backend", "sim", "--uint32-as", "float"], {}),
+    /--uint32-as="float": expected double or long/,
+  );
+  assert.throws(
+    () => parseIocOptions(["--backend", "sim"], { DISS_UINT32_AS: "int" }),
+    /DISS_UINT32_AS="int": expected double or long/,
+  );
 });
 
 Deno.test("options: auto-acquire words", () => {

@@ -275,3 +275,43 @@ Deno.test("e2e: systemd notifications: READY, STATUS, WATCHDOG, STOPPING", async
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("e2e: uint32 images as DOUBLE (default, exact) and with --uint32-as long (same bits)", async () => {
+  const env = { ...SIM_ENV, SIM_PIXEL_TYPE: "uint32", SIM_NUM_IMAGES: "1" };
+  const gen = simGenerator(resolveSimSettings(env));
+  // The sim's hot pixels hold the type maximum, so the flag value 2^32-1 is part of the data.
+  const expected = Array.from(gen.image(0, 0, 0, 0.2) as Uint32Array);
+  assert.ok(expected.includes(0xffff_ffff), "test data contains 2^32-1");
+  for (const mode of ["double", "long"] as const) {
+    const prefix = `E2E:u${mode[0]}:`;
+    const ioc = await startIoc(["--backend", "sim", "--prefix", prefix, "--uint32-as", mode], env);
+    try {
+      const r = await runPyepics(
+        `
+P = sys.argv[1]
+assert wait(P + 'state', 'READY')
+epics.caput(P + 'duration', 0.2, wait=True)
+epics.caput(P + 'acquire', 1, wait=True)
+assert wait(P + 'acquire', 0)
+chid = ca.create_channel(P + 'c1:image')
+ca.connect_channel(chid)
+img = epics.caget(P + 'c1:image', use_monitor=False)
+out({'type': ca.field_type(chid), 'image': [float(v) for v in img]})
+`,
+        { udpPort: ioc.udpPort, args: [prefix] },
+      );
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      const res = r.json as { type: number; image: number[] };
+      if (mode === "double") {
+        assert.equal(res.type, 6, "DBR_DOUBLE");
+        assert.deepEqual(res.image, expected);
+      } else {
+        assert.equal(res.type, 5, "DBR_LONG");
+        assert.deepEqual(res.image, Array.from(new Int32Array(Uint32Array.from(expected).buffer)));
+        assert.ok(res.image.includes(-1), "2^32-1 reads as -1");
+      }
+    } finally {
+      assert.equal(await ioc.stop("SIGTERM"), 0);
+    }
+  }
+});

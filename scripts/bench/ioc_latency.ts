@@ -22,8 +22,14 @@ import { SimImageGenerator } from "../../devices/sim_image.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { n: { type: "string", default: "300" }, seconds: { type: "string", default: "5" } },
+  options: {
+    n: { type: "string", default: "300" },
+    seconds: { type: "string", default: "5" },
+    "uint32-as": { type: "string", default: "both" },
+  },
 });
+/** Image transports to measure: DOUBLE (default, exact) and/or LONG (`--uint32-as long`). */
+const MODES = values["uint32-as"] === "both" ? ["double", "long"] : [values["uint32-as"]!];
 const N = Number(values.n);
 const SECONDS = Number(values.seconds);
 const WARMUP = 30;
@@ -73,8 +79,9 @@ function percentile(sorted: number[], p: number): number {
 async function latency(
   exe: string,
   size: string,
+  mode: string,
 ): Promise<{ median: number; p99: number; rss: number }> {
-  const ioc = await startIoc(["--backend", "sim", "--prefix", "BENCH:"], {
+  const ioc = await startIoc(["--backend", "sim", "--prefix", "BENCH:", "--uint32-as", mode], {
     SIM_CHANNELS: "c1,c2",
     SIM_IMAGE_SIZE: size,
     SIM_PIXEL_TYPE: "uint32",
@@ -91,9 +98,18 @@ async function latency(
   }
 }
 
-async function rate(exe: string): Promise<{ rate: number; rss: number }> {
+async function rate(exe: string, mode: string): Promise<{ rate: number; rss: number }> {
   const ioc = await startIoc(
-    ["--backend", "sim", "--prefix", "BENCH:", "--auto-acquire", "0.000001", "--log-level", "info"],
+    [
+      "--backend",
+      "sim",
+      "--prefix",
+      "BENCH:",
+      "--auto-acquire",
+      "0.000001",
+      "--uint32-as",
+      mode,
+    ],
     {
       SIM_CHANNELS: "c1,c2",
       SIM_IMAGE_SIZE: "1028x512",
@@ -130,29 +146,34 @@ if (import.meta.main) {
   const { exe, dir } = await compileClient();
   try {
     console.log(`sim image 1028x512 uint32:  ${simImageMs().toFixed(2)} ms per image`);
-    const base = await latency(exe, "64x64");
-    const big = await latency(exe, "1028x512");
-    const sustained = await rate(exe);
-    const [cpu] = Deno.loadavg();
-    console.log(
-      `load average (1 min) at end: ${cpu.toFixed(2)} on ${navigator.hardwareConcurrency} cores`,
-    );
-    console.log(
-      `baseline 64x64 uint32 x2:   median ${base.median.toFixed(2)} ms  p99 ${
-        base.p99.toFixed(2)
-      } ms`,
-    );
-    console.log(
-      `1028x512 uint32 x2 (a):    median ${big.median.toFixed(2)} ms  p99 ${
-        big.p99.toFixed(2)
-      } ms` +
-        `  (x${(big.median / base.median).toFixed(1)} of baseline median; target <3 / <10 ms)`,
-    );
-    console.log(`auto-acquire rate (b):     ${sustained.rate.toFixed(1)} acq/s (target >= 100)`);
-    console.log(
-      `peak RSS (c):              ${Math.max(big.rss, sustained.rss).toFixed(1)} MB ` +
-        `(latency run ${big.rss.toFixed(1)}, rate run ${sustained.rss.toFixed(1)}; target < 150)`,
-    );
+    for (const mode of MODES) {
+      const base = await latency(exe, "64x64", mode);
+      const big = await latency(exe, "1028x512", mode);
+      const sustained = await rate(exe, mode);
+      const [cpu] = Deno.loadavg();
+      console.log(`--- uint32 images served as ${mode.toUpperCase()} (--uint32-as ${mode})`);
+      console.log(
+        `load average (1 min) at end: ${cpu.toFixed(2)} on ${navigator.hardwareConcurrency} cores`,
+      );
+      console.log(
+        `baseline 64x64 uint32 x2:   median ${base.median.toFixed(2)} ms  p99 ${
+          base.p99.toFixed(2)
+        } ms`,
+      );
+      console.log(
+        `1028x512 uint32 x2 (a):    median ${big.median.toFixed(2)} ms  p99 ${
+          big.p99.toFixed(2)
+        } ms` +
+          `  (x${(big.median / base.median).toFixed(1)} of baseline median; target <3 / <10 ms)`,
+      );
+      console.log(
+        `auto-acquire rate (b):     ${sustained.rate.toFixed(1)} acq/s (target >= 100)`,
+      );
+      console.log(
+        `peak RSS (c):              ${Math.max(big.rss, sustained.rss).toFixed(1)} MB ` +
+          `(latency run ${big.rss.toFixed(1)}, rate run ${sustained.rss.toFixed(1)}; target < 150)`,
+      );
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
