@@ -8,8 +8,9 @@
 /** Pixel arrays the generator can fill. */
 export type DetectorArray = Uint8Array | Uint16Array | Uint32Array;
 
-export { createRandom as prng } from "../../lib/random.ts";
 import { createRandom as prng } from "../../lib/random.ts";
+
+export { prng };
 
 /** Fills a `rows × cols` image of the array's type with detector-like counts (seeded). */
 export function detectorImage<T extends DetectorArray>(
