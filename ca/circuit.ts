@@ -120,6 +120,10 @@ export class Circuit {
   #closed = false;
   #out: Uint8Array[] = [];
   #outBytes = 0;
+  /** Releases of shared payloads queued in `#out`. */
+  #outHolds: (() => void)[] = [];
+  /** Releases of shared payloads handed out by the last {@link takeOutput}. */
+  #sentHolds: (() => void)[] = [];
   #dirty = new Set<Subscription>();
   #eventsOn = true;
   #channels = new Map<number, Channel>();
@@ -433,6 +437,8 @@ export class Circuit {
       this.#replyFailure(h, channel, count, isEcaError(error) ? error.eca : ECA.GETFAIL);
       return;
     }
+    if (this.#closed) return;
+    this.#outHolds.push(target.hold(payload));
     const p1 = h.cmd === CMD.READ ? channel.cid : ECA.NORMAL;
     this.#pushData(
       { cmd: h.cmd, size: payload.length, type: h.type, count, p1, p2: h.p2 },
@@ -612,6 +618,7 @@ export class Circuit {
     try {
       if ((sub.channel.rights & ACCESS.READ) === 0) throw { eca: ECA.NORDACCESS };
       payload = target.encoded(sub.type, count);
+      this.#sentHolds.push(target.hold(payload));
     } catch (error) {
       status = (error as { eca?: number })?.eca ?? ECA.GETFAIL;
       payload = new Uint8Array(padded(this.#ctx.codec.sizeN(sub.type, count)));
@@ -639,9 +646,11 @@ export class Circuit {
   /**
    * Takes queued output: all FIFO replies, then the latest update of dirty subscriptions, until
    * about `maxBytes` are collected (at least one message). Payloads may be shared between
-   * circuits: the caller must not modify them.
+   * circuits: the caller must not modify them, and they stay valid until {@link releaseOutput},
+   * the next `takeOutput` or {@link close}.
    */
   takeOutput(maxBytes = 1 << 20): Uint8Array[] {
+    this.releaseOutput();
     let out: Uint8Array[];
     let bytes = 0;
     if (this.#out.length > 0) {
@@ -649,6 +658,8 @@ export class Circuit {
       bytes = this.#outBytes;
       this.#out = [];
       this.#outBytes = 0;
+      this.#sentHolds = this.#outHolds;
+      this.#outHolds = [];
       this.#signalDrained();
       this.#signalRoom();
     } else {
@@ -664,10 +675,24 @@ export class Circuit {
     return out;
   }
 
+  /**
+   * Says that the pieces of the last {@link takeOutput} were written (or dropped), so that the
+   * store may recycle their shared payloads.
+   */
+  releaseOutput(): void {
+    if (this.#sentHolds.length === 0) return;
+    const holds = this.#sentHolds;
+    this.#sentHolds = [];
+    for (const release of holds) release();
+  }
+
   /** Releases every channel and subscription (no further output). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.releaseOutput();
+    for (const release of this.#outHolds) release();
+    this.#outHolds = [];
     for (const channel of [...this.#channels.values()]) this.#dropChannel(channel);
     this.#queue = [];
     this.#out = [];

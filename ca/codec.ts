@@ -44,9 +44,10 @@ export interface DbrCodec {
   sizeN(type: number, count: number): number;
   /**
    * Encodes `count` elements of `snapshot` as DBR `type`: returns the payload zero-padded to a
-   * multiple of 8. Throws an {@link EcaError} when the conversion fails.
+   * multiple of 8. A `reuse` buffer of exactly that length may be filled and returned instead
+   * of a new one (other lengths are ignored). Throws an {@link EcaError} when the conversion fails.
    */
-  encode(type: number, count: number, snapshot: DbrSnapshot): Uint8Array;
+  encode(type: number, count: number, snapshot: DbrSnapshot, reuse?: Uint8Array): Uint8Array;
   /** Decodes a write payload into the native type (throws an {@link EcaError} on failure). */
   decodeWrite(
     type: number,

@@ -19,15 +19,21 @@ export const defaultCodec: DbrCodec = {
   isReadable: isReadableDbrType,
   isWritable: isWritableDbrType,
   sizeN: dbrSizeN,
-  encode: (type, count, snapshot) =>
-    encodeDbr(type, count, {
-      value: snapshot.value,
-      type: snapshot.native,
-      timestamp: snapshot.timestamp,
-      severity: snapshot.severity,
-      status: snapshot.status,
-      metadata: snapshot.metadata,
-    }),
+  encode: (type, count, snapshot, reuse) =>
+    encodeDbr(
+      type,
+      count,
+      {
+        value: snapshot.value,
+        type: snapshot.native,
+        timestamp: snapshot.timestamp,
+        severity: snapshot.severity,
+        status: snapshot.status,
+        metadata: snapshot.metadata,
+      },
+      0,
+      reuse,
+    ),
   decodeWrite: (type, count, payload, native, enumLabels) =>
     decodeDbrWrite(type, count, payload, native, enumLabels),
   toNative: (value, native, maxCount) => toNativeValue(value, native, maxCount),

@@ -64,14 +64,17 @@ const MAX_ENUM_STATES = 16;
  * Encodes a DBR payload of `type` with exactly `count` elements (zeros past the value's length;
  * count 0 = metadata only). Returns a new zero-filled buffer of `headerRoom` + the payload padded
  * to a multiple of 8, with the payload at offset `headerRoom` (keep `headerRoom` a multiple of 8
- * for the aligned fast path). Throws DbrError: BADTYPE (type not 0..38), GETFAIL (PUT_ACKT/ACKS
- * are not readable, or a STRING value is not a number), BADCOUNT, TOLARGE.
+ * for the aligned fast path). When `reuse` has exactly that length it is filled instead of a new
+ * buffer (every byte is rewritten: the value region by the conversion, the rest zeroed). Throws
+ * DbrError: BADTYPE (type not 0..38), GETFAIL (PUT_ACKT/ACKS are not readable, or a STRING value
+ * is not a number), BADCOUNT, TOLARGE.
  */
 export function encodeDbr(
   type: number,
   count: number,
   source: DbrSource,
   headerRoom = 0,
+  reuse?: Uint8Array,
 ): Uint8Array {
   if (!isReadableDbrType(type)) {
     if (isValidDbrType(type)) throw new DbrError(ECA.GETFAIL, `DBR type ${type} is write-only`);
@@ -85,10 +88,30 @@ export function encodeDbr(
   if (size > MAX_ENCODED_PAYLOAD) {
     throw new DbrError(ECA.TOLARGE, `DBR type ${type} x ${count} needs ${size} bytes`);
   }
-  const out = new Uint8Array(headerRoom + padTo8(size));
+  const length = headerRoom + padTo8(size);
+  const valueAt = headerRoom + dbrValueOffset(type);
+  let out: Uint8Array;
+  if (reuse?.length === length) {
+    out = reuse;
+    const end = valueAt + numericValueBytes(type, count, source);
+    out.fill(0, 0, valueAt);
+    out.fill(0, end);
+  } else {
+    out = new Uint8Array(length);
+  }
   writeMetadata(out, headerRoom, type, source);
-  writeValue(out, headerRoom + dbrValueOffset(type), type, count, source);
+  writeValue(out, valueAt, type, count, source);
   return out;
+}
+
+/**
+ * Bytes {@link writeValue} is certain to overwrite for a numeric value (each element in full);
+ * 0 for STRING and CLASS_NAME values, whose fixed-size fields are only partly written.
+ */
+function numericValueBytes(type: number, count: number, source: DbrSource): number {
+  const base = dbrBaseType(type);
+  if (type === DBR.CLASS_NAME || base === DBR.STRING) return 0;
+  return dbrSizeN(base, Math.min(count, source.value.length));
 }
 
 function writeValue(

@@ -150,6 +150,12 @@ export interface PostOptions {
   severity?: number;
   /** Alarm status (see {@link AlarmStatus}); default NO_ALARM. */
   status?: number;
+  /**
+   * The caller keeps (and may overwrite) the posted array: store a copy, into the PV's own array
+   * when the length is unchanged (no allocation per post). Default false: a typed array of the
+   * native element type is kept as is.
+   */
+  copy?: boolean;
 }
 
 /** A served PV. */
@@ -162,8 +168,9 @@ export interface PvHandle {
   value(): NativeValue;
   /**
    * Stores a new value and notifies subscribers (DBE_VALUE|DBE_LOG; DBE_ALARM too when severity or
-   * status changed). A typed array of the native element type is kept without copying: the caller
-   * must not modify it afterwards. Arrays longer than `maxCount` are refused with an error.
+   * status changed). A typed array of the native element type is kept without copying (unless
+   * {@link PostOptions.copy}): the caller must not modify it afterwards. Arrays longer than
+   * `maxCount` are refused with an error.
    */
   post(value: PvValue, options?: PostOptions): void;
   /** Replaces display metadata and notifies DBE_PROPERTY subscribers. */

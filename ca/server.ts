@@ -240,6 +240,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
             continue;
           }
           await writePieces(conn, circuit.takeOutput(), scratch);
+          circuit.releaseOutput();
         }
       } catch (error) {
         if (!ended) log.debug("Circuit write failed", { peer: peer.hostname, error });

@@ -52,6 +52,11 @@ export interface ChannelTarget {
   length(): number;
   /** Encoded payload of `type`×`count` for the current version (cached, shared; do not mutate). */
   encoded(type: number, count: number): Uint8Array;
+  /**
+   * Marks a payload from {@link encoded} as in use (queued or being written) until the returned
+   * release function is called; image-sized payloads are recycled only after their release.
+   */
+  hold(payload: Uint8Array): () => void;
   /** Performs a client write (already decoded to {@link native}). Rejects to refuse. */
   write(value: NativeValue, client: ClientInfo): Promise<void>;
   /** Enum labels (for write conversion). */
@@ -166,22 +171,82 @@ const EXACT_WIDENINGS = new Map<unknown, Set<unknown>>([
   [Int16Array, new Set([Int8Array, Uint8Array])],
 ]);
 
+/** Smallest payload worth recycling (smaller ones are cheap to allocate). */
+const RECYCLE_MIN = 64 * 1024;
+/** Superseded payloads kept per target for reuse. */
+const MAX_SPARE = 2;
+
+/**
+ * Encoded payloads of one target's current version, shared by every circuit that sends them.
+ * Image-sized payloads are recycled instead of left to the garbage collector: a payload that a
+ * writer {@link hold held} goes back to a small spare list once its version was superseded and
+ * the last holder released it, and the next encode of the same size fills it. Payloads nobody
+ * held are never reused (whoever asked for them may still read them).
+ */
 class EncodeCache {
   #version = -1;
   #map = new Map<number, Uint8Array>();
+  /** Payloads lent to writers, with their number of holders. */
+  #holds = new Map<Uint8Array, number>();
+  /** Payloads of the current version that were lent at least once. */
+  #lent = new Set<Uint8Array>();
+  /** Superseded payloads still held: recycled on their last release. */
+  #retired = new Set<Uint8Array>();
+  #spare: Uint8Array[] = [];
 
-  get(version: number, type: number, count: number, make: () => Uint8Array): Uint8Array {
+  get(
+    version: number,
+    type: number,
+    count: number,
+    make: (reuse: (length: number) => Uint8Array | undefined) => Uint8Array,
+  ): Uint8Array {
     if (version !== this.#version) {
+      for (const old of this.#lent) {
+        if (this.#holds.has(old)) this.#retired.add(old);
+        else this.#recycle(old);
+      }
+      this.#lent.clear();
       this.#map.clear();
       this.#version = version;
     }
     const key = type * 0x1_0000_0000 + count;
     let hit = this.#map.get(key);
     if (!hit) {
-      hit = make();
+      hit = make((length) => this.#takeSpare(length));
       this.#map.set(key, hit);
     }
     return hit;
+  }
+
+  hold(payload: Uint8Array): () => void {
+    if (payload.length < RECYCLE_MIN) return () => {};
+    let current = false;
+    for (const p of this.#map.values()) current ||= p === payload;
+    if (!current && !this.#holds.has(payload)) return () => {};
+    if (current) this.#lent.add(payload);
+    this.#holds.set(payload, (this.#holds.get(payload) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = this.#holds.get(payload)! - 1;
+      if (left > 0) {
+        this.#holds.set(payload, left);
+        return;
+      }
+      this.#holds.delete(payload);
+      if (this.#retired.delete(payload)) this.#recycle(payload);
+    };
+  }
+
+  #recycle(payload: Uint8Array): void {
+    if (this.#spare.length >= MAX_SPARE) this.#spare.shift();
+    this.#spare.push(payload);
+  }
+
+  #takeSpare(length: number): Uint8Array | undefined {
+    const i = this.#spare.findIndex((p) => p.length === length);
+    return i < 0 ? undefined : this.#spare.splice(i, 1)[0];
   }
 }
 
@@ -247,20 +312,23 @@ export class PvRecord implements PvHandle {
 
   /** Converts and stores `value`, then notifies subscribers (see {@link PvHandle.post}). */
   post(value: PvValue, options: PostOptions = {}): void {
-    const reused = this.#widenInPlace(value);
-    const native = reused ?? this.#codec.toNative(value, this.native, this.maxCount);
+    const copy = options.copy === true;
+    const reused = this.#convertInPlace(value, copy);
+    let native = reused ?? this.#codec.toNative(value, this.native, this.maxCount);
+    if (copy && native === value && ArrayBuffer.isView(native)) native = native.slice();
     this.#ownsValue = reused !== undefined || native !== value;
     this.#store(native, options);
   }
 
   /**
-   * Image-sized posts of a narrower type (e.g. uint32 pixels on a DOUBLE PV) would allocate a new
-   * native array per post. When the conversion is an exact widening and the current value is an
-   * array this record allocated itself with the same length, convert into it instead (one native
-   * typed-array copy). Encodes are synchronous and produce their own buffers, so nothing else
-   * still reads the old contents; arrays handed over by callers are never written.
+   * Image-sized posts of a narrower type (e.g. uint32 pixels on a DOUBLE PV), or copies asked
+   * for with {@link PostOptions.copy}, would allocate a new native array per post. When the
+   * conversion is an exact widening (or a same-type copy) and the current value is an array this
+   * record allocated itself with the same length, convert into it instead (one native typed-array
+   * copy). Encodes are synchronous and produce their own buffers, so nothing else still reads the
+   * old contents; arrays handed over by callers are never written.
    */
-  #widenInPlace(value: PvValue): NativeValue | undefined {
+  #convertInPlace(value: PvValue, copy: boolean): NativeValue | undefined {
     const current = this.#value;
     if (
       !this.#ownsValue || !ArrayBuffer.isView(value) || Array.isArray(current) ||
@@ -268,7 +336,7 @@ export class PvRecord implements PvHandle {
     ) return undefined;
     const from = (value as { constructor: unknown }).constructor;
     const to = (current as { constructor: unknown }).constructor;
-    if (from === to || !EXACT_WIDENINGS.get(to)?.has(from)) return undefined;
+    if (from === to ? !copy : !EXACT_WIDENINGS.get(to)?.has(from)) return undefined;
     (current as Float64Array).set(value as unknown as ArrayLike<number>);
     return current;
   }
@@ -379,8 +447,18 @@ abstract class BaseTarget implements ChannelTarget {
       this.record.version,
       type,
       count,
-      () => this.codec.encode(type, count, this.snapshot()),
+      (spare) =>
+        this.codec.encode(
+          type,
+          count,
+          this.snapshot(),
+          spare(Math.ceil(this.codec.sizeN(type, count) / 8) * 8),
+        ),
     );
+  }
+
+  hold(payload: Uint8Array): () => void {
+    return this.#cache.hold(payload);
   }
 
   write(_value: NativeValue, _client: ClientInfo): Promise<void> {

@@ -27,6 +27,8 @@ import { createRandom, SimImageGenerator } from "./sim_image.ts";
 
 /** Largest series (images × channels × pixels) whose images are computed ahead. */
 const AHEAD_MAX_ELEMENTS = 8 * 1024 * 1024;
+/** Image buffers kept for reuse once the controller released them. */
+const MAX_SPARE_IMAGES = 8;
 
 /** Pixel types the sim offers. */
 export const SIM_PIXEL_TYPES: readonly PixelType[] = ["uint8", "uint16", "uint32", "float32"];
@@ -130,6 +132,8 @@ export class SimDevice implements Device {
   /** Images of the next series, computed ahead while idle (same content, lower latency). */
   #ahead: { series: number; duration: number; images: PixelArray[][] } | undefined;
   #aheadTimer: TimerHandle | undefined;
+  /** Image buffers the controller released (see `ImageDataEvent.release`), for reuse. */
+  #spare: PixelArray[] = [];
 
   /** Reads the settings from `ctx.env` (throws on bad values); `clock` drives exposure waits. */
   constructor(ctx: DeviceContext, clock: Clock = systemClock) {
@@ -195,9 +199,15 @@ export class SimDevice implements Device {
         if (stop.aborted) throw stop.reason;
         const images: Record<string, PixelArray> = {};
         cfg.channels.forEach((ch, c) => {
-          images[ch.name] = ahead?.[index][c] ?? gen.image(series, index, c, duration);
+          images[ch.name] = ahead?.[index][c] ??
+            gen.image(series, index, c, duration, this.#spare.pop());
         });
-        emit({ type: "image-data", seriesId, index, timestamp, exposure: slice, images });
+        let released = false;
+        const release = () => {
+          if (!released) this.#recycle(Object.values(images));
+          released = true;
+        };
+        emit({ type: "image-data", seriesId, index, timestamp, exposure: slice, images, release });
       }
     } catch (err) {
       if (!stop.aborted) throw err;
@@ -225,16 +235,28 @@ export class SimDevice implements Device {
       if (gen === undefined || this.#series !== series || this.#ctx.signal.aborted) return;
       const images = Array.from(
         { length: cfg.numImages },
-        (_, index) => cfg.channels.map((_, c) => gen.image(series, index, c, duration)),
+        (_, index) =>
+          cfg.channels.map((_, c) => gen.image(series, index, c, duration, this.#spare.pop())),
       );
       this.#ahead = { series, duration, images };
     }, 0);
+  }
+
+  /** Keeps released image buffers (of the current geometry) for the next images. */
+  #recycle(images: PixelArray[]): void {
+    const cfg = this.#config;
+    if (cfg === undefined) return;
+    for (const image of images) {
+      if (this.#spare.length >= MAX_SPARE_IMAGES) return;
+      if (image.length === cfg.width * cfg.height) this.#spare.push(image);
+    }
   }
 
   teardown(): Promise<void> {
     if (this.#aheadTimer !== undefined) this.#clock.clearTimeout(this.#aheadTimer);
     this.#aheadTimer = undefined;
     this.#ahead = undefined;
+    this.#spare = [];
     return Promise.resolve();
   }
 

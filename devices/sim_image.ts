@@ -141,12 +141,23 @@ export class SimImageGenerator {
     return scaled;
   }
 
-  /** Image `index` of series `series` for channel index `channel`, exposure `duration` s. */
-  image(series: number, index: number, channel: number, duration: number): PixelArray {
+  /**
+   * Image `index` of series `series` for channel index `channel`, exposure `duration` s. Written
+   * into `into` when it is an array of the pixel type and size (every pixel is overwritten),
+   * else into a new array.
+   */
+  image(
+    series: number,
+    index: number,
+    channel: number,
+    duration: number,
+    into?: PixelArray,
+  ): PixelArray {
     const { pixelType, seed } = this.params;
     const scaled = this.#scaledBase(channel, duration);
     const size = scaled.length;
-    const out = new PIXEL_ARRAY_TYPES[pixelType](size);
+    const Ctor = PIXEL_ARRAY_TYPES[pixelType];
+    const out = into instanceof Ctor && into.length === size ? into : new Ctor(size);
     const h = hashInts(seed, series, index, channel);
     addWindow(out, scaled, this.#noise, h % NOISE_SLACK);
     const max = TYPE_MAX[pixelType];

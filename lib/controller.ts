@@ -107,7 +107,11 @@ export interface ControllerHooks {
   config?(config: DeviceConfig): void;
   /** Called when a device's StartData arrives (series id and number known). */
   seriesStart?(series: Readonly<SeriesInfo>): void;
-  /** Called in PROCESS with the complete series; READY follows when all data hooks settled. */
+  /**
+   * Called in PROCESS with the complete series; READY follows when all data hooks settled. The
+   * pixel arrays are lent: they are valid until the hook returns (or its promise settles) and
+   * may be reused for later series afterwards, so a hook that keeps pixels must copy them.
+   */
   data?(frame: Frame): void | Promise<void>;
   /** Called when a channel's metadata changed (device read-back). */
   channel?(channel: string, values: Record<string, MetaValue>): void;
@@ -190,6 +194,8 @@ export interface Controller {
 interface ActiveSeries extends SeriesInfo {
   received: number;
   images: Record<string, PixelArray>;
+  /** {@link ImageDataEvent.release} of images the frame holds without a copy. */
+  releases: (() => void)[];
   timestamps: Float64Array;
   exposures: Float64Array;
   closed?: "end" | "cancel";
@@ -243,6 +249,8 @@ export function createController(options: ControllerOptions): Controller {
   let errors: string[] = [];
   let series: ActiveSeries | undefined;
   let lastSeries: ActiveSeries | undefined;
+  /** Series stacks (multi-image series) whose data hooks settled, for reuse by the next series. */
+  let spareStacks: Record<string, PixelArray> = {};
   let lastClosed: { seriesId: string; how: string } | undefined;
   let ssqcnt = -1;
   let channelMeta: Record<string, Record<string, MetaValue>> = {};
@@ -518,6 +526,11 @@ export function createController(options: ControllerOptions): Controller {
         raiseError(problem);
         return;
       }
+      if (ev.release !== undefined) {
+        // A single image is handed to the hooks as is; more are copied into the series stack.
+        if (cfg.numImages === 1) s.releases.push(ev.release);
+        else ev.release();
+      }
       s.timestamps[s.received] = ev.timestamp;
       s.exposures[s.received] = ev.exposure;
       s.received++;
@@ -570,11 +583,40 @@ export function createController(options: ControllerOptions): Controller {
       const img = images[ch.name];
       if (cfg.numImages === 1) s.images[ch.name] = img;
       else {
-        s.images[ch.name] ??= new Ctor(size * cfg.numImages);
+        s.images[ch.name] ??= takeSpareStack(ch.name, Ctor, size * cfg.numImages) ??
+          new Ctor(size * cfg.numImages);
         s.images[ch.name].set(img, s.received * size);
       }
     }
     return undefined;
+  }
+
+  /** A series stack of an earlier processed series, if it has the wanted type and length. */
+  function takeSpareStack(
+    channel: string,
+    Ctor: (typeof PIXEL_ARRAY_TYPES)[keyof typeof PIXEL_ARRAY_TYPES],
+    length: number,
+  ): PixelArray | undefined {
+    const spare = spareStacks[channel];
+    if (spare === undefined || !(spare instanceof Ctor) || spare.length !== length) {
+      return undefined;
+    }
+    delete spareStacks[channel];
+    return spare;
+  }
+
+  /** After the data hooks settled: the frame's pixels may be reused. */
+  function recycleFrame(s: ActiveSeries, cfg: DeviceConfig): void {
+    const releases = s.releases;
+    s.releases = [];
+    for (const release of releases) {
+      try {
+        release();
+      } catch (err) {
+        log.warning("Image release failed", { error: messageOf(err) });
+      }
+    }
+    if (cfg.numImages > 1) spareStacks = { ...s.images };
   }
 
   async function process(s: ActiveSeries, cfg: DeviceConfig): Promise<void> {
@@ -598,6 +640,7 @@ export function createController(options: ControllerOptions): Controller {
       return;
     } finally {
       processing = false;
+      recycleFrame(s, cfg);
     }
     if (series === s) maybeFinish();
   }
@@ -676,6 +719,7 @@ export function createController(options: ControllerOptions): Controller {
       startedAt: clock.now(),
       received: 0,
       images: {},
+      releases: [],
       timestamps: new Float64Array(cfg.numImages),
       exposures: new Float64Array(cfg.numImages),
       taskDone: false,

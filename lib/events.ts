@@ -139,6 +139,13 @@ export interface ImageDataEvent {
   exposure: number;
   /** Pixels by channel name, each `height*width` elements. Ownership passes to the controller. */
   images: Record<string, PixelArray>;
+  /**
+   * Optional: lets a backend reuse its image buffers. The controller calls it (at most once) when
+   * nothing reads `images` any more: after copying them into a multi-image series, or after the
+   * data hooks of a single-image series settled. It may never be called (a dropped or cancelled
+   * series): then the arrays are simply left to the garbage collector.
+   */
+  release?: () => void;
 }
 
 /** Regular end of an image series. */

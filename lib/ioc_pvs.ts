@@ -321,11 +321,12 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
       for (const [name, pixels] of Object.entries(frame.images)) {
         const pv = images[name];
         if (pv === undefined) continue;
-        // uint32 served as LONG: the same bytes viewed as int32 (no copy, no conversion).
+        // uint32 served as LONG: the same bytes viewed as int32 (no conversion).
         const value = pixels instanceof Uint32Array && pv.definition.type === "long"
           ? new Int32Array(pixels.buffer, pixels.byteOffset, pixels.length)
           : pixels;
-        pv.post(value, { timestamp });
+        // The frame's pixels are lent (the backend reuses them): the PV keeps its own copy.
+        pv.post(value, { timestamp, copy: true });
       }
       startTs?.post(frame.timestamps, { timestamp });
       acqTd?.post(frame.exposures, { timestamp });

@@ -34,7 +34,8 @@ export function createControllerSource(options: ControllerSourceOptions): ViewSo
     const mask = options.mask ?? defaultMaskValues(cfg.pixelType);
     const channels: ChannelData[] = cfg.channels.map((ch) => ({
       name: ch.name,
-      data: frame.images[ch.name],
+      // Frame pixels are lent to data hooks: keep a copy for rendering later.
+      data: frame.images[ch.name].slice(),
       numImages: cfg.numImages,
       width: cfg.width,
       height: cfg.height,
