@@ -67,7 +67,9 @@ function isAddrInUse(error: unknown): boolean {
 
 /**
  * Writes all pieces in order, copying small ones into `scratch` (reused between calls: it is only
- * touched while no write from it is pending) and writing big ones directly.
+ * touched while no write from it is pending) and writing big ones directly. Small pieces before
+ * a big one (its header) go out together with the big one's first bytes, so that a message never
+ * costs a tiny write of its own.
  */
 export async function writePieces(
   conn: Deno.Conn,
@@ -78,9 +80,14 @@ export async function writePieces(
   let fill = 0;
   for (const piece of pieces) {
     if (piece.length >= big) {
-      if (fill > 0) await writeFully(conn, scratch.subarray(0, fill));
+      let head = 0;
+      if (fill > 0) {
+        head = Math.min(scratch.length - fill, piece.length);
+        scratch.set(piece.subarray(0, head), fill);
+        await writeFully(conn, scratch.subarray(0, fill + head));
+      }
       fill = 0;
-      await writeFully(conn, piece);
+      await writeFully(conn, head > 0 ? piece.subarray(head) : piece);
       continue;
     }
     if (fill + piece.length > scratch.length) {

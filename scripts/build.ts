@@ -2,9 +2,10 @@
  * Release builds.
  *
  * - `bundle`: `dist/diss-ioc.js`, one JavaScript file with every dependency inlined, stamped with
- *   the git description. Runs with `deno run <permissions> dist/diss-ioc.js` from any folder.
+ *   the git description. Runs with `deno run <permissions> <V8 flags> dist/diss-ioc.js` from any
+ *   folder (`build.ts permissions` prints both).
  * - `compile [--target T ...]`: one executable per target, `dist/diss-ioc-<target>[.exe]`,
- *   compiled from the stamped bundle with the permissions below baked in. `deno compile` fetches
+ *   compiled from the stamped bundle with the permissions and V8 flags below baked in. `deno compile` fetches
  *   the runtime ("denort") for each target; for offline builds point `DENORT_BIN` at a denort
  *   binary of the target platform (passed through unchanged).
  *
@@ -37,6 +38,15 @@ export const PERMISSION_FLAGS: readonly string[] = [
   "--allow-import",
   "--unstable-net",
 ];
+
+/**
+ * V8 flags the IOC runs with (`deno task start`, the compiled binary, the tests and benchmarks):
+ * `--optimize-for-size` keeps the JavaScript heap near what is live instead of letting it grow
+ * with the allocation rate. Measured with the sim at 1028×512 uint32 and auto-acquire as fast as
+ * possible: peak RSS 96 MB instead of 150–170 MB, at the same acquisition rate and latency.
+ * V8 reads these at start-up only (setting them from inside the program has no effect).
+ */
+export const RUNTIME_FLAGS: readonly string[] = ["--v8-flags=--optimize-for-size"];
 
 const DENO = Deno.execPath();
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -96,17 +106,23 @@ export async function compile(targets: readonly string[]): Promise<void> {
   await bundle();
   for (const target of targets) {
     if (!TARGETS.includes(target)) throw new Error(`unknown target ${target}`);
-    await run([
-      "compile",
-      "--no-check",
-      ...PERMISSION_FLAGS,
-      "--target",
-      target,
-      "-o",
-      executableName(target),
-      BUNDLE,
-    ]);
+    await run(compileArgs(target));
   }
+}
+
+/** Arguments of `deno compile` for one target: permissions and V8 flags baked into the binary. */
+export function compileArgs(target: string): string[] {
+  return [
+    "compile",
+    "--no-check",
+    ...PERMISSION_FLAGS,
+    ...RUNTIME_FLAGS,
+    "--target",
+    target,
+    "-o",
+    executableName(target),
+    BUNDLE,
+  ];
 }
 
 if (import.meta.main) {
@@ -118,8 +134,9 @@ if (import.meta.main) {
   try {
     if (positionals[0] === "bundle") await bundle();
     else if (positionals[0] === "compile") await compile(values.target ?? TARGETS);
-    else if (positionals[0] === "permissions") console.log(PERMISSION_FLAGS.join(" "));
-    else throw new Error("usage: build.ts bundle | compile [--target T ...] | permissions");
+    else if (positionals[0] === "permissions") {
+      console.log([...PERMISSION_FLAGS, ...RUNTIME_FLAGS].join(" "));
+    } else throw new Error("usage: build.ts bundle | compile [--target T ...] | permissions");
   } catch (err) {
     console.error(`build: ${err instanceof Error ? err.message : err}`);
     Deno.exit(1);

@@ -5,7 +5,7 @@
  * systemd readiness notification.
  */
 import assert from "node:assert/strict";
-import { bundle, PERMISSION_FLAGS } from "../scripts/build.ts";
+import { bundle, PERMISSION_FLAGS, RUNTIME_FLAGS } from "../scripts/build.ts";
 import { runPyepics } from "./support/epics_env.ts";
 import { startIoc } from "./support/ioc_process.ts";
 
@@ -20,7 +20,7 @@ Deno.test("release: the bundle", async (t) => {
       const notifyPath = `${dir}/notify`;
       const notifySocket = Deno.listenDatagram({ transport: "unixpacket", path: notifyPath });
       try {
-        const denoArgs = ["run", ...PERMISSION_FLAGS, js];
+        const denoArgs = ["run", ...PERMISSION_FLAGS, ...RUNTIME_FLAGS, js];
 
         const version = await new Deno.Command(DENO, {
           args: [...denoArgs, "--version"],

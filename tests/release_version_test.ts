@@ -7,6 +7,7 @@ import {
   versionString,
 } from "../lib/version.ts";
 import denoConfig from "../deno.json" with { type: "json" };
+import { compileArgs, PERMISSION_FLAGS, RUNTIME_FLAGS } from "../scripts/build.ts";
 
 Deno.test("version comes from deno.json", () => {
   assert.equal(VERSION, denoConfig.version);
@@ -35,4 +36,24 @@ Deno.test("from a git checkout the version carries git describe output", () => {
   assert.equal(describeCheckout(), git.success ? expected : undefined);
   assert.equal(versionString(), formatVersion(VERSION, git.success ? expected : undefined));
   assert.equal(describeCheckout("https://example.invalid/lib/version.ts"), undefined);
+});
+
+Deno.test("V8 runtime flags: the start task, the compiled binary and the permissions line carry them", async () => {
+  assert.ok(RUNTIME_FLAGS.length > 0);
+  const start = denoConfig.tasks.start.split(/\s+/);
+  const args = compileArgs("x86_64-unknown-linux-gnu");
+  for (const flag of RUNTIME_FLAGS) {
+    assert.ok(start.includes(flag), `deno task start runs with ${flag}`);
+    assert.ok(args.includes(flag), `deno compile bakes in ${flag}`);
+    // deno parses its own flags only before the script name.
+    assert.ok(start.indexOf(flag) < start.indexOf("main.ts"));
+    assert.ok(args.indexOf(flag) < args.length - 1);
+  }
+  for (const flag of PERMISSION_FLAGS) assert.ok(args.includes(flag));
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../scripts/build.ts", import.meta.url).pathname, "permissions"],
+    stdout: "piped",
+  }).output();
+  const printed = new TextDecoder().decode(out.stdout).trim().split(" ");
+  assert.deepEqual(printed, [...PERMISSION_FLAGS, ...RUNTIME_FLAGS]);
 });

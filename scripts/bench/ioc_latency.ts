@@ -1,7 +1,7 @@
 /**
  * IOC benchmark through real libca: a small C client (scripts/bench/c/ioc_client.c, compiled with
  * gcc into a temp dir, linked with -lca) against `main.ts --backend sim` at 1028x512 uint32,
- * 2 channels, 1 image, duration 0.
+ * 2 channels, 1 image, duration 0, started as `deno task start` does (with `RUNTIME_FLAGS`).
  *
  * (a) latency from the client's put of `acquire` 1 to the arrival of the last channel's image
  *     monitor update (median, p99), with a 64x64 run as baseline;

@@ -1,11 +1,13 @@
 /**
- * Starts `diss-ioc` as a subprocess the way a user does (`deno run -A main.ts ...`), isolated on
- * loopback with OS-assigned CA ports, and reads its log to learn the UDP port.
+ * Starts `diss-ioc` as a subprocess the way a user does (`deno run -A <V8 flags> main.ts ...`, as
+ * `deno task start`), isolated on loopback with OS-assigned CA ports, and reads its log to learn
+ * the UDP port.
  *
  * @module
  */
 
 import { testServerEnv } from "./epics_env.ts";
+import { RUNTIME_FLAGS } from "../../scripts/build.ts";
 
 const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -40,7 +42,7 @@ export async function startIoc(
   launch: IocLaunch = {},
 ): Promise<IocProcess> {
   const child = new Deno.Command(DENO, {
-    args: [...(launch.denoArgs ?? ["run", "-A", MAIN]), ...args],
+    args: [...(launch.denoArgs ?? ["run", "-A", ...RUNTIME_FLAGS, MAIN]), ...args],
     cwd: launch.cwd,
     env: {
       PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",

@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { writePieces } from "../ca/server.ts";
+import { concat } from "./support/bytes.ts";
+
+/** A connection that records each write and accepts at most `chunk` bytes per call. */
+function recordingConn(chunk: number): { conn: Deno.Conn; writes: Uint8Array[] } {
+  const writes: Uint8Array[] = [];
+  const conn = {
+    write(bytes: Uint8Array): Promise<number> {
+      const n = Math.min(chunk, bytes.length);
+      writes.push(bytes.slice(0, n));
+      return Promise.resolve(n);
+    },
+  } as unknown as Deno.Conn;
+  return { conn, writes };
+}
+
+const filled = (length: number, seed: number) =>
+  Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
+
+Deno.test("writePieces: bytes arrive in order; a header rides with its payload's first bytes", async () => {
+  const scratch = new Uint8Array(1024);
+  const header = filled(24, 1);
+  const payload = filled(5000, 2); // big: ≥ scratch/4
+  const small = filled(100, 3);
+  const tail = filled(40, 4);
+  const pieces = [header, payload, small, filled(900, 5), tail];
+  const { conn, writes } = recordingConn(1 << 20);
+  await writePieces(conn, pieces, scratch);
+  assert.deepEqual(concat(...writes), concat(...pieces), "every byte, in order");
+  assert.equal(writes[0].length, 1024, "header plus the payload's head fill the scratch");
+  assert.deepEqual(writes[0].subarray(0, 24), header);
+  assert.ok(writes.every((w) => w.length >= 24), "no tiny write of a header alone");
+  assert.deepEqual(payload, filled(5000, 2), "the payload itself is not modified");
+});
+
+Deno.test("writePieces: partial writes are continued until everything is written", async () => {
+  const scratch = new Uint8Array(256);
+  const pieces = [filled(16, 7), filled(3000, 8), filled(16, 9), filled(16, 10)];
+  const { conn, writes } = recordingConn(100);
+  await writePieces(conn, pieces, scratch);
+  assert.deepEqual(concat(...writes), concat(...pieces));
+  assert.ok(writes.every((w) => w.length <= 100));
+});
