@@ -5,12 +5,15 @@
  * @module
  */
 
-import type { NativeType, NativeValue, PvMetadata, PvValue } from "./pv.ts";
+import type { NativeType, NativeValue, NumericArray, PvMetadata, PvValue } from "./pv.ts";
 
 /** Everything needed to encode one DBR reply of a channel. */
 export interface DbrSnapshot {
-  /** Current value in native form. */
-  value: NativeValue;
+  /**
+   * Current value: native form, or (for large posted arrays) a narrower typed array whose every
+   * element converts to the native type exactly — encoders convert it as they write.
+   */
+  value: NativeValue | NumericArray;
   /** Native type. */
   native: NativeType;
   /** Timestamp, ms since the Unix epoch. */

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { NativeType, NativeValue, PvMetadata } from "./pv.ts";
+import type { NativeType, NativeValue, NumericArray, PvMetadata } from "./pv.ts";
 import {
   checkCount,
   DBR,
@@ -32,8 +32,11 @@ import { type EpicsTime, toEpicsTime } from "./epics_time.ts";
 
 /** What a DBR reply is built from: the PV's current value, alarm state, time and metadata. */
 export interface DbrSource {
-  /** Current value in native form (`string[]` for STRING). */
-  value: NativeValue;
+  /**
+   * Current value in native form (`string[]` for STRING), or a narrower typed array whose values
+   * the native type holds exactly (converted while writing).
+   */
+  value: NativeValue | NumericArray;
   /** Native type of the PV. */
   type: NativeType;
   /** Timestamp in Unix milliseconds (may be fractional). */

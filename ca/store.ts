@@ -12,6 +12,7 @@ import {
   type ClientInfo,
   type NativeType,
   type NativeValue,
+  type NumericArray,
   type PostOptions,
   type PvDefinition,
   type PvHandle,
@@ -149,8 +150,19 @@ function emptyValue(native: NativeType, length: number): NativeValue {
   }
 }
 
-/** Shortest array worth converting in place (small values are cheap to allocate). */
-const WIDEN_IN_PLACE_MIN = 1024;
+/** Shortest array stored without conversion (small values are simply converted). */
+const STORE_AS_IS_MIN = 1024;
+
+/** Typed-array constructor of each numeric native type. */
+const NATIVE_ARRAYS = {
+  string: Array,
+  short: Int16Array,
+  float: Float32Array,
+  enum: Uint16Array,
+  char: Uint8Array,
+  long: Int32Array,
+  double: Float64Array,
+} as const;
 
 /** Typed-array conversions that keep every value exactly, by target constructor. */
 const EXACT_WIDENINGS = new Map<unknown, Set<unknown>>([
@@ -274,9 +286,12 @@ export class PvRecord implements PvHandle {
   readonly subscribers = new Set<SubscriberSink>();
   /** Channels open on this record or its fields. */
   readonly holders = new Set<ChannelHolder>();
-  #value: NativeValue;
+  /** The value as stored: native, or a narrower array of exact values (see {@link post}). */
+  #value: NativeValue | NumericArray;
   /** Whether `#value` was allocated here (not handed over by a caller), so it may be reused. */
   #ownsValue = true;
+  /** Native form of a narrow `#value`, made on demand by {@link value} (and its version). */
+  #widened: { version: number; value: NativeValue } | undefined;
   #codec: DbrCodec;
   #targets = new Map<string, ChannelTarget>();
   #valTarget: ChannelTarget;
@@ -305,40 +320,62 @@ export class PvRecord implements PvHandle {
     this.#valTarget = new ValueTarget(this, codec);
   }
 
-  /** Current value in native form. */
+  /** Current value in native form (a narrow stored array is converted once per version). */
   value(): NativeValue {
-    return this.#value;
+    const stored = this.#value;
+    if (Array.isArray(stored) || stored instanceof NATIVE_ARRAYS[this.native]) {
+      return stored as NativeValue;
+    }
+    if (this.#widened?.version !== this.version) {
+      const value = this.#codec.toNative(stored, this.native, this.maxCount);
+      this.#widened = { version: this.version, value };
+    }
+    return this.#widened.value;
   }
 
-  /** Converts and stores `value`, then notifies subscribers (see {@link PvHandle.post}). */
-  post(value: PvValue, options: PostOptions = {}): void {
-    const copy = options.copy === true;
-    const reused = this.#convertInPlace(value, copy);
-    let native = reused ?? this.#codec.toNative(value, this.native, this.maxCount);
-    if (copy && native === value && ArrayBuffer.isView(native)) native = native.slice();
-    this.#ownsValue = reused !== undefined || native !== value;
-    this.#store(native, options);
+  /** Current number of elements. */
+  length(): number {
+    return this.#value.length;
   }
 
   /**
-   * Image-sized posts of a narrower type (e.g. uint32 pixels on a DOUBLE PV), or copies asked
-   * for with {@link PostOptions.copy}, would allocate a new native array per post. When the
-   * conversion is an exact widening (or a same-type copy) and the current value is an array this
-   * record allocated itself with the same length, convert into it instead (one native typed-array
-   * copy). Encodes are synchronous and produce their own buffers, so nothing else still reads the
-   * old contents; arrays handed over by callers are never written.
+   * Stores `value` and notifies subscribers (see {@link PvHandle.post}). An image-sized typed
+   * array of the native type or of a narrower type whose values the native type holds exactly
+   * (uint32 pixels on a DOUBLE PV) is stored as it is, without conversion: the encoders convert
+   * while writing the payload, so a value nobody reads costs nothing and one that is read costs a
+   * single pass. With {@link PostOptions.copy} it is copied, into the array this record already
+   * owns when type and length match. Other values are converted to the native type.
    */
-  #convertInPlace(value: PvValue, copy: boolean): NativeValue | undefined {
-    const current = this.#value;
-    if (
-      !this.#ownsValue || !ArrayBuffer.isView(value) || Array.isArray(current) ||
-      value.length !== current.length || value.length < WIDEN_IN_PLACE_MIN
-    ) return undefined;
-    const from = (value as { constructor: unknown }).constructor;
-    const to = (current as { constructor: unknown }).constructor;
-    if (from === to ? !copy : !EXACT_WIDENINGS.get(to)?.has(from)) return undefined;
-    (current as Float64Array).set(value as unknown as ArrayLike<number>);
-    return current;
+  post(value: PvValue, options: PostOptions = {}): void {
+    const copy = options.copy === true;
+    let stored: NativeValue | NumericArray;
+    const asIs = this.#storesAsIs(value);
+    if (asIs !== undefined) {
+      const current = this.#value;
+      if (!copy) stored = asIs;
+      else if (
+        this.#ownsValue && !Array.isArray(current) && current.constructor === asIs.constructor &&
+        current.length === asIs.length
+      ) {
+        (current as Float64Array).set(asIs as Float64Array);
+        stored = current;
+      } else stored = asIs.slice();
+      this.#ownsValue = stored !== value;
+    } else {
+      const native = this.#codec.toNative(value, this.native, this.maxCount);
+      stored = copy && native === value && ArrayBuffer.isView(native) ? native.slice() : native;
+      this.#ownsValue = stored !== value;
+    }
+    this.#store(stored, options);
+  }
+
+  /** `value` when {@link post} keeps its element type (see there), else undefined. */
+  #storesAsIs(value: PvValue): NumericArray | undefined {
+    if (!ArrayBuffer.isView(value) || value.length < STORE_AS_IS_MIN) return undefined;
+    if (value.length > this.maxCount) return undefined; // toNative refuses it with its error
+    const Native = NATIVE_ARRAYS[this.native];
+    const exact = value instanceof Native || EXACT_WIDENINGS.get(Native)?.has(value.constructor);
+    return exact ? value : undefined;
   }
 
   /** Stores an already converted value and notifies subscribers. */
@@ -351,7 +388,7 @@ export class PvRecord implements PvHandle {
     this.#store(value, options);
   }
 
-  #store(value: NativeValue, options: PostOptions): void {
+  #store(value: NativeValue | NumericArray, options: PostOptions): void {
     const severity = options.severity ?? 0;
     const status = options.status ?? 0;
     let bits = DBE.VALUE | DBE.LOG;
@@ -487,7 +524,7 @@ class ValueTarget extends BaseTarget {
   }
 
   override length(): number {
-    return this.record.value().length;
+    return this.record.length();
   }
 
   override write(value: NativeValue, client: ClientInfo): Promise<void> {
@@ -540,7 +577,7 @@ class FieldTarget extends BaseTarget {
       case "NELM":
         return Int32Array.of(r.maxCount);
       case "NORD":
-        return Int32Array.of(r.value().length);
+        return Int32Array.of(r.length());
       case "HOPR":
         return limit(m.displayLimits, 1);
       case "LOPR":

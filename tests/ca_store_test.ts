@@ -15,23 +15,43 @@ function readDoubles(pv: PvRecord, count: number): Float64Array {
   return decodeDbr(DBR.DOUBLE, count, payload).value as Float64Array;
 }
 
-Deno.test("store: uint32 posts on a DOUBLE PV reuse the store's own array, values exact", () => {
+Deno.test("store: uint32 posts on a DOUBLE PV are stored unconverted, served exact", () => {
   const n = 4096;
   const pv = new PvRecord({ name: "S:img", type: "double", maxCount: n }, defaultCodec);
   const a = new Uint32Array(n).map((_, i) => i * 1_000_003);
   a[0] = 0xffff_ffff;
-  pv.post(a);
-  const first = pv.value();
-  assert.ok(first instanceof Float64Array);
+  pv.post(a, { copy: true });
+  const stored = pv.snapshot().value;
+  assert.ok(stored instanceof Uint32Array, "kept as uint32 (converted only when encoded)");
+  assert.notEqual(stored, a, "a copy");
   assert.deepEqual(Array.from(readDoubles(pv, 3)), [4294967295, 1_000_003, 2_000_006]);
+  const native = pv.value();
+  assert.ok(native instanceof Float64Array, "value() is the native form");
+  assert.deepEqual(Array.from(native.subarray(0, 2)), [4294967295, 1_000_003]);
+  assert.equal(pv.value(), native, "converted once per version");
 
   const b = new Uint32Array(n).fill(7);
   const versionBefore = pv.version;
-  pv.post(b);
-  assert.equal(pv.value(), first, "converted into the same array");
+  pv.post(b, { copy: true });
+  assert.equal(pv.snapshot().value, stored, "copied into the record's own array");
   assert.equal(pv.version, versionBefore + 1);
   assert.deepEqual(Array.from(readDoubles(pv, 2)), [7, 7]);
+  assert.deepEqual(Array.from(pv.value() as Float64Array).slice(0, 2), [7, 7], "value() follows");
   assert.deepEqual(Array.from(a.subarray(0, 2)), [0xffff_ffff, 1_000_003], "source untouched");
+  assert.equal(pv.target("NORD")!.snapshot().value[0], n);
+  // Every DBR type reads the same numbers as from the converted native array.
+  for (const type of [DBR.LONG, DBR.FLOAT, DBR.SHORT, DBR.CHAR, DBR.STRING, DBR.CTRL_DOUBLE]) {
+    const fromStored = pv.target("VAL")!.encoded(type, 8);
+    const fromNative = defaultCodec.encode(type, 8, { ...pv.snapshot(), value: pv.value() });
+    assert.deepEqual(fromStored, fromNative, `DBR type ${type}`);
+  }
+  // Whole arrays take the WebAssembly widening path (uint32 -> big-endian double).
+  pv.post(a, { copy: true });
+  const whole = pv.target("VAL")!.encoded(DBR.TIME_DOUBLE, n);
+  assert.deepEqual(
+    whole,
+    defaultCodec.encode(DBR.TIME_DOUBLE, n, { ...pv.snapshot(), value: pv.value() }),
+  );
 });
 
 Deno.test("store: arrays handed over by callers or written by clients are never overwritten", () => {
