@@ -147,6 +147,30 @@ export function broadcastAddresses(
   return [...out];
 }
 
+/**
+ * The extra UDP search sockets a server bound to specific interfaces needs: a socket bound to a
+ * unicast address does not receive broadcasts, so (like rsrv) each bound address also gets a
+ * socket on its interface's broadcast address (`address | ~netmask`; loopback included, /31 and
+ * /32 networks have none). Returns `{ broadcast, host }` pairs: receive on `broadcast`, reply
+ * from the socket bound to `host`.
+ */
+export function broadcastSearchBindings(
+  hosts: readonly string[],
+  interfaces: readonly InterfaceInfo[],
+): { broadcast: string; host: string }[] {
+  const out: { broadcast: string; host: string }[] = [];
+  for (const host of hosts) {
+    if (host === "0.0.0.0") continue;
+    const info = interfaces.find((i) => i.family === "IPv4" && i.address === host);
+    if (info === undefined || !isIPv4(info.netmask)) continue;
+    const mask = ipToNumber(info.netmask);
+    if ((~mask >>> 0) <= 1) continue;
+    const broadcast = numberToIp((ipToNumber(host) | ~mask) >>> 0);
+    if (!out.some((b) => b.broadcast === broadcast)) out.push({ broadcast, host });
+  }
+  return out;
+}
+
 /** Whether `ip` falls in the IPv4 multicast range 224.0.0.0/4. */
 export function isMulticast(ip: string): boolean {
   const first = Number(ip.split(".")[0]);

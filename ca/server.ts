@@ -16,7 +16,13 @@ import { type BeaconClock, REAL_CLOCK, startBeacons } from "./beacon.ts";
 import { Circuit, type CircuitLimits } from "./circuit.ts";
 import type { DbrCodec } from "./codec.ts";
 import { defaultCodec } from "./codec_dbr.ts";
-import { broadcastAddresses, readServerEnv, type UdpDestination } from "./env.ts";
+import {
+  broadcastAddresses,
+  broadcastSearchBindings,
+  type InterfaceInfo,
+  readServerEnv,
+  type UdpDestination,
+} from "./env.ts";
 import type { CaServer, PvDefinition, PvHandle, WriteAccessHook } from "./pv.ts";
 import { tuneMallocForLargeArrays } from "./malloc_tuning.ts";
 import { answerSearchDatagram } from "./search.ts";
@@ -54,6 +60,8 @@ export interface CaServerOptions {
    * process-wide). Default true.
    */
   tuneMalloc?: boolean;
+  /** Network interfaces (default `Deno.networkInterfaces()`; tests inject their own). */
+  networkInterfaces?: () => InterfaceInfo[];
 }
 
 /** Waits `ms` milliseconds (back-off after a socket error). */
@@ -125,8 +133,18 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
   const preferredPort = options.port ?? config.serverPort;
   const ignore = new Set(options.ignoreAddresses ?? config.ignoreAddresses);
 
-  // UDP search sockets (one per interface, same port).
+  const listInterfaces = options.networkInterfaces ?? (() => Deno.networkInterfaces());
+  let knownInterfaces: InterfaceInfo[] = [];
+  try {
+    if (interfaces.length > 0) knownInterfaces = listInterfaces();
+  } catch (error) {
+    log.warning("Cannot list network interfaces for broadcast searches", { error });
+  }
+
+  // UDP search sockets (one per interface, same port), each answering from itself.
+  const searchSockets: { receive: Deno.DatagramConn; reply: Deno.DatagramConn }[] = [];
   const udpSockets: Deno.DatagramConn[] = [];
+  const bySocketHost = new Map<string, Deno.DatagramConn>();
   let udpPort = preferredPort;
   for (const hostname of hosts) {
     const socket = Deno.listenDatagram({
@@ -137,6 +155,24 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     });
     udpPort = (socket.addr as Deno.NetAddr).port;
     udpSockets.push(socket);
+    bySocketHost.set(hostname, socket);
+    searchSockets.push({ receive: socket, reply: socket });
+  }
+  // A socket bound to a unicast address misses broadcasts: also listen on each bound interface's
+  // broadcast address, replying from the interface's own socket (a valid source address).
+  for (const { broadcast, host } of broadcastSearchBindings(hosts, knownInterfaces)) {
+    try {
+      const socket = Deno.listenDatagram({
+        transport: "udp",
+        hostname: broadcast,
+        port: udpPort,
+        reuseAddress: true,
+      });
+      udpSockets.push(socket);
+      searchSockets.push({ receive: socket, reply: bySocketHost.get(host)! });
+    } catch (error) {
+      log.warning("Cannot receive broadcast searches", { address: broadcast, error });
+    }
   }
 
   // TCP listeners (one per interface, same port; fall back to an OS port when taken).
@@ -171,7 +207,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
 
   const has = (name: string) => store.resolve(name) !== undefined;
 
-  for (const socket of udpSockets) {
+  for (const { receive: socket, reply: replySocket } of searchSockets) {
     track((async () => {
       while (!closing) {
         let datagram: Uint8Array;
@@ -188,7 +224,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
         if (ignore.has(peer.hostname)) continue;
         for (const reply of answerSearchDatagram(datagram, tcpPort, has)) {
           try {
-            await socket.send(reply, peer);
+            await replySocket.send(reply, peer);
           } catch (error) {
             log.debug("UDP search reply failed", { error, peer: peer.hostname });
           }
@@ -299,7 +335,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     : [...config.beaconAddresses];
   if (options.autoBeacon ?? config.autoBeacon) {
     try {
-      for (const address of broadcastAddresses(Deno.networkInterfaces(), interfaces)) {
+      for (const address of broadcastAddresses(listInterfaces(), interfaces)) {
         destinations.push({ hostname: address, port: beaconPort });
       }
     } catch (error) {

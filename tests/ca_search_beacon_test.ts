@@ -12,7 +12,7 @@ import {
   versionMessage,
 } from "../ca/messages.ts";
 import { concat } from "./support/bytes.ts";
-import { broadcastAddresses, readServerEnv } from "../ca/env.ts";
+import { broadcastAddresses, broadcastSearchBindings, readServerEnv } from "../ca/env.ts";
 
 const served = new Set(["A", "B:1", "C"]);
 const has = (name: string) => served.has(name);
@@ -149,4 +149,23 @@ Deno.test("env: automatic beacon list = broadcast of non-loopback IPv4 interface
   ];
   assert.deepStrictEqual(broadcastAddresses(interfaces), ["192.168.1.255", "10.2.255.255"]);
   assert.deepStrictEqual(broadcastAddresses(interfaces, ["10.2.3.4"]), ["10.2.255.255"]);
+});
+
+Deno.test("env: specific interfaces also get a search socket on their broadcast address", () => {
+  const interfaces = [
+    { family: "IPv4" as const, address: "127.0.0.1", netmask: "255.0.0.0" },
+    { family: "IPv4" as const, address: "192.168.1.17", netmask: "255.255.255.0" },
+    { family: "IPv4" as const, address: "192.168.1.18", netmask: "255.255.255.0" },
+    { family: "IPv4" as const, address: "10.9.9.9", netmask: "255.255.255.255" },
+  ];
+  assert.deepStrictEqual(
+    broadcastSearchBindings(["192.168.1.17", "192.168.1.18", "127.0.0.1"], interfaces),
+    [
+      { broadcast: "192.168.1.255", host: "192.168.1.17" }, // once per broadcast address
+      { broadcast: "127.255.255.255", host: "127.0.0.1" },
+    ],
+  );
+  assert.deepStrictEqual(broadcastSearchBindings(["0.0.0.0"], interfaces), [], "wildcard sees all");
+  assert.deepStrictEqual(broadcastSearchBindings(["10.9.9.9"], interfaces), [], "/32: none");
+  assert.deepStrictEqual(broadcastSearchBindings(["172.16.0.1"], interfaces), [], "unknown");
 });

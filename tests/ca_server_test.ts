@@ -17,22 +17,30 @@ import { ECA } from "../ca/codec.ts";
 import { closeRaw, connectRaw } from "./support/raw_client.ts";
 import { testServerEnv } from "./support/epics_env.ts";
 
-/** Sends a search datagram and returns the reply (or undefined after `timeoutMs`). */
-async function search(udpPort: number, names: string[], timeoutMs = 2000) {
+/**
+ * Sends a search datagram to `to` (default 127.0.0.1) and returns the reply and its source (or
+ * undefined after `timeoutMs`).
+ */
+async function searchFrom(udpPort: number, names: string[], timeoutMs = 2000, to = "127.0.0.1") {
   const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   try {
     const request = concat(versionMessage(1, 42), ...names.map((n, i) => searchRequest(n, i + 1)));
-    await socket.send(request, { transport: "udp", hostname: "127.0.0.1", port: udpPort });
+    await socket.send(request, { transport: "udp", hostname: to, port: udpPort });
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<undefined>((
       r,
     ) => (timer = setTimeout(() => r(undefined), timeoutMs)));
-    const reply = await Promise.race([socket.receive().then(([d]) => d), timeout]);
+    const reply = await Promise.race([socket.receive(), timeout]);
     clearTimeout(timer);
-    return reply;
+    return reply && { data: reply[0], from: reply[1] as Deno.NetAddr };
   } finally {
     socket.close();
   }
+}
+
+/** Sends a search datagram and returns the reply (or undefined after `timeoutMs`). */
+async function search(udpPort: number, names: string[], timeoutMs = 2000) {
+  return (await searchFrom(udpPort, names, timeoutMs))?.data;
 }
 
 Deno.test("server: UDP search over a real socket, port 0 gives distinct UDP/TCP ports", async () => {
@@ -249,6 +257,31 @@ Deno.test("server: client vanishing while a large reply is being sent", async ()
     const reply = await b.waitFor((m) => m.header.cmd === CMD.READ_NOTIFY);
     assert.deepStrictEqual([reply.header.p1, reply.header.count], [ECA.NORMAL, 10]);
     await closeRaw(b);
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("server: a specific interface also answers searches sent to its broadcast address", async () => {
+  // Loopback stands in for a LAN interface: 127.0.0.2/24, "broadcast" address 127.0.0.255. The
+  // datagram is an ordinary loopback unicast to 127.0.0.255; it must reach the extra socket, and
+  // the reply must come from the interface's own address.
+  const server = await startCaServer({
+    env: { ...testServerEnv(), EPICS_CAS_INTF_ADDR_LIST: "127.0.0.2" },
+    port: 0,
+    networkInterfaces: () => [{ family: "IPv4", address: "127.0.0.2", netmask: "255.255.255.0" }],
+  });
+  try {
+    server.add({ name: "BC:A", type: "double" });
+    const viaBroadcast = await searchFrom(server.udpPort, ["BC:A"], 2000, "127.0.0.255");
+    assert.ok(viaBroadcast, "answered on the broadcast address");
+    assert.equal(viaBroadcast.from.hostname, "127.0.0.2", "reply sent from the interface address");
+    assert.equal(viaBroadcast.from.port, server.udpPort);
+    const messages = [...datagramMessages(viaBroadcast.data)];
+    assert.deepStrictEqual(messages.map((m) => m.header.cmd), [CMD.VERSION, CMD.SEARCH]);
+    assert.equal(messages[1].header.type, server.tcpPort);
+    const direct = await searchFrom(server.udpPort, ["BC:A"], 2000, "127.0.0.2");
+    assert.ok(direct, "unicast searches still answered");
   } finally {
     await server.close();
   }
