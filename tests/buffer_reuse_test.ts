@@ -15,6 +15,7 @@ import { resolveSimSettings, SimDevice, simGenerator } from "../devices/sim.ts";
 import { acquire, startHarness } from "./support/controller_harness.ts";
 import { fakeConfig, fakeImages } from "./support/fake_device.ts";
 import { makeHarness } from "./support/circuit_harness.ts";
+import { assertSameBytes } from "./support/bytes.ts";
 
 const N = 64 * 1024; // large enough to be recycled (≥ 64 KiB as DOUBLE or LONG)
 
@@ -46,7 +47,7 @@ Deno.test("encodeDbr: a reused dirty buffer comes out byte-identical to a fresh 
     const dirty = new Uint8Array(fresh.length).fill(0xa5);
     const reused = encodeDbr(type, count, src, 0, dirty);
     assert.equal(reused, dirty, `type ${type}: the given buffer is filled`);
-    assert.deepEqual(reused, fresh, `type ${type}: same bytes`);
+    assertSameBytes(reused, fresh, `type ${type}: same bytes`);
   }
   const wrongSize = new Uint8Array(8);
   const out = encodeDbr(DBR.DOUBLE, 4, source(new Float64Array(4), "double"), 0, wrongSize);
@@ -74,20 +75,20 @@ Deno.test("store: payloads are recycled only after every holder released them", 
   const p3 = target.encoded(DBR.DOUBLE, N);
   assert.notEqual(p3, p1, "still held by B");
   assert.notEqual(p3, p2, "p2 is held too");
-  assert.deepEqual(p1, expect(1), "held payload unchanged");
+  assertSameBytes(p1, expect(1), "held payload unchanged");
   releaseB();
   releaseP2();
   fill(4);
   const p4 = target.encoded(DBR.DOUBLE, N);
   assert.ok(p4 === p1 || p4 === p2, "a released, superseded payload is filled again");
-  assert.deepEqual(p4, expect(4), "with the new value");
+  assertSameBytes(p4, expect(4), "with the new value");
 
   // A payload nobody held is never reused: whoever asked for it may still read it.
   const unheld = p4;
   fill(5);
   const p5 = target.encoded(DBR.DOUBLE, N);
   assert.notEqual(p5, unheld);
-  assert.deepEqual(unheld, expect(4));
+  assertSameBytes(unheld, expect(4));
 });
 
 Deno.test("store: post with copy keeps its own array, reused in place", () => {

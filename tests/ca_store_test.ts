@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { PvRecord } from "../ca/store.ts";
 import { defaultCodec } from "../ca/codec_dbr.ts";
 import { DBR, decodeDbr } from "../ca/dbr.ts";
+import { assertSameBytes } from "./support/bytes.ts";
 
 function readDoubles(pv: PvRecord, count: number): Float64Array {
   const payload = defaultCodec.encode(DBR.DOUBLE, count, {
@@ -48,7 +49,7 @@ Deno.test("store: uint32 posts on a DOUBLE PV are stored unconverted, served exa
   // Whole arrays take the WebAssembly widening path (uint32 -> big-endian double).
   pv.post(a, { copy: true });
   const whole = pv.target("VAL")!.encoded(DBR.TIME_DOUBLE, n);
-  assert.deepEqual(
+  assertSameBytes(
     whole,
     defaultCodec.encode(DBR.TIME_DOUBLE, n, { ...pv.snapshot(), value: pv.value() }),
   );

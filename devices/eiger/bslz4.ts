@@ -14,6 +14,7 @@
  */
 
 import { compressLz4BlockInto, decodeLz4BlockInto, lz4CompressBound, Lz4Error } from "./lz4.ts";
+import { takeDecodeBuffer } from "./decode_buffers.ts";
 
 /** Thrown when a bslz4/lz4 container is malformed, corrupt or does not match its expected size. */
 export class CompressionError extends Error {
@@ -63,8 +64,9 @@ function writeHeader(dst: Uint8Array, total: number, blockSize: number): void {
  * Decompresses a bslz4 payload holding `elementCount` elements of `elementSize` bytes.
  *
  * The header's total size must equal `elementSize · elementCount`; block sizes, compressed sizes
- * and the payload length are checked before allocating. Returns a fresh, 8-byte aligned buffer
- * (view it with the matching typed array). Throws {@link CompressionError}.
+ * and the payload length are checked before allocating. Returns an 8-byte aligned buffer of its
+ * own (new or recycled through `decode_buffers.ts`; view it with the matching typed array).
+ * Throws {@link CompressionError}.
  */
 export function decompressBslz4(
   src: Uint8Array,
@@ -99,7 +101,8 @@ export function decompressBslz4(
   if (12 + nblocks * 5 + leftover > src.length || total > src.length * 256) {
     throw new CompressionError(`bslz4: payload of ${src.length} B cannot hold ${total} B`);
   }
-  const out = new Uint8Array(total);
+  // Bit-unshuffling ORs into its output: a recycled buffer is zeroed block by block.
+  const { bytes: out, fresh } = takeDecodeBuffer(total);
   const tmp = scratchOf(Math.min(blockSize, total));
   let pos = 12;
   let outPos = 0;
@@ -121,6 +124,7 @@ export function decompressBslz4(
     if (n !== size) {
       throw new CompressionError(`bslz4: block ${i} decoded to ${n} bytes, expected ${size}`);
     }
+    if (!fresh) out.fill(0, outPos, outPos + size);
     unshuffleBlock(tmp, out, outPos, (size / elementSize) | 0, elementSize);
     pos += csize;
     outPos += size;
@@ -424,7 +428,8 @@ export function decompressLz4Hdf5(src: Uint8Array, expectedSize: number): Uint8A
   if (12 + nblocks * 5 > src.length || total > src.length * 256) {
     throw new CompressionError(`lz4: payload of ${src.length} B cannot hold ${total} B`);
   }
-  const out = new Uint8Array(total);
+  // Every byte is written (stored blocks copied, LZ4 blocks must decode to their full size).
+  const out = takeDecodeBuffer(total).bytes;
   let pos = 12;
   let outPos = 0;
   for (let i = 0; i < nblocks; i++) {

@@ -10,6 +10,7 @@
  */
 
 import type { DataEvent, PixelArray, PixelType } from "../../lib/events.ts";
+import { releaseDecodeBuffers } from "./decode_buffers.ts";
 
 /** Decoded `start` message (only the fields the backend uses). */
 export interface StreamStart {
@@ -288,6 +289,8 @@ export class SeriesCollector {
       timestamp: msg.timestamp,
       exposure: msg.realTime,
       images,
+      // Decoded buffers go back to the decoders once the controller is done with them.
+      release: () => releaseDecodeBuffers(Object.values(images)),
     });
   }
 }

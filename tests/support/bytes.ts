@@ -14,3 +14,24 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/**
+ * Asserts two byte (or typed) arrays are equal, failing with the first differing index instead of
+ * a diff of the whole arrays (which for images is enormous).
+ */
+export function assertSameBytes(
+  actual: ArrayBufferView,
+  expected: ArrayBufferView,
+  message = "bytes differ",
+): void {
+  const a = new Uint8Array(actual.buffer, actual.byteOffset, actual.byteLength);
+  const b = new Uint8Array(expected.buffer, expected.byteOffset, expected.byteLength);
+  if (a.length !== b.length) {
+    throw new Error(`${message}: ${a.length} bytes instead of ${b.length}`);
+  }
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) {
+      throw new Error(`${message}: first difference at byte ${i} (${a[i]} instead of ${b[i]})`);
+    }
+  }
+}

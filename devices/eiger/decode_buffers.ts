@@ -1,0 +1,59 @@
+/**
+ * Recycled output buffers for decoded stream images. Decoding a 1028×512 uint32 image needs a
+ * fresh 2 MB buffer per image and channel; at detector frame rates that is hundreds of MB/s of
+ * garbage. The decoders take their output from here, and the series hands the buffers back
+ * through `ImageDataEvent.release` once the controller no longer reads them.
+ *
+ * Only buffers made here are ever taken back (a view over anything else is ignored), and the pool
+ * is bounded; a buffer that is never released is simply garbage.
+ *
+ * @module
+ */
+
+/** Buffers kept for reuse, at most. */
+const MAX_KEPT = 8;
+/** Smallest buffer worth keeping. */
+const MIN_KEPT_BYTES = 64 * 1024;
+
+const made = new WeakSet<ArrayBufferLike>();
+const kept: Uint8Array[] = [];
+
+/** An output buffer: `fresh` ones are zero-filled, reused ones hold old bytes. */
+export interface DecodeBuffer {
+  /** `bytes` long, at offset 0 of its own ArrayBuffer (aligned for any typed-array view). */
+  bytes: Uint8Array;
+  /** Whether the buffer is new (all zero). */
+  fresh: boolean;
+}
+
+/** A buffer of exactly `length` bytes: a released one of that size, else a new one. */
+export function takeDecodeBuffer(length: number): DecodeBuffer {
+  if (length >= MIN_KEPT_BYTES) {
+    const i = kept.findIndex((b) => b.length === length);
+    if (i >= 0) return { bytes: kept.splice(i, 1)[0], fresh: false };
+  }
+  const bytes = new Uint8Array(length);
+  if (length >= MIN_KEPT_BYTES) made.add(bytes.buffer);
+  return { bytes, fresh: true };
+}
+
+/**
+ * Gives decoded images back for reuse: each view must cover a whole buffer from
+ * {@link takeDecodeBuffer}; anything else is ignored. The caller must not read them afterwards.
+ */
+export function releaseDecodeBuffers(views: Iterable<ArrayBufferView>): void {
+  for (const view of views) {
+    const buffer = view.buffer;
+    if (!made.has(buffer) || view.byteOffset !== 0 || view.byteLength !== buffer.byteLength) {
+      continue;
+    }
+    if (kept.some((b) => b.buffer === buffer)) continue; // released twice
+    if (kept.length >= MAX_KEPT) kept.shift();
+    kept.push(new Uint8Array(buffer));
+  }
+}
+
+/** Number of buffers waiting for reuse (tests). */
+export function keptDecodeBuffers(): number {
+  return kept.length;
+}
