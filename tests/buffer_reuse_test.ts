@@ -6,7 +6,17 @@
 import assert from "node:assert/strict";
 import { DBR, encodeDbr } from "../ca/dbr.ts";
 import { defaultCodec } from "../ca/codec_dbr.ts";
-import { CMD, createChanRequest, DBE, eventAddRequest } from "../ca/messages.ts";
+import {
+  CMD,
+  createChanRequest,
+  DBE,
+  eventAddRequest,
+  MessageReader,
+  versionMessage,
+} from "../ca/messages.ts";
+import { startCaServer } from "../ca/server.ts";
+import { closeRaw, connectRaw, type RawClient } from "./support/raw_client.ts";
+import { testServerEnv } from "./support/epics_env.ts";
 import { PvRecord, PvStore } from "../ca/store.ts";
 import type { DeviceEvent, PixelArray } from "../lib/events.ts";
 import { ManualClock } from "../lib/clock.ts";
@@ -15,7 +25,7 @@ import { resolveSimSettings, SimDevice, simGenerator } from "../devices/sim.ts";
 import { acquire, startHarness } from "./support/controller_harness.ts";
 import { fakeConfig, fakeImages } from "./support/fake_device.ts";
 import { makeHarness } from "./support/circuit_harness.ts";
-import { assertSameBytes } from "./support/bytes.ts";
+import { assertSameBytes, concat } from "./support/bytes.ts";
 
 const N = 64 * 1024; // large enough to be recycled (≥ 64 KiB as DOUBLE or LONG)
 
@@ -256,4 +266,60 @@ Deno.test("sim device: released image buffers are reused, content still exact", 
   assert.deepEqual(second.images.u, gen.image(1, 0, 0, 0));
   assert.deepEqual(second.images.v, gen.image(1, 0, 1, 0));
   await dev.teardown();
+});
+
+Deno.test("server: a payload stuck in a stalled client's socket is never recycled under it", async () => {
+  // 16 MiB updates: more than loopback socket buffers absorb, so the write to a client that does
+  // not read stays pending while a live client's circuit encodes newer values. A recycled buffer
+  // under the pending write would reach the stalled client as a torn update (mixed values).
+  const n = 4 * 1024 * 1024;
+  const server = await startCaServer({ env: testServerEnv(), port: 0 });
+  const stalled = await Deno.connect({ hostname: "127.0.0.1", port: server.tcpPort });
+  let live: RawClient | undefined;
+  try {
+    const pv = server.add({ name: "BIG", type: "long", maxCount: n });
+    pv.post(new Int32Array(n).fill(0));
+    await stalled.write(
+      concat(versionMessage(0, 0), createChanRequest("BIG", 1), eventAddRequest(5, 0, 1, 1, 1)),
+    );
+    live = await connectRaw(server.tcpPort);
+    const sid = await live.createChannel("BIG", 2);
+    await live.send(eventAddRequest(5, 0, sid, 7, DBE.VALUE));
+    const valueOf = (m: { payload: Uint8Array }) =>
+      new DataView(m.payload.buffer, m.payload.byteOffset).getInt32(0);
+    const posts = 8;
+    const image = new Int32Array(n);
+    for (let v = 1; v <= posts; v++) {
+      pv.post(image.fill(v), { copy: true });
+      // The live client receives each value: its circuit encodes every version.
+      await live.waitFor((m) => m.header.cmd === CMD.EVENT_ADD && valueOf(m) === v, 20_000);
+      live.inbox.length = 0;
+    }
+    // Now the stalled client reads: every update it gets must be uniform, ending on the newest.
+    const reader = new MessageReader({ maxPayload: 1 << 30 });
+    const buffer = new Uint8Array(1 << 20);
+    const seen: number[] = [];
+    while (seen.at(-1) !== posts) {
+      const got = await stalled.read(buffer);
+      assert.ok(got !== null, "connection open");
+      for (const m of reader.push(buffer.subarray(0, got))) {
+        if (m.header.cmd !== CMD.EVENT_ADD || m.payload.length < 4 * n) continue;
+        const view = new DataView(m.payload.buffer, m.payload.byteOffset, 4 * n);
+        const first = view.getInt32(0);
+        for (let i = 0; i < n; i += 1021) {
+          if (view.getInt32(4 * i) !== first) {
+            assert.fail(`torn update: element ${i} is ${view.getInt32(4 * i)}, first ${first}`);
+          }
+        }
+        assert.equal(view.getInt32(4 * (n - 1)), first, "last element");
+        seen.push(first);
+      }
+    }
+    assert.ok(seen.length >= 2, `updates ${seen}`);
+    assert.deepEqual([...seen].sort((a, b) => a - b), seen, "never older");
+  } finally {
+    stalled.close();
+    if (live) await closeRaw(live);
+    await server.close();
+  }
 });

@@ -66,6 +66,12 @@ res['duration'] = float(epics.caget(P + 'duration', use_monitor=False))
 res['cancel_status'] = put_status(P + 'cancel', 1.0)
 epics.caput(P + 'c1:enerj', 6.5, wait=True)
 res['enerj'] = float(epics.caget(P + 'c1:enerj', use_monitor=False))
+# A second series runs through recycled buffers (sim pool, series stack, PV arrays, payloads).
+epics.caput(P + 'acquire', 1, wait=True)
+res['ok2'] = wait(P + 'acquire', 0)
+for c in ['c1', 'c2']:
+    img = epics.caget(P + c + ':image', use_monitor=False)
+    res[c + '_second'] = [int(v) for v in img]
 out(res)
 `,
       { udpPort: ioc.udpPort, args: ["E2E:a:"] },
@@ -84,7 +90,10 @@ out(res)
       assert.equal(ch.image.length, ch.asize[0] * ch.asize[1] * ch.asize[2]);
       const expected = [...gen.image(0, 0, c, 0.2), ...gen.image(0, 1, c, 0.2)];
       assert.deepEqual(ch.image, expected, `channel ${c}`);
+      const second = [...gen.image(1, 0, c, 0.2), ...gen.image(1, 1, c, 0.2)];
+      assert.deepEqual(res[`c${c + 1}_second`], second, `channel ${c}, second series`);
     }
+    assert.equal(res.ok2, true);
     assert.equal(res.c1_field_type, 5, "uint16 images are served as DBR_LONG");
     assert.deepEqual(res.c1_as_double, res.c1.image.slice(0, 8), "DBR_DOUBLE requests work");
     const ts = res.start_ts as number[];
@@ -309,6 +318,78 @@ out({'type': ca.field_type(chid), 'image': [float(v) for v in img]})
         assert.equal(res.type, 5, "DBR_LONG");
         assert.deepEqual(res.image, Array.from(new Int32Array(Uint32Array.from(expected).buffer)));
         assert.ok(res.image.includes(-1), "2^32-1 reads as -1");
+      }
+    } finally {
+      assert.equal(await ioc.stop("SIGTERM"), 0);
+    }
+  }
+});
+
+Deno.test("e2e: images monitored during fast auto-acquire are whole, exact and never older", async () => {
+  // Buffer reuse must never let an update carry a newer image's bytes (a torn image) or an older
+  // one: every update's SHA-1 must be that of the sim's image of some series, and the series must
+  // not go backwards. 512x512 uint32 (1-2 MB per update) keeps socket writes pending while new
+  // images arrive, so payload recycling is exercised for real.
+  const env = {
+    SIM_SEED: "21",
+    SIM_CHANNELS: "c1,c2",
+    SIM_NUM_IMAGES: "1",
+    SIM_IMAGE_SIZE: "512x512",
+    SIM_PIXEL_TYPE: "uint32",
+  };
+  const duration = 0.000001;
+  const gen = simGenerator(resolveSimSettings(env));
+  const sha1 = async (img: ArrayBufferView<ArrayBuffer>) =>
+    Array.from(new Uint8Array(await crypto.subtle.digest("SHA-1", img)))
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+  for (const mode of ["double", "long"] as const) {
+    const prefix = `E2E:m${mode[0]}:`;
+    const ioc = await startIoc(
+      [
+        "--backend",
+        "sim",
+        "--prefix",
+        prefix,
+        "--auto-acquire",
+        String(duration),
+        "--uint32-as",
+        mode,
+      ],
+      env,
+    );
+    try {
+      const script = `
+import hashlib
+import numpy
+P = sys.argv[1]
+got = []
+def cb(value=None, **kw):
+    got.append(hashlib.sha1(numpy.asarray(value).astype('<u4').tobytes()).hexdigest())
+pv = epics.PV(P + 'c2:image', auto_monitor=True, callback=cb)
+end = time.time() + 20
+while len(got) < 150 and time.time() < end:
+    time.sleep(0.01)
+pv.clear_callbacks()
+out({'updates': got, 'numid': int(epics.caget(P + 'numid', use_monitor=False))})
+`;
+      // (Payloads recycled under a pending write: tests/buffer_reuse_test.ts, stalled client.)
+      for (const r of [await runPyepics(script, { udpPort: ioc.udpPort, args: [prefix] })]) {
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        const res = r.json as { updates: string[]; numid: number };
+        assert.ok(res.updates.length >= 150, `${mode}: ${res.updates.length} updates`);
+        // Walk forward through the series: each update must be the image of the series reached
+        // so far or a later one (newest-value monitors skip, but never go back or mix images).
+        const into = new Uint32Array(512 * 512);
+        let k = 0;
+        let digestK = await sha1(gen.image(0, 0, 1, duration, into) as Uint32Array<ArrayBuffer>);
+        for (const [i, digest] of res.updates.entries()) {
+          while (digest !== digestK && k < res.numid) {
+            k++;
+            digestK = await sha1(gen.image(k, 0, 1, duration, into) as Uint32Array<ArrayBuffer>);
+          }
+          assert.equal(digest, digestK, `${mode}: update ${i} is no image of series ≥ ${k}`);
+        }
+        assert.ok(k > 0, `${mode}: several series seen`);
       }
     } finally {
       assert.equal(await ioc.stop("SIGTERM"), 0);
