@@ -343,8 +343,9 @@ export class PvRecord implements PvHandle {
    * array of the native type or of a narrower type whose values the native type holds exactly
    * (uint32 pixels on a DOUBLE PV) is stored as it is, without conversion: the encoders convert
    * while writing the payload, so a value nobody reads costs nothing and one that is read costs a
-   * single pass. With {@link PostOptions.copy} it is copied, into the array this record already
-   * owns when type and length match. Other values are converted to the native type.
+   * single pass. It is copied (into the array this record already owns when type and length
+   * match) unless it is of the native type and {@link PostOptions.copy} is not set. Other values
+   * are converted to the native type.
    */
   post(value: PvValue, options: PostOptions = {}): void {
     const copy = options.copy === true;
@@ -352,7 +353,8 @@ export class PvRecord implements PvHandle {
     const asIs = this.#storesAsIs(value);
     if (asIs !== undefined) {
       const current = this.#value;
-      if (!copy) stored = asIs;
+      // Zero-copy only for arrays of the native type, as documented; narrower ones are copied.
+      if (!copy && asIs instanceof NATIVE_ARRAYS[this.native]) stored = asIs;
       else if (
         this.#ownsValue && !Array.isArray(current) && current.constructor === asIs.constructor &&
         current.length === asIs.length

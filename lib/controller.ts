@@ -529,7 +529,7 @@ export function createController(options: ControllerOptions): Controller {
       if (ev.release !== undefined) {
         // A single image is handed to the hooks as is; more are copied into the series stack.
         if (cfg.numImages === 1) s.releases.push(ev.release);
-        else ev.release();
+        else releaseImages(ev.release);
       }
       s.timestamps[s.received] = ev.timestamp;
       s.exposures[s.received] = ev.exposure;
@@ -605,17 +605,20 @@ export function createController(options: ControllerOptions): Controller {
     return spare;
   }
 
+  /** Calls a backend's image release; a failing one is only logged (the images are done). */
+  function releaseImages(release: () => void): void {
+    try {
+      release();
+    } catch (err) {
+      log.warning("Image release failed", { error: messageOf(err) });
+    }
+  }
+
   /** After the data hooks settled: the frame's pixels may be reused. */
   function recycleFrame(s: ActiveSeries, cfg: DeviceConfig): void {
     const releases = s.releases;
     s.releases = [];
-    for (const release of releases) {
-      try {
-        release();
-      } catch (err) {
-        log.warning("Image release failed", { error: messageOf(err) });
-      }
-    }
+    for (const release of releases) releaseImages(release);
     if (cfg.numImages > 1) spareStacks = { ...s.images };
   }
 

@@ -84,3 +84,13 @@ Deno.test("store: only exact widenings and equal lengths convert in place", () =
   assert.notEqual(pv.value(), own2);
   assert.equal(pv.value()[0], defaultCodec.toNative(new Float64Array([2.7]), "long", 1)[0]);
 });
+
+Deno.test("store: a narrower array posted without copy is still not aliased", () => {
+  const n = 2048;
+  const pv = new PvRecord({ name: "S:alias", type: "double", maxCount: n }, defaultCodec);
+  const mine = new Uint32Array(n).fill(5);
+  pv.post(mine);
+  mine.fill(6); // allowed: only native-typed arrays are kept by reference
+  assert.equal(pv.value()[0], 5);
+  assert.deepEqual(Array.from(readDoubles(pv, 1)), [5]);
+});
