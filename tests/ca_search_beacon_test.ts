@@ -140,32 +140,34 @@ Deno.test("env: server variables and defaults", () => {
   assert.equal(readServerEnv({ EPICS_CAS_BEACON_PERIOD: "2.5" }).beaconPeriod, 2.5);
 });
 
+/** Interfaces of a multi-homed detector PC, as `Deno.networkInterfaces()` lists them. */
+const INTERFACES = [
+  { family: "IPv4" as const, address: "127.0.0.1", netmask: "255.0.0.0" },
+  { family: "IPv4" as const, address: "192.168.1.17", netmask: "255.255.255.0" },
+  { family: "IPv4" as const, address: "192.168.1.18", netmask: "255.255.255.0" },
+  { family: "IPv4" as const, address: "10.2.3.4", netmask: "255.255.0.0" },
+  { family: "IPv6" as const, address: "::1", netmask: "ffff::" },
+];
+
 Deno.test("env: automatic beacon list = broadcast of non-loopback IPv4 interfaces", () => {
-  const interfaces = [
-    { family: "IPv4" as const, address: "127.0.0.1", netmask: "255.0.0.0" },
-    { family: "IPv4" as const, address: "192.168.1.17", netmask: "255.255.255.0" },
-    { family: "IPv4" as const, address: "10.2.3.4", netmask: "255.255.0.0" },
-    { family: "IPv6" as const, address: "::1", netmask: "ffff::" },
-  ];
-  assert.deepStrictEqual(broadcastAddresses(interfaces), ["192.168.1.255", "10.2.255.255"]);
-  assert.deepStrictEqual(broadcastAddresses(interfaces, ["10.2.3.4"]), ["10.2.255.255"]);
+  assert.deepStrictEqual(broadcastAddresses(INTERFACES), ["192.168.1.255", "10.2.255.255"]);
+  assert.deepStrictEqual(broadcastAddresses(INTERFACES, ["10.2.3.4"]), ["10.2.255.255"]);
 });
 
 Deno.test("env: specific interfaces also get a search socket on their broadcast address", () => {
-  const interfaces = [
-    { family: "IPv4" as const, address: "127.0.0.1", netmask: "255.0.0.0" },
-    { family: "IPv4" as const, address: "192.168.1.17", netmask: "255.255.255.0" },
-    { family: "IPv4" as const, address: "192.168.1.18", netmask: "255.255.255.0" },
-    { family: "IPv4" as const, address: "10.9.9.9", netmask: "255.255.255.255" },
-  ];
   assert.deepStrictEqual(
-    broadcastSearchBindings(["192.168.1.17", "192.168.1.18", "127.0.0.1"], interfaces),
+    broadcastSearchBindings(["192.168.1.17", "192.168.1.18", "127.0.0.1"], INTERFACES),
     [
       { broadcast: "192.168.1.255", host: "192.168.1.17" }, // once per broadcast address
       { broadcast: "127.255.255.255", host: "127.0.0.1" },
     ],
   );
-  assert.deepStrictEqual(broadcastSearchBindings(["0.0.0.0"], interfaces), [], "wildcard sees all");
-  assert.deepStrictEqual(broadcastSearchBindings(["10.9.9.9"], interfaces), [], "/32: none");
-  assert.deepStrictEqual(broadcastSearchBindings(["172.16.0.1"], interfaces), [], "unknown");
+  assert.deepStrictEqual(broadcastSearchBindings(["0.0.0.0"], INTERFACES), [], "wildcard sees all");
+  assert.deepStrictEqual(broadcastSearchBindings(["172.16.0.1"], INTERFACES), [], "unknown");
+  const pointToPoint = [{
+    family: "IPv4" as const,
+    address: "10.9.9.9",
+    netmask: "255.255.255.255",
+  }];
+  assert.deepStrictEqual(broadcastSearchBindings(["10.9.9.9"], pointToPoint), [], "/32: none");
 });
