@@ -37,6 +37,7 @@ import {
   searchRequest,
   versionMessage,
 } from "./messages.ts";
+import { concatBytes } from "../lib/bytes.ts";
 
 const log = getLog("ca.client");
 
@@ -311,13 +312,7 @@ class ClientCore implements CaClient {
     batches.push(batch);
     for (const b of batches) {
       const seq = this.#sequence = (this.#sequence + 1) >>> 0;
-      const parts = [versionMessage(1, seq), ...b];
-      const dgram = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-      let at = 0;
-      for (const p of parts) {
-        dgram.set(p, at);
-        at += p.length;
-      }
+      const dgram = concatBytes([versionMessage(1, seq), ...b]);
       for (const dest of this.#config.addresses) {
         udp.send(dgram, { transport: "udp", hostname: dest.hostname, port: dest.port }).catch(
           (err) => log.debug("Search send failed", { dest: dest.hostname, error: err.message }),

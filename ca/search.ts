@@ -12,6 +12,7 @@ import {
   searchReplyUdp,
   versionMessage,
 } from "./messages.ts";
+import { concatBytes } from "../lib/bytes.ts";
 
 /** Largest reply datagram composed (rsrv `MAX_UDP_SEND`). */
 export const MAX_UDP_REPLY = 1024;
@@ -57,15 +58,7 @@ export function answerSearchDatagram(
   let length = 0;
   const flush = () => {
     if (parts.length === 0) return;
-    const all = prefix ? [prefix, ...parts] : parts;
-    const total = all.reduce((n, p) => n + p.length, 0);
-    const out = new Uint8Array(total);
-    let pos = 0;
-    for (const p of all) {
-      out.set(p, pos);
-      pos += p.length;
-    }
-    datagrams.push(out);
+    datagrams.push(concatBytes(prefix ? [prefix, ...parts] : parts));
     parts = [];
     length = 0;
   };

@@ -15,15 +15,10 @@ import {
   ZmtpError,
   ZmtpSession,
 } from "../devices/eiger/zmtp.ts";
+import { concat as cat } from "./support/bytes.ts";
 
 const hex = (s: string) => new Uint8Array(s.trim().split(/\s+/).map((x) => parseInt(x, 16)));
 const enc = new TextEncoder();
-const cat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) (out.set(p, o), o += p.length);
-  return out;
-};
 
 const READY_PULL = hex(
   "04 1a 05 52 45 41 44 59 0b 53 6f 63 6b 65 74 2d 54 79 70 65 00 00 00 04 50 55 4c 4c",

@@ -12,14 +12,9 @@ import {
   ZmtpError,
 } from "../devices/eiger/zmtp.ts";
 import { connectPull, listenPush } from "../devices/eiger/zmtp_socket.ts";
+import { concat as cat } from "./support/bytes.ts";
 
 const enc = new TextEncoder();
-const cat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) (out.set(p, o), o += p.length);
-  return out;
-};
 
 async function nextWithin<T>(it: AsyncIterator<T>, ms = 10000): Promise<IteratorResult<T>> {
   let timer: ReturnType<typeof setTimeout> | undefined;

@@ -10,6 +10,8 @@
  * @module
  */
 
+import { concatBytes } from "../../lib/bytes.ts";
+
 /** Thrown on malformed, truncated or unsupported CBOR input. */
 export class CborError extends Error {
   /** Creates an error; `offset` is the input position where decoding failed. */
@@ -159,14 +161,7 @@ class CborReader {
             parts.push(this.buf.subarray(this.pos, this.pos + m));
             this.pos += m;
           }
-          let total = 0;
-          for (const p of parts) total += p.length;
-          bytes = new Uint8Array(total);
-          let o = 0;
-          for (const p of parts) {
-            bytes.set(p, o);
-            o += p.length;
-          }
+          bytes = concatBytes(parts);
         } else {
           this.need(n);
           bytes = this.buf.subarray(this.pos, this.pos + n);
@@ -319,7 +314,6 @@ class CborWriter {
   chunks: Uint8Array[] = [];
   buf = new Uint8Array(4096);
   pos = 0;
-  size = 0;
 
   ensure(n: number): void {
     if (this.buf.length - this.pos >= n) return;
@@ -330,7 +324,6 @@ class CborWriter {
   flush(): void {
     if (this.pos > 0) {
       this.chunks.push(this.buf.slice(0, this.pos));
-      this.size += this.pos;
       this.pos = 0;
     }
   }
@@ -367,7 +360,6 @@ class CborWriter {
     if (data.length > 1024) {
       this.flush();
       this.chunks.push(data);
-      this.size += data.length;
     } else {
       this.ensure(data.length);
       this.buf.set(data, this.pos);
@@ -448,12 +440,6 @@ class CborWriter {
   finish(): Uint8Array {
     if (this.chunks.length === 0) return this.buf.slice(0, this.pos);
     this.flush();
-    const out = new Uint8Array(this.size);
-    let o = 0;
-    for (const c of this.chunks) {
-      out.set(c, o);
-      o += c.length;
-    }
-    return out;
+    return concatBytes(this.chunks);
   }
 }

@@ -10,6 +10,8 @@
  * @module
  */
 
+import { concatBytes } from "../../lib/bytes.ts";
+
 /** Thrown on any protocol violation; the connection must be closed. */
 export class ZmtpError extends Error {
   /** Creates an error describing the violation. */
@@ -175,15 +177,7 @@ export function encodeReady(props: Record<string, string | Uint8Array>): Uint8Ar
     p.set(v, 5 + n.length);
     parts.push(p);
   }
-  let len = 0;
-  for (const p of parts) len += p.length;
-  const data = new Uint8Array(len);
-  let o = 0;
-  for (const p of parts) {
-    data.set(p, o);
-    o += p.length;
-  }
-  return encodeCommand("READY", data);
+  return encodeCommand("READY", concatBytes(parts));
 }
 
 /** Encodes a PING command (`ttl` in deciseconds, context up to 16 bytes). */

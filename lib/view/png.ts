@@ -6,6 +6,7 @@
 
 import { deflateSync } from "node:zlib";
 import type { Colormap } from "./colormap.ts";
+import { concatBytes } from "../bytes.ts";
 
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256);
@@ -61,11 +62,5 @@ export function encodePng(
     chunk("IDAT", idat),
     chunk("IEND", new Uint8Array(0)),
   ];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }

@@ -11,6 +11,7 @@ import { encodeHalfBlocks } from "./halfblock.ts";
 import { type Layout, layoutTiles, type Screen } from "./layout.ts";
 import { type ImageView, resample, type ScaleMode, toIndices } from "./scale.ts";
 import { encodeSixel } from "./sixel.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** One channel's image to show. */
 export interface ChannelImage extends ImageView {
@@ -132,12 +133,5 @@ const textEncoder = new TextEncoder();
 
 /** Joins strings (UTF-8 encoded) and byte chunks into one byte array. */
 export function concatOutput(parts: readonly (string | Uint8Array)[]): Uint8Array {
-  const chunks = parts.map((p) => (typeof p === "string" ? textEncoder.encode(p) : p));
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return concatBytes(parts.map((p) => (typeof p === "string" ? textEncoder.encode(p) : p)));
 }
