@@ -18,6 +18,7 @@
  * @module
  */
 
+import { DBR } from "./dbr_types.ts";
 import { createWasmSwapper, type WasmSwapper } from "./dbr_swap_wasm.ts";
 
 /** Typed arrays holding DBR value elements (numeric base types). */
@@ -120,13 +121,7 @@ export function writeBigEndian(
   }
 }
 
-/** Value type codes (DBR 1..6) of the numeric element types, for {@link writeConverted}. */
-const SHORT = 1;
-const FLOAT = 2;
-const ENUM = 3;
-const CHAR = 4;
-const LONG = 5;
-const DOUBLE = 6;
+const { SHORT, FLOAT, ENUM, CHAR, LONG, DOUBLE } = DBR;
 const FLT_MAX = 3.4028234663852886e38;
 
 function convertToDouble(

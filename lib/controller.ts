@@ -759,14 +759,19 @@ export function createController(options: ControllerOptions): Controller {
     );
   }
 
-  function runInit(): void {
-    let initialized: boolean;
+  /** The device's IsInitialized answer, or undefined after raising the error it threw. */
+  function askInitialized(): boolean | undefined {
     try {
-      initialized = device.isInitialized();
+      return device.isInitialized();
     } catch (err) {
       raiseError(`IsInitialized failed: ${messageOf(err)}`);
-      return;
+      return undefined;
     }
+  }
+
+  function runInit(): void {
+    const initialized = askInitialized();
+    if (initialized === undefined) return;
     log.info("Config", { initialized, configured: config !== undefined });
     if (initialized) {
       finishWarmup();
@@ -788,13 +793,8 @@ export function createController(options: ControllerOptions): Controller {
 
   function pollInitialized(): void {
     if (state !== "WARMUP") return;
-    let initialized: boolean;
-    try {
-      initialized = device.isInitialized();
-    } catch (err) {
-      raiseError(`IsInitialized failed: ${messageOf(err)}`);
-      return;
-    }
+    const initialized = askInitialized();
+    if (initialized === undefined) return;
     if (initialized) finishWarmup();
     else startTimer(() => enqueue({ type: "init-poll" }), initPollInterval);
   }
