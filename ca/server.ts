@@ -133,17 +133,21 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
   const preferredPort = options.port ?? config.serverPort;
   const ignore = new Set(options.ignoreAddresses ?? config.ignoreAddresses);
 
-  const listInterfaces = options.networkInterfaces ?? (() => Deno.networkInterfaces());
+  const autoBeacon = options.autoBeacon ?? config.autoBeacon;
+  // Listed once: for broadcast search sockets (specific interfaces) and automatic beacons.
   let knownInterfaces: InterfaceInfo[] = [];
   try {
-    if (interfaces.length > 0) knownInterfaces = listInterfaces();
+    if (interfaces.length > 0 || autoBeacon) {
+      knownInterfaces = options.networkInterfaces?.() ?? Deno.networkInterfaces();
+    }
   } catch (error) {
-    log.warning("Cannot list network interfaces for broadcast searches", { error });
+    log.warning("Cannot list network interfaces (broadcast searches, automatic beacons)", {
+      error,
+    });
   }
 
   // UDP search sockets (one per interface, same port), each answering from itself.
   const searchSockets: { receive: Deno.DatagramConn; reply: Deno.DatagramConn }[] = [];
-  const udpSockets: Deno.DatagramConn[] = [];
   const bySocketHost = new Map<string, Deno.DatagramConn>();
   let udpPort = preferredPort;
   for (const hostname of hosts) {
@@ -154,7 +158,6 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
       reuseAddress: true,
     });
     udpPort = (socket.addr as Deno.NetAddr).port;
-    udpSockets.push(socket);
     bySocketHost.set(hostname, socket);
     searchSockets.push({ receive: socket, reply: socket });
   }
@@ -168,7 +171,6 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
         port: udpPort,
         reuseAddress: true,
       });
-      udpSockets.push(socket);
       searchSockets.push({ receive: socket, reply: bySocketHost.get(host)! });
     } catch (error) {
       log.warning("Cannot receive broadcast searches", { address: broadcast, error });
@@ -333,13 +335,9 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
   const destinations: UdpDestination[] = options.beaconAddresses
     ? options.beaconAddresses.map((e) => parseDestination(e, beaconPort))
     : [...config.beaconAddresses];
-  if (options.autoBeacon ?? config.autoBeacon) {
-    try {
-      for (const address of broadcastAddresses(listInterfaces(), interfaces)) {
-        destinations.push({ hostname: address, port: beaconPort });
-      }
-    } catch (error) {
-      log.warning("Cannot list network interfaces for automatic beacons", { error });
+  if (autoBeacon) {
+    for (const address of broadcastAddresses(knownInterfaces, interfaces)) {
+      destinations.push({ hostname: address, port: beaconPort });
     }
   }
   let beaconSocket: Deno.DatagramConn | undefined;
@@ -383,7 +381,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
       closing = true;
       stopBeacons();
       beaconSocket?.close();
-      for (const s of udpSockets) s.close();
+      for (const { receive } of searchSockets) receive.close();
       for (const l of listeners) l.close();
       for (const c of [...circuits]) c.close();
       for (const c of [...conns]) {

@@ -362,12 +362,11 @@ export class PvRecord implements PvHandle {
         (current as Float64Array).set(asIs as Float64Array);
         stored = current;
       } else stored = asIs.slice();
-      this.#ownsValue = stored !== value;
     } else {
       const native = this.#codec.toNative(value, this.native, this.maxCount);
       stored = copy && native === value && ArrayBuffer.isView(native) ? native.slice() : native;
-      this.#ownsValue = stored !== value;
     }
+    this.#ownsValue = stored !== value;
     this.#store(stored, options);
   }
 
