@@ -3,9 +3,9 @@
  * our PUSH server ↔ pyzmq PULL client; multipart, long frames, a 5 MB frame, reconnects.
  */
 import assert from "node:assert/strict";
-import { connectPull } from "../devices/eiger/zmtp_socket.ts";
-import { listenPush } from "../devices/eiger/zmtp_socket.ts";
+import { connectPull, listenPush } from "../devices/eiger/zmtp_socket.ts";
 import { startPy } from "./support/py/peer.ts";
+import { sha256Hex } from "./support/bytes.ts";
 
 const enc = new TextEncoder();
 
@@ -13,11 +13,6 @@ function seq(n: number): Uint8Array {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i++) b[i] = i % 251;
   return b;
-}
-
-async function sha256(b: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", b as Uint8Array<ArrayBuffer>));
-  return Array.from(d, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
 /** Next value of an iterator, failing after `ms`. */
@@ -76,7 +71,7 @@ Deno.test("zmtp: pyzmq PUSH → our PULL: single, long, multipart and 5 MB messa
       new Uint8Array(0),
     ]);
     assert.equal(msgs[4].length, 1);
-    assert.equal(await sha256(msgs[4][0]), await sha256(seq(5_000_000)));
+    assert.equal(await sha256Hex(msgs[4][0]), await sha256Hex(seq(5_000_000)));
   } finally {
     ac.abort();
     await it.return?.();
@@ -150,7 +145,7 @@ Deno.test("zmtp: our PUSH → pyzmq PULL: single, long, multipart and 5 MB messa
     for (const m of msgs) await server.send(m);
     for (const m of msgs) {
       const got = JSON.parse(await py.line()) as [number, string][];
-      const want = await Promise.all(m.map(async (f) => [f.length, await sha256(f)]));
+      const want = await Promise.all(m.map(async (f) => [f.length, await sha256Hex(f)]));
       assert.deepEqual(got, want);
     }
     assert.equal(await py.wait(), 0);
@@ -176,7 +171,7 @@ Deno.test("zmtp: our PUSH round-robins over two pyzmq PULL peers and survives a 
     const shaOf = (l: string) => (JSON.parse(l) as [number, string][])[0][1];
     const la = [shaOf(await a.line()), shaOf(await a.line())];
     const lb = [shaOf(await b.line()), shaOf(await b.line())];
-    const m = await Promise.all([0, 1, 2, 3].map((i) => sha256(enc.encode(`m${i}`))));
+    const m = await Promise.all([0, 1, 2, 3].map((i) => sha256Hex(enc.encode(`m${i}`))));
     // alternating: one peer got m0 and m2, the other m1 and m3
     const even = [m[0], m[2]];
     const odd = [m[1], m[3]];
@@ -193,7 +188,7 @@ Deno.test("zmtp: our PUSH round-robins over two pyzmq PULL peers and survives a 
     }
     await server.send([enc.encode("last")]);
     const last = JSON.parse(await b.line()) as [number, string][];
-    assert.deepEqual(last, [[4, await sha256(enc.encode("last"))]]);
+    assert.deepEqual(last, [[4, await sha256Hex(enc.encode("last"))]]);
     assert.equal(await b.wait(), 0);
   } finally {
     await a.close();
@@ -209,12 +204,12 @@ Deno.test("zmtp: pyzmq PULL reconnects to our PUSH server after it restarts", as
   try {
     assert.equal(await py.line(), "READY");
     await server.send([enc.encode("before")]);
-    assert.deepEqual(JSON.parse(await py.line()), [[6, await sha256(enc.encode("before"))]]);
+    assert.deepEqual(JSON.parse(await py.line()), [[6, await sha256Hex(enc.encode("before"))]]);
     await server.close(); // the simulator restarts
     server = listenPush({ hostname: "127.0.0.1", port });
     await server.waitForPeer(AbortSignal.timeout(15000)); // libzmq reconnects by itself
     await server.send([enc.encode("after")]);
-    assert.deepEqual(JSON.parse(await py.line()), [[5, await sha256(enc.encode("after"))]]);
+    assert.deepEqual(JSON.parse(await py.line()), [[5, await sha256Hex(enc.encode("after"))]]);
     assert.equal(await py.wait(), 0);
   } finally {
     await py.close();

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { runPyepics } from "./support/epics_env.ts";
 import { startIoc } from "./support/ioc_process.ts";
 import { resolveSimSettings, simGenerator } from "../devices/sim.ts";
+import { sha256Hex } from "./support/bytes.ts";
 
 /** libca's status code for a refused write. */
 const ECA_PUTFAIL = 160;
@@ -327,7 +328,7 @@ out({'type': ca.field_type(chid), 'image': [float(v) for v in img]})
 
 Deno.test("e2e: images monitored during fast auto-acquire are whole, exact and never older", async () => {
   // Buffer reuse must never let an update carry a newer image's bytes (a torn image) or an older
-  // one: every update's SHA-1 must be that of the sim's image of some series, and the series must
+  // one: every update's SHA-256 must be that of the sim's image of some series, and the series must
   // not go backwards. 512x512 uint32 (1-2 MB per update) keeps socket writes pending while new
   // images arrive, so payload recycling is exercised for real.
   const env = {
@@ -339,9 +340,6 @@ Deno.test("e2e: images monitored during fast auto-acquire are whole, exact and n
   };
   const duration = 0.000001;
   const gen = simGenerator(resolveSimSettings(env));
-  const sha1 = async (img: ArrayBufferView<ArrayBuffer>) =>
-    Array.from(new Uint8Array(await crypto.subtle.digest("SHA-1", img)))
-      .map((b) => b.toString(16).padStart(2, "0")).join("");
   for (const mode of ["double", "long"] as const) {
     const prefix = `E2E:m${mode[0]}:`;
     const ioc = await startIoc(
@@ -364,7 +362,7 @@ import numpy
 P = sys.argv[1]
 got = []
 def cb(value=None, **kw):
-    got.append(hashlib.sha1(numpy.asarray(value).astype('<u4').tobytes()).hexdigest())
+    got.append(hashlib.sha256(numpy.asarray(value).astype('<u4').tobytes()).hexdigest())
 pv = epics.PV(P + 'c2:image', auto_monitor=True, callback=cb)
 end = time.time() + 20
 while len(got) < 150 and time.time() < end:
@@ -381,11 +379,11 @@ out({'updates': got, 'numid': int(epics.caget(P + 'numid', use_monitor=False))})
         // so far or a later one (newest-value monitors skip, but never go back or mix images).
         const into = new Uint32Array(512 * 512);
         let k = 0;
-        let digestK = await sha1(gen.image(0, 0, 1, duration, into) as Uint32Array<ArrayBuffer>);
+        let digestK = await sha256Hex(gen.image(0, 0, 1, duration, into));
         for (const [i, digest] of res.updates.entries()) {
           while (digest !== digestK && k < res.numid) {
             k++;
-            digestK = await sha1(gen.image(k, 0, 1, duration, into) as Uint32Array<ArrayBuffer>);
+            digestK = await sha256Hex(gen.image(k, 0, 1, duration, into));
           }
           assert.equal(digest, digestK, `${mode}: update ${i} is no image of series ≥ ${k}`);
         }

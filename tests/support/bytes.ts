@@ -31,3 +31,10 @@ export function assertSameBytes(
     }
   }
 }
+
+/** SHA-256 of the bytes of `view`, as lowercase hex (as Python's `hashlib...hexdigest()`). */
+export async function sha256Hex(view: ArrayBufferView): Promise<string> {
+  const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (x) => x.toString(16).padStart(2, "0")).join("");
+}
