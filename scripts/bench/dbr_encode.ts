@@ -27,6 +27,7 @@ import {
   writeConverted,
 } from "../../ca/dbr.ts";
 import type { NativeType, NativeValue } from "../../ca/pv.ts";
+import { medianSeconds } from "./median_time.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -45,16 +46,7 @@ const warmup = Number(flags.warmup);
  * V8 to reach its optimising tier.
  */
 function measure(bytes: number, fn: () => unknown): number {
-  for (let i = 0; i < warmup; i++) fn();
-  const times: number[] = [];
-  const start = performance.now();
-  while (performance.now() - start < minSeconds * 1000 || times.length < 7) {
-    const t0 = performance.now();
-    fn();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return bytes / (times[times.length >> 1] / 1000) / 1e6;
+  return bytes / medianSeconds(fn, { warmup, minSeconds, minSamples: 7 }) / 1e6;
 }
 
 function source(value: NativeValue, type: NativeType): DbrSource {

@@ -19,6 +19,7 @@ import {
   writeBigEndian,
   writeConverted,
 } from "../../ca/dbr_swap.ts";
+import { medianSeconds } from "./median_time.ts";
 
 const { values: flags } = parseArgs({
   options: {
@@ -34,16 +35,7 @@ const HEADER = 40;
 
 /** GB/s of `fn` moving `bytes` per call, from the median call time after warm-up. */
 function measure(bytes: number, fn: () => unknown): number {
-  for (let i = 0; i < warmup; i++) fn();
-  const times: number[] = [];
-  const start = performance.now();
-  while (performance.now() - start < minSeconds * 1000 || times.length < 9) {
-    const t0 = performance.now();
-    fn();
-    times.push(performance.now() - t0);
-  }
-  times.sort((a, b) => a - b);
-  return bytes / (times[times.length >> 1] / 1000) / 1e9;
+  return bytes / medianSeconds(fn, { warmup, minSeconds, minSamples: 9 }) / 1e9;
 }
 
 /** Random bytes filling a typed array of `n` elements. */
