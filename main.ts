@@ -9,7 +9,7 @@
  */
 
 import { runIoc } from "./lib/ioc_app.ts";
-import { setupLogging } from "./lib/log.ts";
+import { setupLogging } from "./core/log.ts";
 import { runView } from "./lib/view/app.ts";
 import { runEigerSim } from "./devices/eiger_sim/main.ts";
 

@@ -12,6 +12,7 @@ import { type DbrCodec, ECA, isEcaError } from "./codec.ts";
 import {
   ACCESS,
   accessRightsMessage,
+  caErrorMessage,
   type CaHeader,
   type CaMessage,
   CaProtocolError,
@@ -24,7 +25,6 @@ import {
   echoHeader,
   encodeHeader,
   encodeMessage,
-  errorMessage,
   headerLength,
   MessageReader,
   notFoundMessage,
@@ -40,6 +40,7 @@ import {
   type WriteAccessHook,
   WriteRefusedError,
 } from "./pv.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** Resource limits of one circuit. */
 export interface CircuitLimits {
@@ -201,7 +202,7 @@ export class Circuit {
     try {
       messages = this.#reader.push(bytes);
     } catch (error) {
-      this.#fail(error instanceof Error ? error.message : String(error));
+      this.#fail(errorMessage(error));
       return;
     }
     if (messages.length === 0) return;
@@ -274,7 +275,7 @@ export class Circuit {
   }
 
   #error(request: CaHeader, cid: number, status: number, text: string): void {
-    this.#push(errorMessage(request, cid, status, text));
+    this.#push(caErrorMessage(request, cid, status, text));
   }
 
   #handle(message: CaMessage): Promise<void> | void {

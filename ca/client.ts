@@ -17,7 +17,7 @@
  * @module
  */
 
-import { getLog } from "../lib/log.ts";
+import { getLog } from "../core/log.ts";
 import { type CaClientEnvConfig, readClientEnv, type SearchDestination } from "./client_env.ts";
 import { type ClientCircuit, openCircuit } from "./client_circuit.ts";
 import { DBR, decodeDbr, type DecodedDbr, ECA } from "./dbr.ts";
@@ -37,7 +37,7 @@ import {
   searchRequest,
   versionMessage,
 } from "./messages.ts";
-import { concatBytes } from "../lib/bytes.ts";
+import { concatBytes } from "../core/bytes.ts";
 
 const log = getLog("ca.client");
 

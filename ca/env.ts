@@ -47,7 +47,8 @@ function firstDefined(env: Record<string, string | undefined>, ...names: string[
   return undefined;
 }
 
-function parsePort(text: string | undefined, fallback: number): number {
+/** Parses a port number 1..65535; anything else gives `fallback`. */
+export function parsePort(text: string | undefined, fallback: number): number {
   if (text === undefined || !/^\d+$/.test(text)) return fallback;
   const port = Number(text);
   return port >= 1 && port <= 65535 ? port : fallback;
@@ -63,15 +64,29 @@ function splitList(text: string | undefined): string[] {
   return (text ?? "").split(/\s+/).filter((s) => s !== "");
 }
 
-/** Parses `host[:port]` entries separated by whitespace; invalid entries are skipped. */
-export function parseAddressList(text: string | undefined, defaultPort: number): UdpDestination[] {
+/**
+ * Parses whitespace-separated `host[:port]` entries (`EPICS_CA_ADDR_LIST` and friends); entries
+ * without a port get `defaultPort`. An entry whose port is not 1..65535 is skipped, and so is one
+ * whose host fails `acceptHost` (default: any non-empty host).
+ */
+export function parseHostPortList(
+  text: string | undefined,
+  defaultPort: number,
+  acceptHost: (host: string) => boolean = (host) => host !== "",
+): UdpDestination[] {
   const out: UdpDestination[] = [];
   for (const entry of splitList(text)) {
-    const [host, port] = entry.split(":");
-    if (!isIPv4(host)) continue;
-    out.push({ hostname: host, port: parsePort(port, defaultPort) });
+    const [host, portText] = entry.split(":");
+    const port = portText === undefined ? defaultPort : parsePort(portText, 0);
+    if (port === 0 || !acceptHost(host)) continue;
+    out.push({ hostname: host, port });
   }
   return out;
+}
+
+/** Parses `ipv4[:port]` entries separated by whitespace; invalid entries are skipped. */
+export function parseAddressList(text: string | undefined, defaultPort: number): UdpDestination[] {
+  return parseHostPortList(text, defaultPort, isIPv4);
 }
 
 /** Parses a YES/NO flag (case-insensitive; anything but NO counts as the default). */

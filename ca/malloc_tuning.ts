@@ -11,6 +11,8 @@
  * @module
  */
 
+import { errorMessage } from "../core/errors.ts";
+
 const M_TRIM_THRESHOLD = -1;
 const M_MMAP_THRESHOLD = -3;
 
@@ -55,6 +57,6 @@ export function tuneMallocForLargeArrays(
       libc.close();
     }
   } catch (error) {
-    return { applied: false, reason: error instanceof Error ? error.message : String(error) };
+    return { applied: false, reason: errorMessage(error) };
   }
 }

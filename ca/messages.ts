@@ -345,7 +345,7 @@ export function echoMessage(): Uint8Array {
  * ERROR message: `p1` = CID (or 0xFFFFFFFF), `p2` = ECA status; payload = the original request
  * header followed by a NUL-terminated text.
  */
-export function errorMessage(
+export function caErrorMessage(
   request: CaHeader,
   cid: number,
   status: number,

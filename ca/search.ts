@@ -12,7 +12,7 @@ import {
   searchReplyUdp,
   versionMessage,
 } from "./messages.ts";
-import { concatBytes } from "../lib/bytes.ts";
+import { concatBytes } from "../core/bytes.ts";
 
 /** Largest reply datagram composed (rsrv `MAX_UDP_SEND`). */
 export const MAX_UDP_REPLY = 1024;

@@ -27,7 +27,8 @@ import type { CaServer, PvDefinition, PvHandle, WriteAccessHook } from "./pv.ts"
 import { tuneMallocForLargeArrays } from "./malloc_tuning.ts";
 import { answerSearchDatagram } from "./search.ts";
 import { PvStore } from "./store.ts";
-import { getLog } from "../lib/log.ts";
+import { getLog } from "../core/log.ts";
+import { sleep, systemClock } from "../core/clock.ts";
 
 const log = getLog("ca.server");
 
@@ -62,11 +63,6 @@ export interface CaServerOptions {
   tuneMalloc?: boolean;
   /** Network interfaces (default `Deno.networkInterfaces()`; tests inject their own). */
   networkInterfaces?: () => InterfaceInfo[];
-}
-
-/** Waits `ms` milliseconds (back-off after a socket error). */
-function pause(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function isAddrInUse(error: unknown): boolean {
@@ -219,7 +215,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
         } catch (error) {
           if (closing) break;
           log.warning("UDP receive failed", { error });
-          await pause(10);
+          await sleep(systemClock, 10);
           continue;
         }
         const peer = from as Deno.NetAddr;
@@ -322,7 +318,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
         } catch (error) {
           if (closing) break;
           log.warning("TCP accept failed", { error });
-          await pause(100);
+          await sleep(systemClock, 100);
           continue;
         }
         track(serveConn(conn));

@@ -5,9 +5,10 @@
  * @module
  */
 
-import { type DeviceClass, isDevice } from "./base.ts";
+import { type DeviceClass, isDevice } from "./contract.ts";
 import { SimDevice } from "./sim.ts";
 import { EigerDevice } from "./eiger/backend.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** Built-in backends, imported statically so they are part of a bundle. */
 export const BUILTIN_BACKENDS: Readonly<Record<string, DeviceClass>> = {
@@ -60,7 +61,7 @@ export async function resolveBackend(spec: string, cwd: string = Deno.cwd()): Pr
   try {
     mod = await import(url);
   } catch (err) {
-    const why = (err instanceof Error ? err.message : String(err)).split("\n")[0];
+    const why = errorMessage(err).split("\n")[0];
     throw new BackendError(`cannot load backend module ${parts.module}: ${why}`);
   }
   const cls = mod[parts.className];

@@ -19,10 +19,16 @@
  * @module
  */
 
-import type { Device, DeviceContext } from "./base.ts";
-import type { DeviceConfig, MetaValue, PixelArray, PixelType } from "../lib/events.ts";
-import { type Clock, sleep, systemClock, type TimerHandle } from "../lib/clock.ts";
-import { NAME_PATTERN } from "../lib/controller_config.ts";
+import {
+  type Device,
+  type DeviceConfig,
+  type DeviceContext,
+  type MetaValue,
+  NAME_PATTERN,
+  type PixelArray,
+  type PixelType,
+} from "./contract.ts";
+import { type Clock, sleep, systemClock, type TimerHandle } from "../core/clock.ts";
 import { createRandom, SimImageGenerator } from "./sim_image.ts";
 
 /** Largest series (images × channels × pixels) whose images are computed ahead. */

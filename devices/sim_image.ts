@@ -11,10 +11,9 @@
  * @module
  */
 
-import type { PixelArray, PixelType } from "../lib/events.ts";
-import { PIXEL_ARRAY_TYPES } from "../lib/controller_config.ts";
+import { PIXEL_ARRAY_TYPES, type PixelArray, type PixelType } from "./contract.ts";
 
-import { createRandom } from "../lib/random.ts";
+import { createRandom } from "../core/random.ts";
 
 export { createRandom };
 

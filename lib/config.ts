@@ -7,7 +7,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { LOG_LEVELS, type LogLevel } from "./log.ts";
+import { LOG_LEVELS, type LogLevel } from "../core/log.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** A bad flag or environment variable (message is one line, ready for stderr). */
 export class ConfigError extends Error {
@@ -128,7 +129,7 @@ export function parseIocOptions(
       },
     }));
   } catch (err) {
-    const text = err instanceof Error ? err.message : String(err);
+    const text = errorMessage(err);
     throw new ConfigError(`${text.replace(/\s*\n\s*/g, " ")} (see --help)`);
   }
   const help = values.help ?? false;

@@ -20,19 +20,23 @@
  * @module
  */
 
-import type {
-  CommandRequest,
-  DataEvent,
-  DeviceConfig,
-  DeviceEvent,
-  MetaValue,
-  PixelArray,
-  RuntimeStateEvent,
-} from "./events.ts";
-import type { Device, DeviceContext } from "../devices/base.ts";
-import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
-import { getLog, type Logger } from "./log.ts";
-import { configChange, configProblems, PIXEL_ARRAY_TYPES } from "./controller_config.ts";
+import {
+  type CommandRequest,
+  configChange,
+  configProblems,
+  type DataEvent,
+  type Device,
+  type DeviceConfig,
+  type DeviceContext,
+  type DeviceEvent,
+  type MetaValue,
+  PIXEL_ARRAY_TYPES,
+  type PixelArray,
+  type RuntimeStateEvent,
+} from "../devices/contract.ts";
+import { type Clock, systemClock, type TimerHandle } from "../core/clock.ts";
+import { getLog, type Logger } from "../core/log.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** Controller states (served as strings on the `state` PV). */
 export type ControllerState =
@@ -230,10 +234,6 @@ function deviceOverdue(device: Device): number {
   return own === 0 ? 0 : own + OVERDUE_MARGIN;
 }
 
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 /** Creates a controller for one backend. Call {@link Controller.start} to run it. */
 export function createController(options: ControllerOptions): Controller {
   const clock = options.clock ?? systemClock;
@@ -275,7 +275,6 @@ export function createController(options: ControllerOptions): Controller {
     log: options.deviceLog ?? getLog("device"),
     env: options.env ?? Deno.env.toObject(),
     signal: shutdown.signal,
-    now: () => clock.now(),
   };
   const device = options.device(ctx);
   const overdue = options.overdue ?? deviceOverdue(device);
@@ -304,7 +303,7 @@ export function createController(options: ControllerOptions): Controller {
       try {
         fn.apply(h, args);
       } catch (err) {
-        log.error("Hook failed", { hook: name, error: messageOf(err) });
+        log.error("Hook failed", { hook: name, error: errorMessage(err) });
       }
     }
   }
@@ -347,9 +346,9 @@ export function createController(options: ControllerOptions): Controller {
         } catch (err) {
           log.error("Internal error while handling an event", {
             event: item.type,
-            error: messageOf(err),
+            error: errorMessage(err),
           });
-          raiseError(`Internal error: ${messageOf(err)}`);
+          raiseError(`Internal error: ${errorMessage(err)}`);
         }
       }
     } finally {
@@ -399,7 +398,7 @@ export function createController(options: ControllerOptions): Controller {
       p = Promise.reject(err);
     }
     return p.catch((err) => {
-      enqueue({ type: "error", message: `Cancel failed: ${messageOf(err)}` });
+      enqueue({ type: "error", message: `Cancel failed: ${errorMessage(err)}` });
     });
   }
 
@@ -610,7 +609,7 @@ export function createController(options: ControllerOptions): Controller {
     try {
       release();
     } catch (err) {
-      log.warning("Image release failed", { error: messageOf(err) });
+      log.warning("Image release failed", { error: errorMessage(err) });
     }
   }
 
@@ -639,7 +638,7 @@ export function createController(options: ControllerOptions): Controller {
         if (r !== undefined) await r;
       }
     } catch (err) {
-      raiseError(`Data hook failed: ${messageOf(err)}`);
+      raiseError(`Data hook failed: ${errorMessage(err)}`);
       return;
     } finally {
       processing = false;
@@ -754,7 +753,7 @@ export function createController(options: ControllerOptions): Controller {
       },
       (err) => {
         acquireRunning = false;
-        enqueue({ type: "acquire-done", uuid: s.uuid, error: messageOf(err) });
+        enqueue({ type: "acquire-done", uuid: s.uuid, error: errorMessage(err) });
       },
     );
   }
@@ -764,7 +763,7 @@ export function createController(options: ControllerOptions): Controller {
     try {
       return device.isInitialized();
     } catch (err) {
-      raiseError(`IsInitialized failed: ${messageOf(err)}`);
+      raiseError(`IsInitialized failed: ${errorMessage(err)}`);
       return undefined;
     }
   }
@@ -787,7 +786,7 @@ export function createController(options: ControllerOptions): Controller {
     }
     task.then(
       () => enqueue({ type: "initialize-done", token }),
-      (err) => enqueue({ type: "initialize-done", token, error: messageOf(err) }),
+      (err) => enqueue({ type: "initialize-done", token, error: errorMessage(err) }),
     );
   }
 
@@ -812,7 +811,7 @@ export function createController(options: ControllerOptions): Controller {
       const cfg = device.getConfig();
       return cfg ?? "Device reports no configuration although initialized";
     } catch (err) {
-      return `GetConfig failed: ${messageOf(err)}`;
+      return `GetConfig failed: ${errorMessage(err)}`;
     }
   }
 
@@ -859,7 +858,7 @@ export function createController(options: ControllerOptions): Controller {
           if (cfg !== undefined) enqueue({ type: "config", config: cfg });
         }
       } catch (err) {
-        enqueue({ type: "error", message: `Runtime query failed: ${messageOf(err)}` });
+        enqueue({ type: "error", message: `Runtime query failed: ${errorMessage(err)}` });
       }
     }
     startTimer(pollRuntime, runtimeInterval);
@@ -882,7 +881,7 @@ export function createController(options: ControllerOptions): Controller {
       if (device.clear !== undefined) await device.clear();
     } catch (err) {
       clearing = false;
-      raiseError(`Clear failed: ${messageOf(err)}`);
+      raiseError(`Clear failed: ${errorMessage(err)}`);
       return;
     }
     clearing = false;
@@ -923,7 +922,7 @@ export function createController(options: ControllerOptions): Controller {
     try {
       await device.adjustChannel!(channel, values);
     } catch (err) {
-      enqueue({ type: "error", message: `ChannelAdjust failed: ${messageOf(err)}` });
+      enqueue({ type: "error", message: `ChannelAdjust failed: ${errorMessage(err)}` });
       throw err;
     }
   }
@@ -1014,7 +1013,7 @@ export function createController(options: ControllerOptions): Controller {
       teardown = Promise.reject(err);
     }
     teardown = teardown.catch((err) => {
-      log.error("Teardown failed", { error: messageOf(err) });
+      log.error("Teardown failed", { error: errorMessage(err) });
     });
     await bounded(teardown, SHUTDOWN_STEP_MS, "teardown");
     resolveDone(exit);
@@ -1064,7 +1063,7 @@ export function createController(options: ControllerOptions): Controller {
       try {
         await device.startup?.();
       } catch (err) {
-        fail(`Device startup failed: ${messageOf(err)}`);
+        fail(`Device startup failed: ${errorMessage(err)}`);
         return;
       }
       if (finished) return;

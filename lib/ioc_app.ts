@@ -8,12 +8,13 @@
 import { ConfigError, type IocOptions, parseIocOptions, USAGE } from "./config.ts";
 import { type Controller, createController } from "./controller.ts";
 import { createIocPvs, pvSuffixes } from "./ioc_pvs.ts";
-import { getLog, setupLogging } from "./log.ts";
+import { getLog, setupLogging } from "../core/log.ts";
 import { versionString } from "./version.ts";
 import { createSdNotifier } from "./sd_notify.ts";
 import { BackendError, resolveBackend } from "../devices/registry.ts";
-import type { DeviceClass } from "../devices/base.ts";
-import { startCaServer } from "../ca/server.ts";
+import type { DeviceClass } from "../devices/contract.ts";
+import { startCaServer } from "../ca/mod.ts";
+import { errorMessage } from "../core/errors.ts";
 
 const log = getLog("ioc");
 
@@ -64,7 +65,7 @@ function makeController(
       overdue: options.overdue,
     });
   } catch (err) {
-    printError(`backend ${options.backend}: ${err instanceof Error ? err.message : err}`);
+    printError(`backend ${options.backend}: ${errorMessage(err)}`);
     return 2;
   }
 }
@@ -125,7 +126,7 @@ export async function runIoc(
     const port = env.EPICS_CAS_SERVER_PORT?.trim() === "0" ? 0 : undefined;
     server = await startCaServer({ env, port });
   } catch (err) {
-    printError(`cannot start the CA server: ${err instanceof Error ? err.message : err}`);
+    printError(`cannot start the CA server: ${errorMessage(err)}`);
     await controller.stop();
     return 1;
   }

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { DeviceConfig, MetaValue, PixelType } from "./events.ts";
+import type { CommandRequest, DeviceConfig, MetaValue, PixelType } from "../devices/contract.ts";
 import {
   AlarmStatus,
   type CaServer,
@@ -18,11 +18,11 @@ import {
   type PvHandle,
   Severity,
   WriteRefusedError,
-} from "../ca/pv.ts";
-import type { CommandRequest } from "./events.ts";
+} from "../ca/mod.ts";
 import type { Controller, ControllerState } from "./controller.ts";
-import { getLog, type Logger } from "./log.ts";
+import { getLog, type Logger } from "../core/log.ts";
 import { versionString } from "./version.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /**
  * CA type of the `image` PV for each pixel type: the smallest that holds all values exactly
@@ -269,7 +269,7 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
             try {
               await controller.request(command);
             } catch (err) {
-              throw new WriteRefusedError(err instanceof Error ? err.message : String(err));
+              throw new WriteRefusedError(errorMessage(err));
             }
             return controller.channelMeta[ch.name]?.[key] ?? v;
           },

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { getLog } from "./log.ts";
+import { getLog } from "../core/log.ts";
 
 /** Sends notifications to systemd; `close()` releases the sending socket. */
 export interface SdNotifier {

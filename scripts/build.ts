@@ -13,6 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { errorMessage } from "../core/errors.ts";
 
 /** Targets `compile` builds by default (all platforms we ship). */
 export const TARGETS: readonly string[] = [
@@ -138,7 +139,7 @@ if (import.meta.main) {
       console.log([...PERMISSION_FLAGS, ...RUNTIME_FLAGS].join(" "));
     } else throw new Error("usage: build.ts bundle | compile [--target T ...] | permissions");
   } catch (err) {
-    console.error(`build: ${err instanceof Error ? err.message : err}`);
+    console.error(`build: ${errorMessage(err)}`);
     Deno.exit(1);
   }
 }

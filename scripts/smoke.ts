@@ -16,6 +16,7 @@
 import { runPyepics } from "../tests/support/epics_env.ts";
 import { startIoc } from "../tests/support/ioc_process.ts";
 import { resolveSimSettings, simGenerator } from "../devices/sim.ts";
+import { errorMessage } from "../core/errors.ts";
 
 const SEED = Deno.env.get("SMOKE_SIM_SEED") ?? "20261123";
 const DURATION = 0.1;
@@ -91,7 +92,7 @@ if (import.meta.main) {
   try {
     console.log(`smoke: OK ${await smoke()}`);
   } catch (err) {
-    console.error(`smoke: FAILED ${err instanceof Error ? err.message : err}`);
+    console.error(`smoke: FAILED ${errorMessage(err)}`);
     Deno.exit(1);
   }
 }

@@ -18,9 +18,9 @@ import { startCaServer } from "../ca/server.ts";
 import { closeRaw, connectRaw, type RawClient } from "./support/raw_client.ts";
 import { testServerEnv } from "./support/epics_env.ts";
 import { PvRecord, PvStore } from "../ca/store.ts";
-import type { DeviceEvent, PixelArray } from "../lib/events.ts";
-import { ManualClock } from "../lib/clock.ts";
-import { getLog } from "../lib/log.ts";
+import type { DeviceEvent, PixelArray } from "../devices/contract.ts";
+import { ManualClock } from "../core/clock.ts";
+import { getLog } from "../core/log.ts";
 import { resolveSimSettings, SimDevice, simGenerator } from "../devices/sim.ts";
 import { acquire, startHarness } from "./support/controller_harness.ts";
 import { fakeConfig, fakeImages } from "./support/fake_device.ts";
@@ -247,7 +247,6 @@ Deno.test("sim device: released image buffers are reused, content still exact", 
     log: getLog("test.sim"),
     env,
     signal: new AbortController().signal,
-    now: () => 0,
   }, clock);
   await dev.initialize();
   const gen = simGenerator(resolveSimSettings(env));

@@ -17,7 +17,7 @@ import {
 } from "../ca/messages.ts";
 import { makeHarness } from "./support/circuit_harness.ts";
 
-import { createRandom as prng } from "../lib/random.ts";
+import { createRandom as prng } from "../core/random.ts";
 
 function validMessages(): Uint8Array[] {
   const payload = new Uint8Array(32);

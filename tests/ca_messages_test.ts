@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   accessRightsMessage,
   beaconMessage,
+  caErrorMessage,
   CaProtocolError,
   clearChannelMessage,
   CMD,
@@ -9,7 +10,6 @@ import {
   createChanRequest,
   decodeHeader,
   encodeHeader,
-  errorMessage,
   eventAddRequest,
   headerLength,
   MessageReader,
@@ -99,7 +99,7 @@ Deno.test("messages: beacon bytes (spec §13)", () => {
 Deno.test("messages: ERROR for WRITE without access (spec §13)", () => {
   const request = { cmd: CMD.WRITE, size: 8, type: 6, count: 1, p1: 42, p2: 1 };
   assert.deepStrictEqual(
-    errorMessage(request, 1, 376, "demo:temp"),
+    caErrorMessage(request, 1, 376, "demo:temp"),
     hex(`00 0b 00 20 00 00 00 00 00 00 00 01 00 00 01 78
          00 04 00 08 00 06 00 01 00 00 00 2a 00 00 00 01
          64 65 6d 6f 3a 74 65 6d 70 00 00 00 00 00 00 00`),

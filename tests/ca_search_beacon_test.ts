@@ -13,6 +13,7 @@ import {
 } from "../ca/messages.ts";
 import { concat } from "./support/bytes.ts";
 import { broadcastAddresses, broadcastSearchBindings, readServerEnv } from "../ca/env.ts";
+import { readClientEnv } from "../ca/client_env.ts";
 
 const served = new Set(["A", "B:1", "C"]);
 const has = (name: string) => served.has(name);
@@ -138,6 +139,30 @@ Deno.test("env: server variables and defaults", () => {
   assert.equal(defaults.beaconPort, 5065);
   assert.equal(readServerEnv({}).serverPort, 5064);
   assert.equal(readServerEnv({ EPICS_CAS_BEACON_PERIOD: "2.5" }).beaconPeriod, 2.5);
+});
+
+Deno.test("env: client address list and YES/NO flags share the server's parsers", () => {
+  const nics = () =>
+    [
+      { family: "IPv4" as const, address: "127.0.0.1", netmask: "255.0.0.0" },
+      { family: "IPv4" as const, address: "10.0.0.5", netmask: "255.255.255.0" },
+    ] as Deno.NetworkInterfaceInfo[];
+  const config = readClientEnv({
+    EPICS_CA_SERVER_PORT: "6000",
+    EPICS_CA_ADDR_LIST: "127.0.0.1 ioc-host:7000 10.0.0.9:99999 :5",
+    EPICS_CA_AUTO_ADDR_LIST: " yes ",
+    EPICS_CA_AUTO_ARRAY_BYTES: "no",
+    EPICS_CA_MAX_ARRAY_BYTES: "100000",
+  }, nics);
+  assert.deepStrictEqual(config.addresses, [
+    { hostname: "127.0.0.1", port: 6000 },
+    { hostname: "ioc-host", port: 7000 },
+    { hostname: "10.0.0.255", port: 6000 },
+  ]);
+  assert.equal(config.maxArrayBytes, 100000);
+  const off = readClientEnv({ EPICS_CA_AUTO_ADDR_LIST: "NO", EPICS_CA_MAX_ARRAY_BYTES: "1" }, nics);
+  assert.deepStrictEqual(off.addresses, []);
+  assert.equal(off.maxArrayBytes, 256 * 1024 * 1024, "AUTO_ARRAY_BYTES unset: the default");
 });
 
 /** Interfaces of a multi-homed detector PC, as `Deno.networkInterfaces()` lists them. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { DeviceEvent } from "../lib/events.ts";
+import type { DeviceEvent } from "../devices/contract.ts";
 import { acquire, CLEAR, type Harness, startHarness } from "./support/controller_harness.ts";
 import { type FakeDevice, fakeImages } from "./support/fake_device.ts";
 

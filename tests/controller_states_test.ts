@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { RequestRefusedError, STATE_CODES } from "../lib/controller.ts";
 import { acquire, CANCEL, CLEAR, startHarness } from "./support/controller_harness.ts";
 import { fakeConfig } from "./support/fake_device.ts";
-import { ManualClock, sleep } from "../lib/clock.ts";
+import { ManualClock, sleep } from "../core/clock.ts";
 
 Deno.test("controller: INIT -> WARMUP -> READY runs Initialize and reads the config", async () => {
   const h = await startHarness();

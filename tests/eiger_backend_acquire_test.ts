@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { DeviceEvent, ImageDataEvent } from "../lib/events.ts";
+import type { DeviceEvent, ImageDataEvent } from "../devices/contract.ts";
 import { dataEvents, type EigerRig, startEigerRig, type startTestSim } from "./support/eiger.ts";
 
 type Rig = EigerRig;

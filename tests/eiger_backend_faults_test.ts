@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { EigerDevice } from "../devices/eiger/backend.ts";
-import type { DeviceEvent, ErrorEvent, ImageDataEvent } from "../lib/events.ts";
+import type { DeviceEvent, ErrorEvent, ImageDataEvent } from "../devices/contract.ts";
 import {
   dataEvents,
   type EigerRig,

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { SeriesCollector, type StreamEvent, type StreamMessage } from "../devices/eiger/series.ts";
-import type { DataEvent } from "../lib/events.ts";
+import type { DataEvent } from "../devices/contract.ts";
 
 const W = 4;
 const H = 2;

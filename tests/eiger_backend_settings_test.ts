@@ -7,7 +7,7 @@ import { EigerDevice, modeWrites } from "../devices/eiger/backend.ts";
 import { gatesPerImage, parseEigerSettings } from "../devices/eiger/settings.ts";
 import { sequenceIdOf, SimplonClient, SimplonError } from "../devices/eiger/simplon.ts";
 import { recordingContext } from "./support/eiger.ts";
-import { type DeviceClass, isDevice } from "../devices/base.ts";
+import { type DeviceClass, isDevice } from "../devices/contract.ts";
 
 Deno.test("eiger settings: defaults", () => {
   const s = parseEigerSettings({ EIGER_DEVICE_HOST: "dcu.example" });

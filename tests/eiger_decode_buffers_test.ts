@@ -15,8 +15,8 @@ import {
   decompressLz4Hdf5,
 } from "../devices/eiger/bslz4.ts";
 import { SeriesCollector } from "../devices/eiger/series.ts";
-import type { DataEvent } from "../lib/events.ts";
-import { createRandom } from "../lib/random.ts";
+import type { DataEvent } from "../devices/contract.ts";
+import { createRandom } from "../core/random.ts";
 import { assertSameBytes } from "./support/bytes.ts";
 
 /** A sparse detector-like uint32 image (mostly small counts, some zeros). */

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { DeviceEvent, ErrorEvent, ImageDataEvent } from "../lib/events.ts";
+import type { DeviceEvent, ErrorEvent, ImageDataEvent } from "../devices/contract.ts";
 import { makePattern, renderImage } from "../devices/eiger_sim/images.ts";
 import { dataEvents, type EigerRig, startEigerRig } from "./support/eiger.ts";
 

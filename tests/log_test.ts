@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatLogValue, getLog, setupLogging } from "../lib/log.ts";
+import { formatLogValue, getLog, setupLogging } from "../core/log.ts";
 
 Deno.test("formatLogValue quotes only values that need it", () => {
   assert.equal(formatLogValue("READY"), "READY");

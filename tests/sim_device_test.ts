@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { resolveSimSettings, SimDevice, simGenerator } from "../devices/sim.ts";
 import { SimImageGenerator } from "../devices/sim_image.ts";
-import type { DeviceContext } from "../devices/base.ts";
-import type { DeviceEvent } from "../lib/events.ts";
-import { ManualClock } from "../lib/clock.ts";
-import { getLog } from "../lib/log.ts";
+import type { DeviceContext, DeviceEvent } from "../devices/contract.ts";
+import { ManualClock } from "../core/clock.ts";
+import { getLog } from "../core/log.ts";
 
 function context(env: Record<string, string>, events: DeviceEvent[]): DeviceContext {
   return {
@@ -12,7 +11,6 @@ function context(env: Record<string, string>, events: DeviceEvent[]): DeviceCont
     log: getLog("test.sim"),
     env,
     signal: new AbortController().signal,
-    now: () => 0,
   };
 }
 

@@ -14,15 +14,16 @@
  * @module
  */
 
-import type { Device, DeviceContext } from "../base.ts";
 import type {
   ChannelConfig,
   DataEvent,
+  Device,
   DeviceConfig,
+  DeviceContext,
   MetaValue,
   PixelType,
   RuntimeStateEvent,
-} from "../../lib/events.ts";
+} from "../contract.ts";
 import { type EigerSettings, gatesPerImage, parseEigerSettings } from "./settings.ts";
 import {
   sequenceIdOf,
@@ -33,6 +34,8 @@ import {
 } from "./simplon.ts";
 import { SeriesCollector, type StreamEvent } from "./series.ts";
 import { zmqStreamOpener } from "./stream_source.ts";
+import { errorMessage } from "../../core/errors.ts";
+import { sleep, systemClock } from "../../core/clock.ts";
 
 /** Opens the image stream; yields events until `signal` aborts (reconnecting by itself). */
 export type StreamOpener = (signal: AbortSignal) => AsyncIterable<StreamEvent>;
@@ -53,25 +56,6 @@ const END_WAIT_MS = 10_000;
 const PIXEL_TYPES: Record<number, PixelType> = { 8: "uint8", 16: "uint16", 32: "uint32" };
 
 type Write = [Subsystem, string, SimplonValue];
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /** The configuration writes of a mode, in order (fixing the original's threshold/2/mode bug). */
 export function modeWrites(settings: EigerSettings): Write[] {
@@ -215,11 +199,11 @@ export class EigerDevice implements Device {
       } catch (error) {
         this.#setStreamUp(false);
         if (signal.aborted) break;
-        log.warn("Image stream failed", { error: errorText(error) });
-        this.#collector?.handle({ kind: "disconnected", reason: errorText(error) });
+        log.warn("Image stream failed", { error: errorMessage(error) });
+        this.#collector?.handle({ kind: "disconnected", reason: errorMessage(error) });
       }
       if (signal.aborted) break;
-      await delay(1000, signal).catch(() => {});
+      await sleep(systemClock, 1000, signal).catch(() => {});
     }
   }
 
@@ -261,7 +245,7 @@ export class EigerDevice implements Device {
   async #pollLoop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       await this.#pollOnce(signal);
-      await delay(this.#settings.pollInterval * 1000, signal).catch(() => {});
+      await sleep(systemClock, this.#settings.pollInterval * 1000, signal).catch(() => {});
     }
   }
 
@@ -305,9 +289,9 @@ export class EigerDevice implements Device {
       if (signal.aborted) return;
       if (!this.#pollFailing) {
         this.#pollFailing = true;
-        this.#ctx.emit({ type: "error", message: `status poll: ${errorText(error)}` });
+        this.#ctx.emit({ type: "error", message: `status poll: ${errorMessage(error)}` });
       }
-      this.#ctx.log.debug("Runtime poll failed", { error: errorText(error) });
+      this.#ctx.log.debug("Runtime poll failed", { error: errorMessage(error) });
     }
   }
 
@@ -345,7 +329,7 @@ export class EigerDevice implements Device {
       if (state === "na" || state === "error") {
         throw new Error(`DCU is in state ${state} after initialize`);
       }
-      await delay(this.#statePollMs, signal);
+      await sleep(systemClock, this.#statePollMs, signal);
     }
   }
 
@@ -390,7 +374,7 @@ export class EigerDevice implements Device {
         const v = await get("detector", key);
         if (typeof v === "string" || typeof v === "number") extra[key] = v;
       } catch (error) {
-        this.#ctx.log.debug("Optional key unreadable", { key, error: errorText(error) });
+        this.#ctx.log.debug("Optional key unreadable", { key, error: errorMessage(error) });
       }
     }
     return {
@@ -563,7 +547,7 @@ export class EigerDevice implements Device {
       try {
         await this.#client.command(name, { signal: this.#stop.signal });
       } catch (error) {
-        this.#ctx.log.warn("Cleanup command failed", { command: name, error: errorText(error) });
+        this.#ctx.log.warn("Cleanup command failed", { command: name, error: errorMessage(error) });
       }
     }
   }

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { concatBytes } from "../../lib/bytes.ts";
+import { concatBytes } from "../../core/bytes.ts";
 
 /** Thrown on malformed, truncated or unsupported CBOR input. */
 export class CborError extends Error {

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { DataEvent, PixelArray, PixelType } from "../../lib/events.ts";
+import type { DataEvent, PixelArray, PixelType } from "../contract.ts";
 import { releaseDecodeBuffers } from "./decode_buffers.ts";
 
 /** Decoded `start` message (only the fields the backend uses). */

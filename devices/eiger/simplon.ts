@@ -9,6 +9,9 @@
  * @module
  */
 
+import { errorMessage } from "../../core/errors.ts";
+import { sleep, systemClock } from "../../core/clock.ts";
+
 /** SIMPLON subsystems. */
 export type Subsystem = "detector" | "stream" | "monitor" | "filewriter" | "system";
 
@@ -73,21 +76,6 @@ export interface RequestOptions {
 
 const TRANSIENT_STATUS = new Set([502, 503, 504]);
 const BODY_EXCERPT = 120;
-
-function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-}
 
 /** Reads the sequence id from an arm/disarm/abort/cancel reply (`sequence id` or variants). */
 export function sequenceIdOf(reply: unknown): number | undefined {
@@ -233,7 +221,7 @@ export class SimplonClient {
         lastError = error;
         const transient = error.status === undefined || TRANSIENT_STATUS.has(error.status);
         if (!transient || attempt === attempts) break;
-        await abortableDelay(delay, this.#signals(options.signal));
+        await sleep(systemClock, delay, this.#signals(options.signal));
         delay *= 2;
       }
     }
@@ -284,7 +272,7 @@ export class SimplonClient {
           true,
         );
       }
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorMessage(error);
       throw new SimplonError(`SIMPLON ${method} ${key} failed: ${reason}`, key);
     }
     if (response.status < 200 || response.status > 299) {

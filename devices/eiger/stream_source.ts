@@ -6,10 +6,11 @@
  * @module
  */
 
-import type { PixelType } from "../../lib/events.ts";
+import type { PixelType } from "../contract.ts";
 import { decodeStreamMessage, type StreamMessage as WireMessage } from "./stream2.ts";
 import { connectPull } from "./zmtp_socket.ts";
 import type { StreamChannelImage, StreamEvent, StreamMessage } from "./series.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 const PIXEL_TYPES = new Set<string>([
   "uint8",
@@ -80,7 +81,7 @@ export function decodeFrames(frames: Uint8Array[]): StreamEvent[] {
     try {
       return { kind: "message", message: fromWire(decodeStreamMessage(frame)) };
     } catch (error) {
-      return { kind: "error", message: error instanceof Error ? error.message : String(error) };
+      return { kind: "error", message: errorMessage(error) };
     }
   });
 }

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { concatBytes } from "../../lib/bytes.ts";
+import { concatBytes } from "../../core/bytes.ts";
 
 /** Thrown on any protocol violation; the connection must be closed. */
 export class ZmtpError extends Error {

@@ -6,8 +6,9 @@
  */
 
 import { setTimeout as sleep } from "node:timers/promises";
-import { getLog, type Logger } from "../../lib/log.ts";
+import { getLog, type Logger } from "../../core/log.ts";
 import { encodeMessage, type SocketType, ZmtpError, ZmtpSession } from "./zmtp.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 const READ_BUFFER_BYTES = 65536;
 
@@ -23,10 +24,6 @@ function closeQuietly(c: { close(): void }): void {
   } catch {
     // already closed
   }
-}
-
-function describe(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
 }
 
 /** Options of {@link connectPull}. */
@@ -75,7 +72,11 @@ export async function* connectPull(opts: PullOptions): AsyncGenerator<Uint8Array
     } catch (e) {
       if (signal.aborted) return;
       if (opts.reconnect === false) throw e;
-      log.debug("ZMTP connect failed", { host: opts.host, port: opts.port, error: describe(e) });
+      log.debug("ZMTP connect failed", {
+        host: opts.host,
+        port: opts.port,
+        error: errorMessage(e),
+      });
       if (!await pause(delay, signal)) return;
       delay = Math.min(delay * 2, maxMs);
       continue;
@@ -115,7 +116,7 @@ export async function* connectPull(opts: PullOptions): AsyncGenerator<Uint8Array
     } catch (e) {
       if (signal.aborted) return;
       failure = timedOut ? new ZmtpError("handshake timeout") : e;
-      reason = describe(failure);
+      reason = errorMessage(failure);
     } finally {
       clearTimeout(handshakeTimer);
       signal.removeEventListener("abort", onAbort);
@@ -306,7 +307,7 @@ export function listenPush(opts: PushOptions): PushServer {
       }
       drop(peer, "closed by peer");
     } catch (e) {
-      drop(peer, describe(e));
+      drop(peer, errorMessage(e));
     } finally {
       clearTimeout(handshakeTimer);
     }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { setupLogging } from "../../lib/log.ts";
+import { setupLogging } from "../../core/log.ts";
 import { runEigerSim } from "./main.ts";
 
 setupLogging();

@@ -25,6 +25,7 @@ import {
   type SimDtype,
   type SimPixels,
 } from "./images.ts";
+import { sleep, systemClock } from "../../core/clock.ts";
 
 /** Time base of the Rational times in image messages (50 MHz, as on a real DCU). */
 export const TIME_BASE = 50_000_000;
@@ -137,21 +138,6 @@ function uniqueId(): string {
   let out = Date.now().toString(32).toUpperCase().padStart(10, "0").slice(-10);
   for (let i = 10; i < 26; i++) out += ULID_CHARS[bytes[i] & 31];
   return out;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 function ticks(seconds: number): [number, number] {
@@ -283,7 +269,7 @@ export class SimDetector {
   async #initialize(): Promise<unknown> {
     this.#finish();
     this.state = "initialize";
-    await new Promise((r) => setTimeout(r, this.#initializeDelayMs));
+    await sleep(systemClock, this.#initializeDelayMs);
     this.#seriesCounter = 0;
     this.state = "idle";
     return {};
@@ -380,7 +366,10 @@ export class SimDetector {
       : this.#cfg("count_time") as number;
     const frameTime = Math.max(this.#cfg("frame_time") as number, countTime);
     for (let i = 0; i < count; i++) {
-      const ok = await sleep(frameTime * 1000, series.stop.signal);
+      const ok = await sleep(systemClock, frameTime * 1000, series.stop.signal).then(
+        () => true,
+        () => false,
+      );
       if (!ok) return {};
       const t0 = series.next * frameTime;
       this.#sendImage(series, countTime, t0);

@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { getLog } from "../../lib/log.ts";
+import { getLog } from "../../core/log.ts";
 import { SimDetector, type SimStreamOutput } from "./detector.ts";
 import { createSimHandler } from "./server.ts";
 import { startZmqStreamOutput } from "./stream.ts";

@@ -19,6 +19,8 @@
 
 import type { SimDetector } from "./detector.ts";
 import { checkValue, describe, ParamError, type SimValue } from "./params.ts";
+import { errorMessage } from "../../core/errors.ts";
+import { sleep, systemClock } from "../../core/clock.ts";
 
 const SUBSYSTEMS = new Set(["detector", "stream", "monitor", "filewriter", "system"]);
 const API_RE = /^\/([a-z]+)\/api\/([^/]+)\/(config|status|command)(?:\/(.+?))?\/?$/;
@@ -36,16 +38,6 @@ async function readJson(req: Request): Promise<unknown> {
   } catch {
     throw new ParamError(400, "request body is not JSON");
   }
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(timer);
-      resolve();
-    }, { once: true });
-  });
 }
 
 /** Creates the request handler of a simulated DCU speaking API `version`. */
@@ -72,7 +64,7 @@ export function createSimHandler(
       if (ver !== version) return text(404, `unsupported API version ${ver}`);
       const faultKey = `${subsystem}/${task}/${key ?? ""}`.replace(/\/$/, "");
       const wait = detector.faults.delays.get(faultKey);
-      if (wait !== undefined) await delay(wait, shutdown);
+      if (wait !== undefined) await sleep(systemClock, wait, shutdown).catch(() => {});
       const fault = detector.faults.http.get(faultKey);
       if (fault !== undefined) {
         if (fault.remaining !== undefined && --fault.remaining <= 0) {
@@ -83,7 +75,7 @@ export function createSimHandler(
       return await api(detector, req, subsystem, task, key);
     } catch (error) {
       if (error instanceof ParamError) return text(error.status, error.message);
-      return text(500, error instanceof Error ? error.message : String(error));
+      return text(500, errorMessage(error));
     }
   };
 }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { getLog } from "../../lib/log.ts";
+import { getLog } from "../../core/log.ts";
 import { listenPush, type PushServer } from "../eiger/zmtp_socket.ts";
 import type { SimMessage, SimStreamOutput } from "./detector.ts";
 import { encodeSimMessage } from "./encode.ts";

@@ -7,9 +7,9 @@
  */
 
 import { parseArgs } from "node:util";
-import type { DeviceClass } from "../../devices/base.ts";
+import type { DeviceClass } from "../../devices/contract.ts";
 import { resolveBackend } from "../../devices/registry.ts";
-import { getLog } from "../log.ts";
+import { getLog } from "../../core/log.ts";
 import { type ColormapName, getColormap, isColormapName, nextColormap } from "./colormap.ts";
 import { CONTRAST_LEVELS, DEFAULT_CONTRAST_LEVEL, type MaskValues } from "./contrast.ts";
 import { parseKeys, type ViewKey } from "./keys.ts";

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { PixelArray, PixelType } from "../events.ts";
+import type { PixelArray, PixelType } from "../../devices/contract.ts";
 
 /** Pixel values that mean "no valid measurement" (at most two are honoured besides NaN). */
 export type MaskValues = readonly number[];

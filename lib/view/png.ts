@@ -6,7 +6,7 @@
 
 import { deflateSync } from "node:zlib";
 import type { Colormap } from "./colormap.ts";
-import { concatBytes } from "../bytes.ts";
+import { concatBytes } from "../../core/bytes.ts";
 
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256);

@@ -11,7 +11,7 @@ import { encodeHalfBlocks } from "./halfblock.ts";
 import { type Layout, layoutTiles, type Screen } from "./layout.ts";
 import { type ImageView, resample, type ScaleMode, toIndices } from "./scale.ts";
 import { encodeSixel } from "./sixel.ts";
-import { concatBytes } from "../bytes.ts";
+import { concatBytes } from "../../core/bytes.ts";
 
 /** One channel's image to show. */
 export interface ChannelImage extends ImageView {

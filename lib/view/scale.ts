@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { PixelArray } from "../events.ts";
+import type { PixelArray } from "../../devices/contract.ts";
 import type { MaskValues } from "./contrast.ts";
 import { LEVELS, MASK_INDEX } from "./colormap.ts";
 

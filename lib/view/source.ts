@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { PixelArray } from "../events.ts";
+import type { PixelArray } from "../../devices/contract.ts";
 import type { MaskValues } from "./contrast.ts";
 
 /** The latest image series of one channel. */

@@ -8,11 +8,9 @@
  * @module
  */
 
-import { type CaClient, type CaValue, createCaClient } from "../../ca/client.ts";
-import { readClientEnv } from "../../ca/client_env.ts";
-import { DBR } from "../../ca/dbr.ts";
-import type { PixelArray } from "../events.ts";
-import { getLog } from "../log.ts";
+import { type CaClient, type CaValue, createCaClient, DBR, readClientEnv } from "../../ca/mod.ts";
+import type { PixelArray } from "../../devices/contract.ts";
+import { getLog } from "../../core/log.ts";
 import { defaultMaskValues, type MaskValues } from "./contrast.ts";
 import {
   type ChannelData,

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { DeviceClass } from "../../devices/base.ts";
+import type { DeviceClass } from "../../devices/contract.ts";
 import { type Controller, createController, type Frame } from "../controller.ts";
 import { defaultMaskValues, type MaskValues } from "./contrast.ts";
 import type { ChannelData, SourceChange, ViewSnapshot, ViewSource } from "./source.ts";

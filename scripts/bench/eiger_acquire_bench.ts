@@ -12,7 +12,7 @@ import { EigerDevice } from "../../devices/eiger/backend.ts";
 import { makePattern, renderImage } from "../../devices/eiger_sim/images.ts";
 import { encodeSimMessage } from "../../devices/eiger_sim/encode.ts";
 import { startEigerSim } from "../../devices/eiger_sim/main.ts";
-import { getLog } from "../../lib/log.ts";
+import { getLog } from "../../core/log.ts";
 
 const count = Number(Deno.args[0] ?? 20);
 const sim = await startEigerSim({ width: 1028, height: 512 });
@@ -27,7 +27,6 @@ const device = new EigerDevice({
     EIGER_X2_THRESHOLD2_ENERGY: "9000",
   },
   signal: stop.signal,
-  now: () => Date.now(),
 });
 await device.startup();
 await device.initialize(AbortSignal.timeout(30_000));

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { concatBytes } from "../../lib/bytes.ts";
+import { concatBytes } from "../../core/bytes.ts";
 
 /** Concatenates byte arrays into one new array. */
 export function concat(...parts: Uint8Array[]): Uint8Array {

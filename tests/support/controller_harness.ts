@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ManualClock } from "../../lib/clock.ts";
+import { ManualClock } from "../../core/clock.ts";
 import {
   type Controller,
   type ControllerOptions,
@@ -13,7 +13,7 @@ import {
   createController,
   type Frame,
 } from "../../lib/controller.ts";
-import type { CommandRequest } from "../../lib/events.ts";
+import type { CommandRequest } from "../../devices/contract.ts";
 import { FakeDevice, type FakeScript } from "./fake_device.ts";
 
 /** A running controller under test. */

@@ -5,9 +5,8 @@
  * @module
  */
 
-import type { DeviceContext } from "../../devices/base.ts";
-import type { DeviceEvent } from "../../lib/events.ts";
-import { getLog } from "../../lib/log.ts";
+import type { DeviceContext, DeviceEvent } from "../../devices/contract.ts";
+import { getLog } from "../../core/log.ts";
 import { EigerDevice } from "../../devices/eiger/backend.ts";
 import {
   type EigerSim,
@@ -97,7 +96,6 @@ export function recordingContext(env: Record<string, string>): RecordingContext 
     log: getLog("test.eiger"),
     env,
     signal: controller.signal,
-    now: () => Date.now(),
   };
   return {
     ctx,

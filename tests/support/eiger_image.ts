@@ -8,7 +8,7 @@
 /** Pixel arrays the generator can fill. */
 export type DetectorArray = Uint8Array | Uint16Array | Uint32Array;
 
-import { createRandom as prng } from "../../lib/random.ts";
+import { createRandom as prng } from "../../core/random.ts";
 
 export { prng };
 

@@ -5,8 +5,13 @@
  * @module
  */
 
-import type { Device, DeviceContext } from "../../devices/base.ts";
-import type { DeviceConfig, MetaValue, PixelArray } from "../../lib/events.ts";
+import type {
+  Device,
+  DeviceConfig,
+  DeviceContext,
+  MetaValue,
+  PixelArray,
+} from "../../devices/contract.ts";
 
 /** Test configuration: two channels, 2 images of 4x3 uint16. */
 export function fakeConfig(overrides: Partial<DeviceConfig> = {}): DeviceConfig {

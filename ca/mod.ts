@@ -1,0 +1,40 @@
+/**
+ * Channel Access: the entry module other layers import. The server side is
+ * {@link startCaServer} returning a {@link CaServer} whose PVs are posted through
+ * {@link PvHandle}s; the client side is {@link createCaClient}. The protocol core (`messages.ts`,
+ * `dbr*.ts`, `circuit.ts`, ...) stays internal to `ca/`; tests and benchmarks of those parts import
+ * them directly.
+ *
+ * @module
+ */
+
+export {
+  AlarmStatus,
+  type CaServer,
+  type ClientInfo,
+  type NativeType,
+  type NativeValue,
+  type NumericArray,
+  type PostOptions,
+  type PvDefinition,
+  type PvHandle,
+  type PvMetadata,
+  type PvValue,
+  Severity,
+  type WriteAccessHook,
+  type WriteHandler,
+  WriteRefusedError,
+} from "./pv.ts";
+export { type CaServerOptions, startCaServer } from "./server.ts";
+export {
+  type CaChannel,
+  type CaClient,
+  type CaClientOptions,
+  CaRequestError,
+  type CaValue,
+  type ChannelState,
+  createCaClient,
+  type SubscribeOptions,
+} from "./client.ts";
+export { type CaClientEnvConfig, readClientEnv, type SearchDestination } from "./client_env.ts";
+export { DBR } from "./dbr.ts";
