@@ -8,12 +8,18 @@
 import { type DeviceClass, isDevice } from "./contract.ts";
 import { SimDevice } from "./sim.ts";
 import { EigerDevice } from "./eiger/backend.ts";
+import { HarpDevice } from "./harp/backend.ts";
 import { errorMessage } from "../core/errors.ts";
 
-/** Built-in backends, imported statically so they are part of a bundle. */
+/**
+ * Built-in backends, imported statically so they are part of a bundle. `miniquant` is the
+ * original's name of the Harp backend. Only `harp` loads native code (FFI), and only when chosen.
+ */
 export const BUILTIN_BACKENDS: Readonly<Record<string, DeviceClass>> = {
   sim: SimDevice,
   eiger: EigerDevice,
+  harp: HarpDevice,
+  miniquant: HarpDevice,
 };
 
 /** The backend spec could not be resolved (message is one line, ready for stderr). */
