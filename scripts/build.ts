@@ -8,6 +8,10 @@
  *   compiled from the stamped bundle with the permissions and V8 flags below baked in. `deno compile` fetches
  *   the runtime ("denort") for each target; for offline builds point `DENORT_BIN` at a denort
  *   binary of the target platform (passed through unchanged).
+ * - `compile --ffi`: the same with the FFI permission added (`dist/diss-ioc-ffi-<target>`), for
+ *   backends that load a vendor library (`--backend harp`). The default executables cannot load
+ *   native code at all.
+ * - `permissions [--ffi]`: prints the permission set and V8 flags for `deno run`.
  *
  * @module
  */
@@ -41,6 +45,13 @@ export const PERMISSION_FLAGS: readonly string[] = [
 ];
 
 /**
+ * The permission set of builds for backends that load a vendor C library (the PicoQuant Harp
+ * backend): {@link PERMISSION_FLAGS} plus `--allow-ffi`. Kept separate so that the default
+ * release cannot load native code.
+ */
+export const FFI_PERMISSION_FLAGS: readonly string[] = [...PERMISSION_FLAGS, "--allow-ffi"];
+
+/**
  * V8 flags the IOC runs with (`deno task start`, the compiled binary, the tests and benchmarks):
  * `--optimize-for-size` keeps the JavaScript heap near what is live instead of letting it grow
  * with the allocation rate. Measured with the sim at 1028×512 uint32 and auto-acquire as fast as
@@ -53,9 +64,10 @@ const DENO = Deno.execPath();
 const ROOT = new URL("..", import.meta.url).pathname;
 const BUNDLE = `${ROOT}dist/diss-ioc.js`;
 
-/** Output file name of the executable for one target. */
-export function executableName(target: string): string {
-  return `dist/diss-ioc-${target}${target.includes("windows") ? ".exe" : ""}`;
+/** Output file name of the executable for one target (`ffi`: the FFI permission set). */
+export function executableName(target: string, ffi = false): string {
+  const variant = ffi ? "ffi-" : "";
+  return `dist/diss-ioc-${variant}${target}${target.includes("windows") ? ".exe" : ""}`;
 }
 
 async function run(args: string[], env?: Record<string, string>): Promise<void> {
@@ -102,26 +114,29 @@ export async function bundle(output: string = BUNDLE): Promise<string> {
   return output;
 }
 
-/** Compiles the stamped bundle for each target. */
-export async function compile(targets: readonly string[]): Promise<void> {
+/** Compiles the stamped bundle for each target (`ffi`: with the FFI permission set). */
+export async function compile(targets: readonly string[], ffi = false): Promise<void> {
   await bundle();
   for (const target of targets) {
     if (!TARGETS.includes(target)) throw new Error(`unknown target ${target}`);
-    await run(compileArgs(target));
+    await run(compileArgs(target, ffi));
   }
 }
 
-/** Arguments of `deno compile` for one target: permissions and V8 flags baked into the binary. */
-export function compileArgs(target: string): string[] {
+/**
+ * Arguments of `deno compile` for one target: permissions (`ffi`: {@link FFI_PERMISSION_FLAGS})
+ * and V8 flags baked into the binary.
+ */
+export function compileArgs(target: string, ffi = false): string[] {
   return [
     "compile",
     "--no-check",
-    ...PERMISSION_FLAGS,
+    ...(ffi ? FFI_PERMISSION_FLAGS : PERMISSION_FLAGS),
     ...RUNTIME_FLAGS,
     "--target",
     target,
     "-o",
-    executableName(target),
+    executableName(target, ffi),
     BUNDLE,
   ];
 }
@@ -130,14 +145,19 @@ if (import.meta.main) {
   const { positionals, values } = parseArgs({
     args: Deno.args,
     allowPositionals: true,
-    options: { target: { type: "string", multiple: true } },
+    options: { target: { type: "string", multiple: true }, ffi: { type: "boolean" } },
   });
+  const ffi = values.ffi === true;
   try {
     if (positionals[0] === "bundle") await bundle();
-    else if (positionals[0] === "compile") await compile(values.target ?? TARGETS);
+    else if (positionals[0] === "compile") await compile(values.target ?? TARGETS, ffi);
     else if (positionals[0] === "permissions") {
-      console.log([...PERMISSION_FLAGS, ...RUNTIME_FLAGS].join(" "));
-    } else throw new Error("usage: build.ts bundle | compile [--target T ...] | permissions");
+      console.log([...(ffi ? FFI_PERMISSION_FLAGS : PERMISSION_FLAGS), ...RUNTIME_FLAGS].join(" "));
+    } else {
+      throw new Error(
+        "usage: build.ts bundle | compile [--target T ...] [--ffi] | permissions [--ffi]",
+      );
+    }
   } catch (err) {
     console.error(`build: ${errorMessage(err)}`);
     Deno.exit(1);

@@ -351,7 +351,7 @@ Deno.test("harp: HARP_SERIAL picks the device; a missing serial lists what was f
     await assertRejects(
       () => s.device.initialize(new AbortController().signal),
       Error,
-      "no HydraHarp with serial 999 found (HH_OpenDevice, indices 0,1,2,3,4,5,6,7; found 1:111)",
+      "HH_OpenDevice found no HydraHarp with serial 999 (indices 0,1,2,3,4,5,6,7; found 1:111)",
     );
   } finally {
     await s.close();

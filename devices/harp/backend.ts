@@ -160,10 +160,7 @@ export class HarpDevice implements Device {
         if (signal.aborted || !this.#initialized) continue;
         this.#pollError = errorText(error);
         this.#ctx.log.warn("Runtime read failed", { error: this.#pollError });
-        this.#ctx.emit({
-          type: "error",
-          message: `${this.#lib.family.product}: ${this.#pollError}`,
-        });
+        this.#ctx.emit({ type: "error", message: this.#pollError });
       }
     }
   }
@@ -229,11 +226,12 @@ export class HarpDevice implements Device {
       seen.push(`${index}:${found}`);
       await this.#lib.call("CloseDevice", index).catch(() => {});
     }
-    const what = serial !== undefined ? `with serial ${serial}` : "";
+    const what = serial !== undefined ? ` with serial ${serial}` : "";
+    const found = seen.length > 0 ? `; found ${seen.join(" ")}` : "";
     throw new Error(
-      `no ${this.#lib.family.product} ${what} found (${this.#prefix}OpenDevice, indices ${
+      `${this.#prefix}OpenDevice found no ${this.#lib.family.product}${what} (indices ${
         indices.join(",")
-      }${seen.length > 0 ? `; found ${seen.join(" ")}` : ""})`,
+      }${found})`,
     );
   }
 
