@@ -134,15 +134,18 @@ export class HarpLibrary {
     if (candidates.length === 0) {
       throw new HarpLoadError(`no default ${family.product} library location on ${Deno.build.os}`);
     }
+    // With a path-scoped --allow-ffi=PATH, only that file may be loaded.
+    const permitted = candidates.filter((c) =>
+      Deno.permissions.querySync({ name: "ffi", path: c }).state === "granted"
+    );
+    if (permitted.length === 0) {
+      throw new HarpLoadError(
+        `loading ${candidates.join(" or ")} needs the FFI permission: run with --allow-ffi ` +
+          `(release builds: dist/diss-ioc-ffi-<target>, README "FFI permission")`,
+      );
+    }
     const failures: string[] = [];
-    for (const candidate of candidates) {
-      const permission = Deno.permissions.querySync({ name: "ffi", path: candidate });
-      if (permission.state !== "granted") {
-        throw new HarpLoadError(
-          `loading ${candidate} needs the FFI permission: run with --allow-ffi (the release ` +
-            `build for this backend is diss-ioc-ffi, see README "Permissions")`,
-        );
-      }
+    for (const candidate of permitted) {
       let missing: string[];
       try {
         missing = missingFunctions(family, candidate);
