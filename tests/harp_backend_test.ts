@@ -189,6 +189,29 @@ Deno.test("harp: a measurement that never finishes is an error naming CTCStatus"
   }
 });
 
+Deno.test("harp: slow library calls and the measurement wait do not block the event loop", async () => {
+  const r = await rig({}, false);
+  try {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    try {
+      await r.standIn.control("delay Calibrate 400", "delay GetHistogram 200");
+      await r.device.initialize(new AbortController().signal);
+      const duringInit = ticks;
+      await r.device.acquire(0.3, new AbortController().signal);
+      const duringAcquire = ticks - duringInit;
+      // 400 ms of Calibrate and 300 + 4 × 200 ms of acquisition at one tick per 10 ms: a blocked
+      // loop would see at most a few ticks (timers fire only between calls).
+      assert.ok(duringInit >= 8, `ticks during initialize: ${duringInit}`);
+      assert.ok(duringAcquire >= 20, `ticks during acquire: ${duringAcquire}`);
+    } finally {
+      clearInterval(timer);
+    }
+  } finally {
+    await r.close();
+  }
+});
+
 const INIT_CALLS = [
   "OpenDevice",
   "Initialize",

@@ -399,7 +399,8 @@ export class HarpDevice implements Device {
           );
         }
       }
-      const exposure = (performance.now() - started) / 1000;
+      // The device's own timer ended the measurement: the exposure is the requested time.
+      const exposure = ms / 1000;
       await this.#stopMeasurement(dev);
       await lib.call("GetFlags", dev, this.#int);
       const flags = this.#int[0];

@@ -16,6 +16,7 @@
  *                         unplug               the device is gone: open fails (-1), every
  *                                              other device call fails (-37)
  *                         warn <bits>          HH_GetWarnings reports <bits>
+ *                         delay <Call> <ms>    that call takes <ms> longer (a slow device)
  *
  * Histogram of input i (0-based) after a measurement of T ms, with the bin width
  * W = 2^binning ps, histogram offset O ns and input channel offset C_i ps:
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAXDEVNUM 8
 #define MAXINPUTS 8
@@ -106,10 +108,11 @@ struct control {
   int hang;
   int unplug;
   int warnings;
+  int delay_ms;
 };
 
 static struct control read_control(const char *call) {
-  struct control c = {0, 0, 0, 0};
+  struct control c = {0, 0, 0, 0, 0};
   const char *path = getenv("HHSTANDIN_CONTROL");
   if (path == NULL) return c;
   FILE *f = fopen(path, "r");
@@ -125,6 +128,9 @@ static struct control read_control(const char *call) {
     else if (strcmp(word, "fail") == 0 && sscanf(line, "%*s %63s %i", name, &code) == 2) {
       const char *bare = strncmp(name, "HH_", 3) == 0 ? name + 3 : name;
       if (strcmp(bare, call + 3) == 0) c.fail_code = code;
+    } else if (strcmp(word, "delay") == 0 && sscanf(line, "%*s %63s %i", name, &code) == 2) {
+      const char *bare = strncmp(name, "HH_", 3) == 0 ? name + 3 : name;
+      if (strcmp(bare, call + 3) == 0) c.delay_ms = code;
     }
   }
   fclose(f);
@@ -136,6 +142,7 @@ static int enter(const char *call, int devidx, int need_init, int a, int b) {
   configure();
   log_call(call, devidx, a, b);
   struct control c = read_control(call);
+  if (c.delay_ms > 0) usleep((useconds_t)c.delay_ms * 1000);
   if (c.fail_code != 0) return c.fail_code;
   if (devidx < 0 || devidx >= MAXDEVNUM) return ERROR_INVALID_ARGUMENT;
   if (c.unplug) return ERROR_USB_BULKRD_FAIL;
