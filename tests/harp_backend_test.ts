@@ -116,17 +116,16 @@ Deno.test("harp: settings reach the device, histograms equal the stand-in's, buf
       "end-data",
     ]);
     const offsets = [0, 500, -300, 1000];
+    const geometry = { binning: 3, offsetNs: 2, bins: 4096 };
     for (let i = 0; i < 4; i++) {
       const got = first.images[`ch${i + 1}`] as Uint32Array;
       assert.deepEqual(got.length, 4096);
       assert.deepEqual(got, await r.standIn.dumped(i));
       const want = expectedHistogram({
+        ...geometry,
         input: i,
         measuredMs: 250,
-        binning: 3,
-        offsetNs: 2,
         channelOffsetPs: offsets[i],
-        bins: 4096,
       });
       assert.deepEqual(got, want);
     }
@@ -136,14 +135,9 @@ Deno.test("harp: settings reach the device, histograms equal the stand-in's, buf
     await r.device.acquire(0.5, new AbortController().signal);
     const second = images(r.events)[1];
     assert.ok(second.images.ch1 === kept || Object.values(second.images).includes(kept));
-    const peak = Math.max(...expectedHistogram({
-      input: 0,
-      measuredMs: 500,
-      binning: 3,
-      offsetNs: 2,
-      channelOffsetPs: 0,
-      bins: 4096,
-    }));
+    const peak = Math.max(
+      ...expectedHistogram({ ...geometry, input: 0, measuredMs: 500, channelOffsetPs: 0 }),
+    );
     assert.deepEqual(Math.max(...(second.images.ch1 as Uint32Array)), peak);
     assert.equal(peak, 505, "(i+1)*T + T/100 at T = 500 ms: twice the 250 ms peak plus background");
   } finally {
@@ -318,14 +312,7 @@ Deno.test("harp: channel adjustment goes to the device and shows in the next his
     const got = images(r.events)[0].images.ch2;
     assert.deepEqual(
       got,
-      expectedHistogram({
-        input: 1,
-        measuredMs: 100,
-        binning: 0,
-        offsetNs: 0,
-        channelOffsetPs: 700,
-        bins: 1024,
-      }),
+      expectedHistogram({ input: 1, measuredMs: 100, channelOffsetPs: 700, bins: 1024 }),
     );
     await assertRejects(() => r.device.adjustChannel("ch2", { cfd_level: 5000 }), Error, "0..1000");
     await assertRejects(() => r.device.adjustChannel("ch9", { offset: 1 }), Error, "unknown");

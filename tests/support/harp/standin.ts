@@ -42,16 +42,23 @@ export async function buildStandIn(folder: string, defines: string[] = []): Prom
 
 /** Parameters the stand-in's histogram depends on (see the formula in the C file). */
 export interface StandInHistogramParams {
+  /** Input index (0-based). */
   input: number;
+  /** Measurement time in ms. */
   measuredMs: number;
-  binning: number;
-  offsetNs: number;
-  channelOffsetPs: number;
+  /** Binning code (default 0). */
+  binning?: number;
+  /** Histogram offset in ns (default 0). */
+  offsetNs?: number;
+  /** The input's channel offset in ps (default 0). */
+  channelOffsetPs?: number;
+  /** Histogram length. */
   bins: number;
 }
 
-/** The histogram the stand-in documents for `p`, computed here independently. */
-export function expectedHistogram(p: StandInHistogramParams): Uint32Array {
+/** The histogram the stand-in documents for `params`, computed here independently. */
+export function expectedHistogram(params: StandInHistogramParams): Uint32Array {
+  const p = { binning: 0, offsetNs: 0, channelOffsetPs: 0, ...params };
   const out = new Uint32Array(p.bins);
   const width = 2 ** p.binning;
   const t0 = 1000 * (p.input + 1) + p.channelOffsetPs;
