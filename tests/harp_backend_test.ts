@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { HarpDevice } from "../devices/harp/backend.ts";
-import type { DeviceEvent, ImageDataEvent } from "../lib/events.ts";
+import type { DeviceEvent, ImageDataEvent } from "../devices/contract.ts";
 import { recordingContext } from "./support/eiger.ts";
 import { createStandIn, expectedHistogram, type StandIn } from "./support/harp/standin.ts";
 

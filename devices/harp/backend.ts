@@ -19,14 +19,16 @@
  * @module
  */
 
-import type { Device, DeviceContext } from "../base.ts";
 import type {
   ChannelConfig,
+  Device,
   DeviceConfig,
+  DeviceContext,
   MetaValue,
   RuntimeStateEvent,
-} from "../../lib/events.ts";
-import { sleep, systemClock } from "../../lib/clock.ts";
+} from "../contract.ts";
+import { type Clock, sleep, systemClock } from "../../core/clock.ts";
+import { errorMessage } from "../../core/errors.ts";
 import {
   bitNames,
   ERROR_DEVICE_OPEN_FAIL,
@@ -45,6 +47,8 @@ import { type HarpSettings, inputValue, lengthCode, parseHarpSettings } from "./
 export interface HarpDeviceOptions {
   /** Library family; default HydraHarp. */
   family?: HarpFamily;
+  /** Clock of the polls, the overdue check and the timestamps; default the system clock. */
+  clock?: Clock;
 }
 
 /** Image buffers kept for reuse once the controller released them. */
@@ -54,10 +58,6 @@ const MIN_STRING_BUFFER = 64;
 
 /** Metadata keys of each input channel. */
 const META_KEYS = ["offset", "cfd_level", "cfd_zero_cross"] as const;
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /** One input's settings as channel metadata. */
 interface InputMeta extends Record<string, MetaValue> {
@@ -71,6 +71,7 @@ export class HarpDevice implements Device {
   readonly #ctx: DeviceContext;
   readonly #settings: HarpSettings;
   readonly #lib: HarpLibrary;
+  readonly #clock: Clock;
   readonly #stop = new AbortController();
   #poll: Promise<void> | undefined;
   /** Index of the open device. */
@@ -98,6 +99,7 @@ export class HarpDevice implements Device {
   constructor(ctx: DeviceContext, options: HarpDeviceOptions = {}) {
     const family = options.family ?? HYDRAHARP;
     this.#ctx = ctx;
+    this.#clock = options.clock ?? systemClock;
     this.#settings = parseHarpSettings(ctx.env, family.limits);
     this.#lib = HarpLibrary.open(family, this.#settings.library);
     ctx.log.info("Harp library loaded", { path: this.#lib.path, version: this.#lib.version });
@@ -149,7 +151,7 @@ export class HarpDevice implements Device {
 
   async #pollLoop(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      await sleep(systemClock, this.#settings.pollInterval * 1000, signal).catch(() => {});
+      await sleep(this.#clock, this.#settings.pollInterval * 1000, signal).catch(() => {});
       if (signal.aborted) return;
       if (!this.#initialized || this.#device === undefined || this.#pollError !== undefined) {
         continue;
@@ -158,7 +160,7 @@ export class HarpDevice implements Device {
         await this.#readRuntime();
       } catch (error) {
         if (signal.aborted || !this.#initialized) continue;
-        this.#pollError = errorText(error);
+        this.#pollError = errorMessage(error);
         this.#ctx.log.warn("Runtime read failed", { error: this.#pollError });
         this.#ctx.emit({ type: "error", message: this.#pollError });
       }
@@ -244,7 +246,7 @@ export class HarpDevice implements Device {
     try {
       await this.#lib.call("CloseDevice", dev);
     } catch (error) {
-      this.#ctx.log.debug("Close failed", { error: errorText(error) });
+      this.#ctx.log.debug("Close failed", { error: errorMessage(error) });
     }
   }
 
@@ -382,19 +384,19 @@ export class HarpDevice implements Device {
       if (this.#started) await this.#stopMeasurement(dev);
       await lib.call("ClearHistMem", dev);
       if (stop.aborted) throw stop.reason;
-      const timestamp = this.#ctx.now() / 1000;
+      const timestamp = this.#clock.now() / 1000;
       this.#started = true;
       await lib.call("StartMeas", dev, ms);
-      const started = performance.now();
+      const started = this.#clock.now();
       const limit = this.#settings.overdue > 0 ? ms + this.#settings.overdue * 1000 : Infinity;
       while (true) {
-        await sleep(systemClock, this.#settings.ctcPollMs, stop);
+        await sleep(this.#clock, this.#settings.ctcPollMs, stop);
         await lib.call("CTCStatus", dev, this.#int);
         if (this.#int[0] !== 0) break;
-        if (performance.now() - started > limit) {
+        if (this.#clock.now() - started > limit) {
           throw new Error(
             `${this.#prefix}CTCStatus: measurement of ${ms} ms not finished after ${
-              ((performance.now() - started) / 1000).toFixed(1)
+              ((this.#clock.now() - started) / 1000).toFixed(1)
             } s`,
           );
         }
@@ -430,7 +432,7 @@ export class HarpDevice implements Device {
     } catch (error) {
       if (this.#started) {
         await this.#stopMeasurement(dev).catch((e) =>
-          this.#ctx.log.warn("Stop after a failed measurement failed", { error: errorText(e) })
+          this.#ctx.log.warn("Stop after a failed measurement failed", { error: errorMessage(e) })
         );
       }
       if (stop.aborted && !(error instanceof HarpCallError)) {

@@ -10,6 +10,7 @@
  */
 
 import type { CType, HarpCall, HarpFamily } from "./api.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 /** An argument of a library call: a number, or a typed array the library reads or fills. */
 export type HarpArg = number | Uint8Array | Int32Array | Uint32Array | Float64Array;
@@ -85,8 +86,9 @@ export function cString(bytes: Uint8Array): string {
   return new TextDecoder("latin1").decode(end < 0 ? bytes : bytes.subarray(0, end)).trim();
 }
 
-function errorText(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split("\n")[0];
+/** The first line of an error's message. */
+function firstLine(error: unknown): string {
+  return errorMessage(error).split("\n")[0];
 }
 
 /** An open vendor library. */
@@ -150,7 +152,7 @@ export class HarpLibrary {
       try {
         missing = missingFunctions(family, candidate);
       } catch (error) {
-        failures.push(`${candidate}: ${errorText(error)}`);
+        failures.push(`${candidate}: ${firstLine(error)}`);
         continue;
       }
       if (missing.length > 0) {
