@@ -89,7 +89,9 @@ export class HarpDevice implements Device {
   #started = false;
   #series = 0;
   #spare: Uint32Array[] = [];
+  /** Out-parameters of commands (initialize, acquire) and, separately, of the runtime poll. */
   readonly #int = new Int32Array(1);
+  readonly #pollInt = new Int32Array(1);
   readonly #double = new Float64Array(1);
 
   /**
@@ -170,15 +172,15 @@ export class HarpDevice implements Device {
   async #readRuntime(): Promise<void> {
     const dev = this.#device!;
     const values: RuntimeStateEvent["values"] = {};
-    await this.#lib.call("GetSyncRate", dev, this.#int);
-    values.sync_rate = this.#int[0];
+    await this.#lib.call("GetSyncRate", dev, this.#pollInt);
+    values.sync_rate = this.#pollInt[0];
     // The library computes its warnings from the rates read just before.
     for (let i = 0; i < this.#inputs.length; i++) {
-      await this.#lib.call("GetCountRate", dev, i, this.#int);
-      values[`count_rate_ch${i + 1}`] = this.#int[0];
+      await this.#lib.call("GetCountRate", dev, i, this.#pollInt);
+      values[`count_rate_ch${i + 1}`] = this.#pollInt[0];
     }
-    await this.#lib.call("GetWarnings", dev, this.#int);
-    const warnings = this.#int[0];
+    await this.#lib.call("GetWarnings", dev, this.#pollInt);
+    const warnings = this.#pollInt[0];
     values.warnings = warnings;
     values.warnings_names = bitNames(warnings, WARNINGS);
     values.warnings_text = warnings === 0 ? "" : await this.#warningsText(dev, warnings);
