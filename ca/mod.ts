@@ -25,7 +25,17 @@ export {
   type WriteHandler,
   WriteRefusedError,
 } from "./pv.ts";
-export { type CaServerOptions, startCaServer } from "./server.ts";
+export { type CaServerOptions, startCaServer, writePieces } from "./server.ts";
+export { type PvRecord, PvStore, type SubscriberSink } from "./store.ts";
+export { defaultCodec } from "./codec_dbr.ts";
+export { DBE } from "./messages.ts";
+export {
+  broadcastAddresses,
+  isIPv4,
+  parseAddressList,
+  parseYesNo,
+  type UdpDestination,
+} from "./env.ts";
 export {
   type CaChannel,
   type CaClient,

@@ -52,6 +52,8 @@ export interface CaServerOptions {
   clock?: BeaconClock;
   /** DBR codec (default: `ca/dbr.ts`). */
   codec?: DbrCodec;
+  /** The PV store to serve (default: a new one); lets a pvAccess server share the PVs. */
+  store?: PvStore;
   /** Per-circuit resource limits. */
   limits?: Partial<CircuitLimits>;
   /** Source IPs whose UDP searches are ignored (default `EPICS_CAS_IGNORE_ADDR_LIST`). */
@@ -123,7 +125,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     log.debug("malloc tuning", { ...tuning });
   }
   const codec = options.codec ?? defaultCodec;
-  const store = new PvStore(codec);
+  const store = options.store ?? new PvStore(codec);
   const interfaces = options.interfaces ?? config.interfaces;
   const hosts = interfaces.length > 0 ? interfaces : ["0.0.0.0"];
   const preferredPort = options.port ?? config.serverPort;

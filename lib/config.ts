@@ -43,6 +43,8 @@ export interface IocOptions {
   overdue: number | undefined;
   /** CA type of uint32 image PVs: `double` (exact values) or `long` (same bits, half the bytes). */
   uint32As: Uint32Transport;
+  /** Serve the PVs over pvAccess too (`--pva on|off`, `DISS_PVA`; default on). */
+  pva: boolean;
   /** Lowest log level written. */
   logLevel: LogLevel;
   /** Print the PV names and exit. */
@@ -68,6 +70,7 @@ Options (each overrides its environment variable):
                                allowance + 5, else ${DEFAULT_OVERDUE})               [DISS_ACQUIRE_OVERDUE]
   --uint32-as T                uint32 images as "double" (exact, default) or "long"
                                (same bits: 2^32-1 reads as -1; half the bytes)  [DISS_UINT32_AS]
+  --pva on|off                 also serve every PV over pvAccess (default on)  [DISS_PVA]
   --log-level L                ${LOG_LEVELS.join("|")} (default info)  [DISS_LOG_LEVEL]
   --list-pvs                   initialize the backend, print the PV names, exit
   --help                       print this help
@@ -124,6 +127,7 @@ export function parseIocOptions(
         overdue: { type: "string" },
         "uint32-as": { type: "string" },
         "log-level": { type: "string" },
+        pva: { type: "string" },
         "list-pvs": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean" },
@@ -181,6 +185,15 @@ export function parseIocOptions(
     throw new ConfigError(`${u32Source}=${JSON.stringify(u32Text)}: expected double or long`);
   }
 
+  const [pvaText, pvaSource] = values.pva !== undefined
+    ? [values.pva, "--pva"]
+    : [env.DISS_PVA ?? "on", "DISS_PVA"];
+  const pvaWord = pvaText.trim().toLowerCase();
+  if (!["on", "off", "yes", "no", "true", "false", "1", "0"].includes(pvaWord)) {
+    throw new ConfigError(`${pvaSource}=${JSON.stringify(pvaText)}: expected on or off`);
+  }
+  const pva = ["on", "yes", "true", "1"].includes(pvaWord);
+
   const [levelText, levelSource] = values["log-level"] !== undefined
     ? [values["log-level"], "--log-level"]
     : [env.DISS_LOG_LEVEL ?? "info", "DISS_LOG_LEVEL"];
@@ -200,6 +213,7 @@ export function parseIocOptions(
     autoAcquire,
     overdue,
     uint32As,
+    pva,
     logLevel: level as LogLevel,
     listPvs: values["list-pvs"] ?? false,
     help,

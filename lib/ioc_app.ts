@@ -13,8 +13,9 @@ import { versionString } from "./version.ts";
 import { createSdNotifier } from "./sd_notify.ts";
 import { BackendError, resolveBackend } from "../devices/registry.ts";
 import type { DeviceClass } from "../devices/contract.ts";
-import { startCaServer } from "../ca/mod.ts";
+import { defaultCodec, PvStore, startCaServer } from "../ca/mod.ts";
 import { errorMessage } from "../core/errors.ts";
+import { type PvaServer, startPvaServer } from "../pva/mod.ts";
 
 const log = getLog("ioc");
 
@@ -121,17 +122,31 @@ export async function runIoc(
     log.info("Auto-acquire", { duration: options.autoAcquire });
   }
   let server;
+  // One PV store, served over CA and (unless --pva off) pvAccess.
+  const store = new PvStore(defaultCodec);
   try {
     // EPICS_CAS_SERVER_PORT=0 asks for OS-assigned ports (tests, several IOCs on one host).
     const port = env.EPICS_CAS_SERVER_PORT?.trim() === "0" ? 0 : undefined;
-    server = await startCaServer({ env, port });
+    server = await startCaServer({ env, port, store });
   } catch (err) {
     printError(`cannot start the CA server: ${errorMessage(err)}`);
     await controller.stop();
     return 1;
   }
+  let pva: PvaServer | undefined;
+  if (options.pva) {
+    try {
+      pva = await startPvaServer({ env, store });
+    } catch (err) {
+      printError(`cannot start the PVA server: ${errorMessage(err)}`);
+      await server.close();
+      await controller.stop();
+      return 1;
+    }
+  }
   const pvs = createIocPvs({
     server,
+    pva,
     controller,
     prefix: options.prefix,
     uint32As: options.uint32As,
@@ -140,6 +155,8 @@ export async function runIoc(
     prefix: options.prefix,
     tcp_port: server.tcpPort,
     udp_port: server.udpPort,
+    pva_tcp_port: pva?.tcpPort ?? "off",
+    pva_udp_port: pva?.udpPort ?? "off",
   });
 
   // systemd (Type=notify): READY once we serve, STATUS per state, watchdog pings, STOPPING.
@@ -183,6 +200,7 @@ export async function runIoc(
   systemd.close();
   for (const [name, listener] of listeners) Deno.removeSignalListener(name, listener);
   pvs.close();
+  await pva?.close();
   await server.close();
   if (stopSignal === undefined && exit.failed) {
     log.fatal("Exiting after an unrecoverable failure", { reason: exit.reason });

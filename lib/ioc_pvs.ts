@@ -21,6 +21,17 @@ import {
 } from "../ca/mod.ts";
 import type { Controller, ControllerState } from "./controller.ts";
 import { getLog, type Logger } from "../core/log.ts";
+import {
+  anyDoubles,
+  anyInt,
+  anyString,
+  type NdArraySource,
+  type NdAttribute,
+  type PvaServer,
+  type PviSignal,
+  pviStructure,
+  staticSource,
+} from "../pva/mod.ts";
 import { versionString } from "./version.ts";
 import { errorMessage } from "../core/errors.ts";
 
@@ -70,6 +81,8 @@ export function pvSuffixes(config: DeviceConfig | undefined): string[] {
 /** Options of {@link createIocPvs}. */
 export interface IocPvsOptions {
   server: CaServer;
+  /** pvAccess server sharing the CA server's PVs: images become NTNDArrays, `{prefix}PVI` added. */
+  pva?: PvaServer;
   controller: Controller;
   /** PV prefix, e.g. `DISS:det:`. */
   prefix: string;
@@ -222,6 +235,46 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
   });
 
   let images: Record<string, PvHandle> = {};
+  let ndArrays: Record<string, NdArraySource> = {};
+  let published = 0;
+
+  /** The PVI structure (ophyd-async) of what is served now. */
+  const publishPvi = (config: DeviceConfig | undefined) => {
+    if (options.pva === undefined) return;
+    const top: PviSignal[] = [
+      { name: "state", r: "state" },
+      { name: "ssqcnt", r: "ssqcnt" },
+      { name: "uuid", r: "uuid" },
+      { name: "numid", r: "numid" },
+      { name: "acquire", rw: "acquire" },
+      { name: "duration", rw: "duration" },
+      { name: "cancel", x: "cancel" },
+      { name: "clear", x: "clear" },
+      { name: "error", r: "error" },
+      { name: "version", r: "version" },
+    ];
+    const children: { name: string; signals: PviSignal[] }[] = [];
+    if (config !== undefined) {
+      top.push({ name: "channels", r: "channels" });
+      top.push({ name: "start_ts", r: "start_ts" }, { name: "acq_td", r: "acq_td" });
+      for (const ch of config.channels) {
+        const signals: PviSignal[] = [
+          { name: "asize0", r: `${ch.name}:asize0` },
+          { name: "asize1", r: `${ch.name}:asize1` },
+          { name: "asize2", r: `${ch.name}:asize2` },
+          { name: "image", r: `${ch.name}:image` },
+        ];
+        for (const key of Object.keys(ch.meta)) {
+          signals.push({ name: key, rw: `${ch.name}:${key}` });
+        }
+        children.push({ name: ch.name, signals });
+      }
+    }
+    for (const { name, type, value } of pviStructure(prefix, top, children)) {
+      options.pva.setSource(name, staticSource(type, value));
+    }
+  };
+  publishPvi(undefined);
   let meta: Record<string, Record<string, PvHandle>> = {};
   let startTs: PvHandle | undefined;
   let acqTd: PvHandle | undefined;
@@ -284,6 +337,19 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
         recordType: "waveform",
       });
     }
+    publishPvi(config);
+    if (options.pva !== undefined) {
+      ndArrays = {};
+      for (const ch of config.channels) {
+        const nd = options.pva.serveImage(`${prefix}${ch.name}:image`, {
+          width: config.width,
+          height: config.height,
+          images: n,
+          pixelType: config.pixelType,
+        });
+        if (nd !== undefined) ndArrays[ch.name] = nd;
+      }
+    }
     startTs = add({
       name: `${prefix}start_ts`,
       type: "double",
@@ -291,7 +357,13 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
       units: "s",
       recordType: "waveform",
     });
-    acqTd = add({ name: `${prefix}acq_td`, type: "double", maxCount: n, units: "s" });
+    acqTd = add({
+      name: `${prefix}acq_td`,
+      type: "double",
+      maxCount: n,
+      units: "s",
+      recordType: "waveform",
+    });
     log.info("Extra dynamic info", { length: added.length });
   };
 
@@ -318,9 +390,30 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
     seriesStart: (series) => numid.post(series.seriesNumber),
     data: (frame) => {
       const timestamp = frame.timestamps[0] * 1000;
+      published++;
       for (const [name, pixels] of Object.entries(frame.images)) {
         const pv = images[name];
         if (pv === undefined) continue;
+        // NTNDArray: per-series attributes first; the pixels come from the post below.
+        const attributes: NdAttribute[] = [
+          { name: "uuid", value: anyString(frame.uuid), descriptor: "Series UUID" },
+          { name: "ssqcnt", value: anyInt(frame.ssqcnt), descriptor: "Sequence counter" },
+          { name: "numid", value: anyInt(frame.seriesNumber), descriptor: "Series number" },
+          {
+            name: "StartTime",
+            value: anyDoubles(frame.timestamps),
+            descriptor: "Image start time, Unix seconds",
+          },
+          { name: "Exposure", value: anyDoubles(frame.exposures), descriptor: "Exposure, s" },
+        ];
+        for (const [key, v] of Object.entries(controller.channelMeta[name] ?? {})) {
+          attributes.push({
+            name: key,
+            value: typeof v === "number" ? anyDoubles([v]) : anyString(String(v)),
+            descriptor: `Channel ${key}`,
+          });
+        }
+        ndArrays[name]?.setFrame({ uniqueId: published, dataTime: timestamp, attributes });
         // uint32 served as LONG: the same bytes viewed as int32 (no conversion).
         const value = pixels instanceof Uint32Array && pv.definition.type === "long"
           ? new Int32Array(pixels.buffer, pixels.byteOffset, pixels.length)

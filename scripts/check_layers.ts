@@ -4,8 +4,9 @@
  * ```
  * core/     helpers every layer may use   imports nothing of ours
  * ca/       Channel Access                imports core/
+ * pva/      pvAccess                      imports core/, ca/ (the PV store; only via ca/mod.ts)
  * devices/  contract, backends, sims      imports core/
- * lib/      controller, PVs, apps, viewer imports core/, devices/, ca/ (ca/ only via ca/mod.ts)
+ * lib/      controller, PVs, apps, viewer imports core/, devices/, ca/, pva/ (only via their mod.ts)
  * main.ts   the program                   imports anything
  * ```
  *
@@ -22,8 +23,9 @@ import { dirname, join, normalize, relative } from "node:path";
 export const ALLOWED_IMPORTS: Readonly<Record<string, readonly string[]>> = {
   core: [],
   ca: ["core"],
+  pva: ["core", "ca"],
   devices: ["core"],
-  lib: ["core", "devices", "ca"],
+  lib: ["core", "devices", "ca", "pva"],
 };
 
 /** The files that may import the backend registry (program entry points and app runners). */
@@ -49,8 +51,8 @@ function topFolder(path: string): string {
 
 /**
  * Problems of a set of files given as `path → source` (paths relative to the repository root):
- * imports across folders that {@link ALLOWED_IMPORTS} does not allow, imports of `ca/` files other
- * than `ca/mod.ts` from outside `ca/`, and imports of `devices/registry.ts` from files not in
+ * imports across folders that {@link ALLOWED_IMPORTS} does not allow, imports of `ca/` (`pva/`)
+ * files other than `ca/mod.ts` (`pva/mod.ts`) from outside that folder, and imports of `devices/registry.ts` from files not in
  * {@link REGISTRY_IMPORTERS}.
  */
 export function layerProblems(files: ReadonlyMap<string, string>): string[] {
@@ -65,8 +67,10 @@ export function layerProblems(files: ReadonlyMap<string, string>): string[] {
       if (to !== from && !ALLOWED_IMPORTS[from].includes(to)) {
         problems.push(`${path} imports ${target}: ${from}/ may not import ${to}/`);
       }
-      if (to === "ca" && from !== "ca" && target !== "ca/mod.ts") {
-        problems.push(`${path} imports ${target}: outside ca/, import ca/mod.ts`);
+      for (const entry of ["ca", "pva"]) {
+        if (to === entry && from !== entry && target !== `${entry}/mod.ts`) {
+          problems.push(`${path} imports ${target}: outside ${entry}/, import ${entry}/mod.ts`);
+        }
       }
       if (target === "devices/registry.ts" && !REGISTRY_IMPORTERS.includes(path)) {
         problems.push(`${path} imports devices/registry.ts: only entry points may`);

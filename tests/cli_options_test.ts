@@ -3,6 +3,16 @@ import { ConfigError, DEFAULT_PREFIX, parseAutoAcquire, parseIocOptions } from "
 import { BackendError, moduleUrl, resolveBackend, splitBackendSpec } from "../devices/registry.ts";
 import { SimDevice } from "../devices/sim.ts";
 
+Deno.test("options: --pva on|off and DISS_PVA, flag over env, bad words refused", () => {
+  assert.equal(parseIocOptions(["--backend", "sim", "--pva", "off"], {}).pva, false);
+  assert.equal(parseIocOptions(["--backend", "sim"], { DISS_PVA: "off" }).pva, false);
+  assert.equal(parseIocOptions(["--backend", "sim", "--pva", "on"], { DISS_PVA: "off" }).pva, true);
+  assert.throws(
+    () => parseIocOptions(["--backend", "sim"], { DISS_PVA: "maybe" }),
+    (e) => e instanceof ConfigError && /DISS_PVA="maybe": expected on or off/.test(e.message),
+  );
+});
+
 Deno.test("options: defaults, env, and flags overriding env", () => {
   const base = parseIocOptions(["--backend", "sim"], {});
   assert.deepEqual(base, {
@@ -12,6 +22,7 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
     autoAcquire: undefined,
     overdue: undefined,
     uint32As: "double",
+    pva: true,
     logLevel: "info",
     listPvs: false,
     help: false,

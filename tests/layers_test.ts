@@ -22,6 +22,8 @@ Deno.test("layers: the check finds an upward import, a reach into ca/ and a regi
         "lib/z.ts",
         'import {\n  c,\n} from "../ca/pv.ts";\nconst r = await import("../devices/registry.ts");',
       ],
+      ["pva/p.ts", 'import { s } from "../ca/store.ts";\nimport { v } from "../lib/view/app.ts";'],
+      ["lib/q.ts", 'import { t } from "../pva/wire.ts";\nimport { u } from "../pva/mod.ts";'],
       [
         "lib/ok.ts",
         'import { d } from "../ca/mod.ts";\nimport { e } from "../devices/contract.ts";',
@@ -33,6 +35,9 @@ Deno.test("layers: the check finds an upward import, a reach into ca/ and a regi
     "core/y.ts imports devices/contract.ts: core/ may not import devices/",
     "lib/z.ts imports ca/pv.ts: outside ca/, import ca/mod.ts",
     "lib/z.ts imports devices/registry.ts: only entry points may",
+    "pva/p.ts imports ca/store.ts: outside ca/, import ca/mod.ts",
+    "pva/p.ts imports lib/view/app.ts: pva/ may not import lib/",
+    "lib/q.ts imports pva/wire.ts: outside pva/, import pva/mod.ts",
   ]);
   assert.deepStrictEqual(relativeImports('import "./a.ts";\nimport x from "npm:y";'), ["./a.ts"]);
 });

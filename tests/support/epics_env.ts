@@ -26,6 +26,21 @@ export const PYTHON = "/usr/bin/python3";
 export const MARKER_VARIABLE = "DISS_CA_TEST_MARKER";
 
 /**
+ * pvAccess server environment for tests: loopback only, OS-assigned TCP and UDP ports, no
+ * beacons (no automatic broadcast list, no explicit destinations).
+ */
+export function testPvaServerEnv(): Record<string, string> {
+  return {
+    EPICS_PVAS_INTF_ADDR_LIST: "127.0.0.1",
+    EPICS_PVAS_SERVER_PORT: "0",
+    EPICS_PVAS_BROADCAST_PORT: "0",
+    EPICS_PVAS_AUTO_BEACON_ADDR_LIST: "NO",
+    EPICS_PVAS_BEACON_ADDR_LIST: "",
+    EPICS_PVA_ADDR_LIST: "",
+  };
+}
+
+/**
  * Server environment for tests: bind loopback only, beacons only to 127.0.0.1 (to `beaconPort`,
  * default an unused high port so no real caRepeater sees them), no automatic beacon list.
  * Pass the result as `env` of `startCaServer` (with `port: 0` for OS-assigned ports).

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { testServerEnv } from "./epics_env.ts";
+import { testPvaServerEnv, testServerEnv } from "./epics_env.ts";
 import { RUNTIME_FLAGS } from "../../scripts/build.ts";
 
 const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
@@ -16,6 +16,10 @@ const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 export interface IocProcess {
   /** UDP search port from the "IOC running" log line. */
   udpPort: number;
+  /** pvAccess TCP port from the same line (NaN with `--pva off`). */
+  pvaTcpPort: number;
+  /** pvAccess UDP search port (NaN with `--pva off`). */
+  pvaUdpPort: number;
   /** Log lines so far. */
   lines: string[];
   /** Resolves with the first log line matching `pattern` (rejects after `timeoutMs`). */
@@ -49,6 +53,7 @@ export async function startIoc(
       HOME: Deno.env.get("HOME") ?? "/tmp",
       NO_COLOR: "1",
       ...testServerEnv(),
+      ...testPvaServerEnv(),
       EPICS_CAS_SERVER_PORT: "0",
       ...env,
     },
@@ -120,5 +125,7 @@ export async function startIoc(
     throw err;
   }
   const udpPort = Number(/udp_port=(\d+)/.exec(running)?.[1]);
-  return { udpPort, lines, waitForLine, stop, status };
+  const pvaTcpPort = Number(/pva_tcp_port=(\d+)/.exec(running)?.[1]);
+  const pvaUdpPort = Number(/pva_udp_port=(\d+)/.exec(running)?.[1]);
+  return { udpPort, pvaTcpPort, pvaUdpPort, lines, waitForLine, stop, status };
 }

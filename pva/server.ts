@@ -1,0 +1,384 @@
+/**
+ * The pvAccess server: thin socket adapters (`Deno.listen`, `Deno.listenDatagram`) around the
+ * sans-I/O parts — {@link answerSearchDatagram} for UDP searches, {@link ServerConnection} per
+ * TCP connection, {@link encodeBeacon} for beacons — serving the records of a {@link PvStore}
+ * (shared with the CA server) plus explicitly added sources (NTNDArray images, PVI).
+ *
+ * @module
+ */
+
+import {
+  broadcastAddresses,
+  type PvRecord,
+  type PvStore,
+  type UdpDestination,
+  type WriteAccessHook,
+  writePieces,
+} from "../ca/mod.ts";
+import { getLog } from "../core/log.ts";
+import { type ConnectionLimits, ServerConnection } from "./connection.ts";
+import { readPvaServerEnv } from "./env.ts";
+import { answerSearchDatagram, encodeBeacon, type ServerIdentity } from "./search.ts";
+import {
+  type NdArraySource,
+  ndArraySource,
+  type NdShape,
+  type PvaSource,
+  recordSource,
+} from "./source.ts";
+
+const log = getLog("pva.server");
+
+/** Options of {@link startPvaServer}; each given option overrides the environment. */
+export interface PvaServerOptions {
+  /** The records to serve (the CA server's store). */
+  store?: PvStore;
+  /** Environment to read `EPICS_PVAS_*` / `EPICS_PVA_*` from (default: the process's). */
+  env?: Record<string, string | undefined>;
+  /** TCP port (0 = OS-assigned). */
+  tcpPort?: number;
+  /** UDP search port (0 = OS-assigned). */
+  udpPort?: number;
+  /** Addresses to bind (default `EPICS_PVAS_INTF_ADDR_LIST`, else 0.0.0.0). */
+  interfaces?: string[];
+  /** Beacon destinations; default from the environment. */
+  beaconAddresses?: UdpDestination[];
+  /** Decides write access per PUT (same hook as the CA server; default allow). */
+  writeAccess?: WriteAccessHook;
+  /** Per-connection limits. */
+  limits?: Partial<ConnectionLimits>;
+  /** Inactivity timeout in seconds (default from `EPICS_PVA_CONN_TMO`). */
+  idleTimeout?: number;
+}
+
+/** A running pvAccess server. */
+export interface PvaServer {
+  /** TCP port (announced in search replies and beacons). */
+  readonly tcpPort: number;
+  /** UDP search port. */
+  readonly udpPort: number;
+  /** 12-byte server GUID. */
+  readonly guid: Uint8Array;
+  /** Serves `source` under `name` (replacing a record of that name for PVA clients). */
+  setSource(name: string, source: PvaSource): void;
+  /**
+   * Serves the image record `name` (of the shared store) as an NTNDArray instead of an
+   * NTScalarArray; undefined when there is no such record.
+   */
+  serveImage(name: string, shape: NdShape): NdArraySource | undefined;
+  /** Stops serving an added source; its open channels are destroyed. */
+  removeSource(name: string): void;
+  /** The source a name resolves to. */
+  resolve(name: string): PvaSource | undefined;
+  /** Open connections. */
+  connectionCount(): number;
+  /** Stops listening and closes every connection. */
+  close(): Promise<void>;
+}
+
+/** Beacon schedule (PVXS): first at once, ten at 15 s, then every 180 s. */
+function beaconDelay(sent: number): number {
+  return sent === 0 ? 0 : sent <= 10 ? 15_000 : 180_000;
+}
+
+/** Starts a pvAccess server. */
+// deno-lint-ignore require-await -- async by contract, like startCaServer
+export async function startPvaServer(options: PvaServerOptions = {}): Promise<PvaServer> {
+  const config = readPvaServerEnv(options.env ?? Deno.env.toObject());
+  const hosts = (options.interfaces ?? config.interfaces).length > 0
+    ? options.interfaces ?? config.interfaces
+    : ["0.0.0.0"];
+  const guid = crypto.getRandomValues(new Uint8Array(12));
+  const sources = new Map<string, PvaSource>();
+  const recordSources = new WeakMap<PvRecord, PvaSource>();
+  const ignore = new Set(config.ignoreAddresses);
+  const idleMs = (options.idleTimeout ?? config.idleTimeout) * 1000;
+
+  const resolve = (name: string): PvaSource | undefined => {
+    const explicit = sources.get(name);
+    if (explicit) return explicit;
+    const record = options.store?.get(name);
+    if (record === undefined) return undefined;
+    let s = recordSources.get(record);
+    if (s === undefined) {
+      s = recordSource(record);
+      recordSources.set(record, s);
+    }
+    return s;
+  };
+
+  // TCP listeners: the requested port, else an OS-assigned one when taken (as PVXS).
+  const listeners: Deno.TcpListener[] = [];
+  const listenAll = (port: number) => {
+    let p = port;
+    for (const hostname of hosts) {
+      const l = Deno.listen({ transport: "tcp", hostname, port: p });
+      p = (l.addr as Deno.NetAddr).port;
+      listeners.push(l);
+    }
+    return p;
+  };
+  let tcpPort: number;
+  const wantTcp = options.tcpPort ?? config.serverPort;
+  try {
+    tcpPort = listenAll(wantTcp);
+  } catch (error) {
+    for (const l of listeners.splice(0)) l.close();
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    log.warning("PVA TCP port taken, using an OS-assigned port", { port: wantTcp });
+    tcpPort = listenAll(0);
+  }
+  const identity: ServerIdentity = { guid, tcpPort };
+
+  const udpSockets: Deno.DatagramConn[] = [];
+  let udpPort = options.udpPort ?? config.broadcastPort;
+  try {
+    for (const hostname of hosts) {
+      const s = Deno.listenDatagram({
+        transport: "udp",
+        hostname,
+        port: udpPort,
+        reuseAddress: true,
+      });
+      udpPort = (s.addr as Deno.NetAddr).port;
+      udpSockets.push(s);
+    }
+  } catch (error) {
+    for (const l of listeners) l.close();
+    for (const s of udpSockets) s.close();
+    throw error;
+  }
+
+  let closing = false;
+  const tasks = new Set<Promise<unknown>>();
+  const track = (p: Promise<unknown>) => {
+    tasks.add(p);
+    p.finally(() => tasks.delete(p));
+  };
+  const connections = new Set<ServerConnection>();
+  const conns = new Set<Deno.Conn>();
+
+  for (const socket of udpSockets) {
+    track((async () => {
+      while (!closing) {
+        let datagram: Uint8Array;
+        let from: Deno.NetAddr;
+        try {
+          const [d, addr] = await socket.receive();
+          datagram = d;
+          from = addr as Deno.NetAddr;
+        } catch (error) {
+          if (closing) break;
+          log.warning("PVA UDP receive failed", { error });
+          await new Promise((r) => setTimeout(r, 10));
+          continue;
+        }
+        if (ignore.has(from.hostname)) continue;
+        let replies;
+        try {
+          replies = answerSearchDatagram(datagram, identity, (n) => resolve(n) !== undefined);
+        } catch (error) {
+          log.debug("PVA bad search datagram", { peer: from.hostname, error: String(error) });
+          continue;
+        }
+        for (const reply of replies) {
+          try {
+            await socket.send(reply.bytes, {
+              transport: "udp",
+              hostname: reply.address ?? from.hostname,
+              port: reply.port,
+            });
+          } catch (error) {
+            log.debug("PVA search reply failed", { peer: from.hostname, error });
+          }
+        }
+      }
+    })());
+  }
+
+  const serveConn = async (conn: Deno.TcpConn) => {
+    const peer = conn.remoteAddr as Deno.NetAddr;
+    try {
+      conn.setNoDelay(true);
+      conn.setKeepAlive(true);
+    } catch {
+      // Not fatal.
+    }
+    let wakeWriter: (() => void) | undefined;
+    let ended = false;
+    let lastRx = Date.now();
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      clearInterval(idleTimer);
+      connection.close();
+      connections.delete(connection);
+      conns.delete(conn);
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+      wakeWriter?.();
+    };
+    const connection: ServerConnection = new ServerConnection({
+      resolve,
+      identity,
+      address: peer.hostname,
+      writeAccess: options.writeAccess,
+      limits: options.limits,
+      wake: () => {
+        const w = wakeWriter;
+        wakeWriter = undefined;
+        w?.();
+      },
+      onClose: () => end(),
+      log: (level, message, fields) => log[level](message, fields),
+    });
+    const idleTimer = setInterval(() => {
+      if (Date.now() - lastRx > idleMs) {
+        log.info("PVA connection idle, closing", { peer: peer.hostname });
+        end();
+      }
+    }, Math.max(500, idleMs / 4));
+    connections.add(connection);
+    conns.add(conn);
+    log.debug("PVA connection open", { peer: peer.hostname, port: peer.port });
+    const writer = (async () => {
+      const scratch = new Uint8Array(256 * 1024);
+      try {
+        while (!ended) {
+          if (!connection.hasOutput()) {
+            await new Promise<void>((resolve) => (wakeWriter = resolve));
+            continue;
+          }
+          await writePieces(conn, connection.takeOutput(), scratch);
+        }
+      } catch (error) {
+        if (!ended) log.debug("PVA write failed", { peer: peer.hostname, error });
+      } finally {
+        end();
+      }
+    })();
+    const reader = (async () => {
+      const buffer = new Uint8Array(64 * 1024);
+      try {
+        while (!ended) {
+          await connection.waitForRoom();
+          if (ended) break;
+          const n = await conn.read(buffer);
+          if (n === null) break;
+          lastRx = Date.now();
+          connection.receive(buffer.subarray(0, n));
+        }
+      } catch (error) {
+        if (!ended) log.debug("PVA read failed", { peer: peer.hostname, error });
+      } finally {
+        end();
+      }
+    })();
+    await Promise.all([reader, writer]);
+    log.debug("PVA connection closed", { peer: peer.hostname, port: peer.port });
+  };
+
+  for (const listener of listeners) {
+    track((async () => {
+      while (!closing) {
+        let conn: Deno.TcpConn;
+        try {
+          conn = await listener.accept();
+        } catch (error) {
+          if (closing) break;
+          log.warning("PVA accept failed", { error });
+          await new Promise((r) => setTimeout(r, 100));
+          continue;
+        }
+        track(serveConn(conn));
+      }
+    })());
+  }
+
+  // Beacons.
+  const destinations = [...(options.beaconAddresses ?? config.beaconAddresses)];
+  if (options.beaconAddresses === undefined && config.autoBeacon) {
+    try {
+      for (const address of broadcastAddresses(Deno.networkInterfaces(), config.interfaces)) {
+        destinations.push({ hostname: address, port: config.broadcastPort });
+      }
+    } catch (error) {
+      log.warning("Cannot list network interfaces (PVA beacons)", { error });
+    }
+  }
+  let beaconTimer: ReturnType<typeof setTimeout> | undefined;
+  let beaconSocket: Deno.DatagramConn | undefined;
+  if (destinations.length > 0) {
+    beaconSocket = Deno.listenDatagram({ transport: "udp", hostname: hosts[0], port: 0 });
+    let sent = 0;
+    const beacon = () => {
+      const bytes = encodeBeacon(identity, sent, 0);
+      for (const d of destinations) {
+        beaconSocket!.send(bytes, { transport: "udp", ...d }).catch((error) =>
+          log.debug("PVA beacon send failed", { error })
+        );
+      }
+      sent++;
+      beaconTimer = setTimeout(beacon, beaconDelay(sent));
+    };
+    beaconTimer = setTimeout(beacon, 0);
+  }
+
+  log.info("PVA server listening", {
+    tcpPort,
+    udpPort,
+    interfaces: hosts.join(","),
+    beacons: destinations.map((d) => `${d.hostname}:${d.port}`).join(","),
+  });
+
+  const server: PvaServer = {
+    tcpPort,
+    udpPort,
+    guid,
+    setSource(name, source) {
+      const old = sources.get(name) ?? resolveExisting(name);
+      sources.set(name, source);
+      if (old !== undefined) { for (const c of connections) c.disconnectChannelsOf(old); }
+    },
+    serveImage(name, shape) {
+      const record = options.store?.get(name);
+      if (record === undefined) return undefined;
+      const source = ndArraySource(record, shape);
+      server.setSource(name, source);
+      return source;
+    },
+    removeSource(name) {
+      const old = sources.get(name);
+      sources.delete(name);
+      if (old !== undefined) { for (const c of connections) c.disconnectChannelsOf(old); }
+    },
+    resolve,
+    connectionCount: () => connections.size,
+    async close() {
+      if (closing) return;
+      closing = true;
+      if (beaconTimer !== undefined) clearTimeout(beaconTimer);
+      beaconSocket?.close();
+      for (const s of udpSockets) s.close();
+      for (const l of listeners) l.close();
+      for (const c of [...connections]) c.close("server closing");
+      for (const c of [...conns]) {
+        try {
+          c.close();
+        } catch {
+          // Already closed.
+        }
+      }
+      while (tasks.size > 0) await Promise.allSettled([...tasks]);
+    },
+  };
+  return server;
+
+  function resolveExisting(name: string): PvaSource | undefined {
+    const record = options.store?.get(name);
+    return record === undefined ? undefined : recordSources.get(record);
+  }
+}

@@ -1,0 +1,332 @@
+/**
+ * What a pvAccess channel serves: the {@link PvaSource} contract, and sources over the IOC's
+ * PV records ({@link recordSource}: NTScalar, NTScalarArray, NTEnum), constant structures
+ * ({@link staticSource}, e.g. PVI) and image records ({@link ndArraySource}: NTNDArray).
+ * Values are built lazily, once per record version, and never change afterwards, so queued
+ * messages may reference their arrays without copying.
+ *
+ * @module
+ */
+
+import {
+  type ClientInfo,
+  DBE,
+  defaultCodec,
+  type NativeType,
+  type NativeValue,
+  type PvRecord,
+  type SubscriberSink,
+  WriteRefusedError,
+} from "../ca/mod.ts";
+import {
+  alarmValue,
+  dimension,
+  DISPLAY_FORMS,
+  ND_VALUE_MEMBERS,
+  NT_ENUM,
+  NT_NDARRAY,
+  ntScalarType,
+  timeValue,
+} from "./nt.ts";
+import {
+  type AnyValue,
+  ARRAY_CONSTRUCTORS,
+  SCALAR_SIZES,
+  type ScalarType,
+  type StructDesc,
+  type StructValue,
+  type TypedArray,
+} from "./pvdata.ts";
+import type { BitSet } from "./wire.ts";
+
+/** A served pvAccess PV. */
+export interface PvaSource {
+  /** The full type; fixed for the source's lifetime. */
+  readonly type: StructDesc;
+  /** Changes whenever the value does. */
+  version(): number;
+  /** Current value (shared and immutable: do not modify). */
+  value(): StructValue;
+  /** Calls `listener` after every change; returns the unsubscribe function. */
+  subscribe(listener: () => void): () => void;
+  /**
+   * A client write of the fields in `changed` (bits per the type's numbering) of `value`.
+   * Rejects with {@link WriteRefusedError} (text sent to the client) to refuse.
+   */
+  put(value: StructValue, changed: BitSet, client: ClientInfo): Promise<void>;
+}
+
+/** pvData scalar type serving each CA native type. */
+export const NATIVE_SCALAR: Readonly<Record<NativeType, ScalarType>> = {
+  string: "string",
+  short: "short",
+  float: "float",
+  enum: "ushort",
+  char: "ubyte",
+  long: "int",
+  double: "double",
+};
+
+function recordIsArray(record: PvRecord): boolean {
+  return record.maxCount > 1 || record.metadata.recordType === "waveform";
+}
+
+/** Subscribes `listener` to every change of `record`. */
+function watch(record: PvRecord, listener: () => void): () => void {
+  const sink: SubscriberSink = {
+    mask: DBE.VALUE | DBE.LOG | DBE.ALARM | DBE.PROPERTY,
+    notify: listener,
+  };
+  record.subscribers.add(sink);
+  return () => record.subscribers.delete(sink);
+}
+
+/** Copies a typed array (values held by sources must not change under queued messages). */
+function ownCopy(value: NativeValue): TypedArray | string[] {
+  return Array.isArray(value) ? [...value] : (value as TypedArray).slice();
+}
+
+/** NTScalar / NTScalarArray / NTEnum over one IOC record, with its alarm and metadata. */
+export function recordSource(record: PvRecord): PvaSource {
+  const isEnum = record.native === "enum";
+  const array = recordIsArray(record);
+  const scalar = NATIVE_SCALAR[record.native];
+  const type = isEnum ? NT_ENUM : ntScalarType(scalar, array);
+  let cached: { version: number; value: StructValue } | undefined;
+
+  const build = (): StructValue => {
+    const m = record.metadata;
+    const raw = record.value();
+    const out: StructValue = {
+      alarm: alarmValue(record.severity, record.status),
+      timeStamp: timeValue(record.timestamp),
+    };
+    if (isEnum) {
+      out.value = { index: Number(raw[0] ?? 0), choices: [...(m.enumLabels ?? [])] };
+      out.display = { description: m.description ?? "" };
+      return out;
+    }
+    if (array) out.value = ownCopy(raw);
+    else out.value = scalar === "string" ? String(raw[0] ?? "") : Number(raw[0] ?? 0);
+    if (scalar === "string") {
+      out.display = { description: m.description ?? "", units: m.units ?? "" };
+      return out;
+    }
+    const [low, high] = m.displayLimits ?? [0, 0];
+    const [clow, chigh] = m.controlLimits ?? [0, 0];
+    out.display = {
+      limitLow: low,
+      limitHigh: high,
+      description: m.description ?? "",
+      units: m.units ?? "",
+      precision: m.precision ?? 0,
+      form: { index: 0, choices: DISPLAY_FORMS },
+    };
+    out.control = { limitLow: clow, limitHigh: chigh, minStep: 0 };
+    return out;
+  };
+
+  return {
+    type,
+    version: () => record.version,
+    value() {
+      if (cached?.version !== record.version) {
+        cached = { version: record.version, value: build() };
+      }
+      return cached.value;
+    },
+    subscribe: (listener) => watch(record, listener),
+    async put(value, changed, client) {
+      if (!record.definition.writable) throw new WriteRefusedError(`${record.name} is read-only`);
+      // Bits: 1 = value; for NTEnum 1 = value, 2 = value.index.
+      if (!changed.get(0) && !changed.get(1) && !(isEnum && changed.get(2))) {
+        throw new WriteRefusedError("nothing to write: only value can be written");
+      }
+      let written: unknown = value.value;
+      if (isEnum) written = (written as StructValue | undefined)?.index;
+      let native: NativeValue;
+      try {
+        native = defaultCodec.toNative(
+          toCodecInput(written),
+          record.native,
+          record.maxCount,
+        );
+      } catch (err) {
+        throw new WriteRefusedError(err instanceof Error ? err.message : String(err));
+      }
+      await record.write(native, client);
+    },
+  };
+}
+
+/** Converts a decoded pvData value to what `DbrCodec.toNative` accepts. */
+function toCodecInput(v: unknown): Parameters<typeof defaultCodec.toNative>[0] {
+  if (typeof v === "bigint") return Number(v);
+  if (typeof v === "boolean") return v ? 1 : 0;
+  if (typeof v === "number" || typeof v === "string") return v;
+  if (v instanceof BigInt64Array || v instanceof BigUint64Array) {
+    return Array.from(v, (x) => Number(x));
+  }
+  if (ArrayBuffer.isView(v)) return v as Parameters<typeof defaultCodec.toNative>[0];
+  if (Array.isArray(v)) return v.map(String);
+  throw new WriteRefusedError(`cannot write a value of this type`);
+}
+
+/** A constant structure (e.g. PVI); writes are refused. */
+export function staticSource(type: StructDesc, value: StructValue): PvaSource {
+  return {
+    type,
+    version: () => 0,
+    value: () => value,
+    subscribe: () => () => {},
+    put: () => Promise.reject(new WriteRefusedError("read-only")),
+  };
+}
+
+/** Detector pixel types (the names of the device contract's `PixelType`). */
+export type PixelType =
+  | "uint8"
+  | "int8"
+  | "uint16"
+  | "int16"
+  | "uint32"
+  | "int32"
+  | "float32"
+  | "float64";
+
+/** pvData type of each detector pixel type. */
+export const PIXEL_SCALAR: Readonly<Record<PixelType, ScalarType>> = {
+  uint8: "ubyte",
+  int8: "byte",
+  uint16: "ushort",
+  int16: "short",
+  uint32: "uint",
+  int32: "int",
+  float32: "float",
+  float64: "double",
+};
+
+/** One NTNDArray attribute. */
+export interface NdAttribute {
+  name: string;
+  /** Held value (type and value of the `any`). */
+  value: AnyValue;
+  descriptor: string;
+}
+
+/** Per-series information of an image source, set before the pixels are posted. */
+export interface NdFrameInfo {
+  /** `uniqueId`. */
+  uniqueId: number;
+  /** `dataTimeStamp`, ms since the Unix epoch. */
+  dataTime: number;
+  /** `attribute` entries besides `ColorMode`. */
+  attributes: NdAttribute[];
+}
+
+/** Shape of the images of an {@link ndArraySource}. */
+export interface NdShape {
+  width: number;
+  height: number;
+  /** Images per series: a third dimension when > 1. */
+  images: number;
+  pixelType: PixelType;
+}
+
+/** An NTNDArray source over an image record, plus the setter for per-series information. */
+export interface NdArraySource extends PvaSource {
+  /** Sets what the next value carries besides the pixels (call before posting them). */
+  setFrame(info: NdFrameInfo): void;
+}
+
+/** A int32 `any` value. */
+export function anyInt(v: number): AnyValue {
+  return { type: { kind: "scalar", type: "int" }, value: v };
+}
+
+/** A double (one element) or double[] `any` value. */
+export function anyDoubles(values: ArrayLike<number>): AnyValue {
+  return values.length === 1
+    ? { type: { kind: "scalar", type: "double" }, value: values[0] }
+    : { type: { kind: "scalarArray", type: "double" }, value: Float64Array.from(values) };
+}
+
+/** A string `any` value. */
+export function anyString(v: string): AnyValue {
+  return { type: { kind: "scalar", type: "string" }, value: v };
+}
+
+/** The pixels of `stored` as an owned array of `pixel` type (one copy, or a conversion). */
+function pixelsOf(stored: NativeValue, pixel: ScalarType): TypedArray {
+  const Ctor = ARRAY_CONSTRUCTORS[pixel as Exclude<ScalarType, "string">];
+  if (Array.isArray(stored)) return new Ctor(0);
+  const src = stored as TypedArray;
+  if (src instanceof Ctor) return src.slice();
+  const size = SCALAR_SIZES[pixel];
+  if (src.BYTES_PER_ELEMENT === size) {
+    // Same bits (uint32 served as CA LONG): reinterpret, then copy once.
+    const bytes = new Uint8Array(src.buffer, src.byteOffset, src.byteLength).slice();
+    return new Ctor(bytes.buffer);
+  }
+  return (Ctor as Float64ArrayConstructor).from(src as Float64Array);
+}
+
+/**
+ * NTNDArray over an image record (series `[image][y][x]`, x fastest): dimension [x, y] for one
+ * image per series, [x, y, n] for n > 1; attributes from {@link NdArraySource.setFrame} plus
+ * `ColorMode` 0 (mono).
+ */
+export function ndArraySource(record: PvRecord, shape: NdShape): NdArraySource {
+  const pixel = PIXEL_SCALAR[shape.pixelType];
+  const selector = ND_VALUE_MEMBERS.indexOf(pixel);
+  let info: NdFrameInfo = { uniqueId: 0, dataTime: record.timestamp, attributes: [] };
+  let cached: { version: number; value: StructValue } | undefined;
+  const dims = [dimension(shape.width), dimension(shape.height)];
+  if (shape.images > 1) dims.push(dimension(shape.images));
+
+  const build = (): StructValue => {
+    const pixels = pixelsOf(record.value(), pixel);
+    const bytes = pixels.length * SCALAR_SIZES[pixel];
+    const complete = pixels.length === shape.width * shape.height * shape.images;
+    return {
+      value: { index: selector, value: pixels },
+      codec: { name: "", parameters: anyInt(selector) },
+      compressedSize: BigInt(bytes),
+      uncompressedSize: BigInt(bytes),
+      // An empty record (before the first series) has no image: no dimensions.
+      dimension: complete ? dims : [],
+      uniqueId: info.uniqueId,
+      dataTimeStamp: timeValue(info.dataTime),
+      attribute: [
+        {
+          name: "ColorMode",
+          value: anyInt(0),
+          descriptor: "Color mode",
+          sourceType: 0,
+          source: "",
+        },
+        ...info.attributes.map((a) => ({ ...a, sourceType: 0, source: "" })),
+      ],
+      descriptor: record.metadata.description ?? "",
+      alarm: alarmValue(record.severity, record.status),
+      timeStamp: timeValue(record.timestamp),
+      display: { limitLow: 0, limitHigh: 0, description: "", format: "", units: "" },
+    };
+  };
+
+  return {
+    type: NT_NDARRAY,
+    version: () => record.version,
+    value() {
+      if (cached?.version !== record.version) {
+        cached = { version: record.version, value: build() };
+      }
+      return cached.value;
+    },
+    subscribe: (listener) => watch(record, listener),
+    put: () => Promise.reject(new WriteRefusedError(`${record.name} is read-only`)),
+    setFrame(next) {
+      info = next;
+    },
+  };
+}
