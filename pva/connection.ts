@@ -40,6 +40,7 @@ import {
   BitSet,
   errorStatus,
   OK_STATUS,
+  PvaProtocolError,
   type Status,
   StatusType,
   type WireReader,
@@ -187,10 +188,12 @@ export class ServerConnection {
       }
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
-      this.#opts.log("warning", "PVA connection closed: bad input", {
-        peer: this.#opts.address,
-        reason,
-      });
+      const bad = err instanceof PvaProtocolError;
+      this.#opts.log(
+        bad ? "warning" : "error",
+        bad ? "PVA connection closed: bad input" : "PVA connection closed: internal error",
+        { peer: this.#opts.address, reason },
+      );
       this.close(reason);
     }
   }
