@@ -132,7 +132,7 @@ export class PvaClient {
     validated: () => void,
     failed: (e: Error) => void,
   ): Promise<void> {
-    const buf = new Uint8Array(256 * 1024);
+    const buf = new Uint8Array(1024 * 1024);
     try {
       for (;;) {
         const n = await this.#conn.read(buf);

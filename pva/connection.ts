@@ -148,6 +148,9 @@ export class ServerConnection {
   #closed = false;
   #validated = false;
   #roomWaiters: (() => void)[] = [];
+  /** Releases of values referenced by queued output, and by the output being written. */
+  #outHolds: (() => void)[] = [];
+  #sentHolds: (() => void)[] = [];
   /** Who the client says it is. */
   client: ClientInfo;
 
@@ -209,13 +212,23 @@ export class ServerConnection {
    * Pieces may reference shared value arrays: write them before calling again.
    */
   takeOutput(): Uint8Array[] {
+    this.releaseOutput();
     if (this.#out.length === 0) this.#produceMonitorUpdates();
     const out = this.#out;
     this.#out = [];
     this.#outBytes = 0;
+    this.#sentHolds = this.#outHolds;
+    this.#outHolds = [];
     const waiters = this.#roomWaiters.splice(0);
     for (const w of waiters) w();
     return out;
+  }
+
+  /** Says the pieces of the last {@link takeOutput} were written: their values may be recycled. */
+  releaseOutput(): void {
+    const holds = this.#sentHolds;
+    this.#sentHolds = [];
+    for (const release of holds) release();
   }
 
   /** Resolves when the output queue is below the limit (the reader pauses until then). */
@@ -228,6 +241,8 @@ export class ServerConnection {
   close(reason = "closed"): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.releaseOutput();
+    for (const release of this.#outHolds.splice(0)) release();
     for (const m of this.#monitors) m.unsubscribe();
     this.#monitors = [];
     this.#ops.clear();
@@ -511,6 +526,8 @@ export class ServerConnection {
   #sendValue(command: number, op: Operation, sub: number): void {
     const source = op.channel.source;
     const value = source.value();
+    const release = source.hold?.();
+    if (release) this.#outHolds.push(release);
     this.#send(command, (w) => {
       w.u32(op.ioid).u8(sub).status(OK_STATUS).bitSet(op.sendBits);
       writePartial(w, source.type, value, op.sendBits);
@@ -631,6 +648,8 @@ export class ServerConnection {
       if (m.pipeline) m.window--;
       const source = m.channel.source;
       const value = source.value();
+      const release = source.hold?.();
+      if (release) this.#outHolds.push(release);
       const w = new WireWriter(this.littleEndian);
       const at = beginMessage(w, Cmd.MONITOR, true);
       w.u32(m.ioid).u8(0).bitSet(m.sendBits);

@@ -104,14 +104,22 @@ export interface Message {
   reader(): WireReader;
 }
 
-function makeMessage(command: number, flags: number, payload: Uint8Array): Message {
+function makeMessage(
+  command: number,
+  flags: number,
+  payload: Uint8Array,
+  owned = false,
+): Message {
   return {
     command,
     flags,
     payload,
-    reader: () => new WireReader(payload, !isBigEndian(flags)),
+    reader: () => new WireReader(payload, !isBigEndian(flags), owned),
   };
 }
+
+/** Payloads at least this long are received into a buffer of their own (no second copy). */
+const LARGE_MESSAGE = 64 * 1024;
 
 /** A control message (header only). */
 export interface ControlMessage {
@@ -140,6 +148,8 @@ export class MessageFramer {
   #segments: Uint8Array[] | undefined;
   #segmentCommand = -1;
   #segmentBytes = 0;
+  /** A large unsegmented message being received into its own buffer. */
+  #large: { command: number; flags: number; payload: Uint8Array; filled: number } | undefined;
 
   constructor(options: FramerOptions) {
     this.#opts = options;
@@ -152,6 +162,14 @@ export class MessageFramer {
 
   /** Appends received bytes. */
   push(bytes: Uint8Array): void {
+    const large = this.#large;
+    if (large !== undefined && large.filled < large.payload.length) {
+      const n = Math.min(bytes.length, large.payload.length - large.filled);
+      large.payload.set(bytes.subarray(0, n), large.filled);
+      large.filled += n;
+      bytes = bytes.subarray(n);
+      if (bytes.length === 0) return;
+    }
     if (this.#end + bytes.length > this.#buf.length) {
       const have = this.#end - this.#start;
       const need = have + bytes.length;
@@ -175,6 +193,12 @@ export class MessageFramer {
    */
   next(): Message | ControlMessage | undefined {
     for (;;) {
+      const large = this.#large;
+      if (large !== undefined) {
+        if (large.filled < large.payload.length) return undefined;
+        this.#large = undefined;
+        return makeMessage(large.command, large.flags, large.payload, true);
+      }
       if (this.#end - this.#start < HEADER_SIZE) return undefined;
       const h = decodeHeader(this.#buf, this.#start);
       const fromServer = (h.flags & Flags.SERVER) !== 0;
@@ -192,7 +216,16 @@ export class MessageFramer {
           `message of ${total} bytes exceeds the limit of ${this.#opts.maxMessage}`,
         );
       }
-      if (this.#end - this.#start < HEADER_SIZE + h.size) return undefined;
+      if (this.#end - this.#start < HEADER_SIZE + h.size) {
+        if (seg !== 0 || h.size < LARGE_MESSAGE) return undefined;
+        // Large message: receive the rest straight into its own buffer.
+        const payload = new Uint8Array(h.size);
+        const have = this.#buf.subarray(this.#start + HEADER_SIZE, this.#end);
+        payload.set(have);
+        this.#large = { command: h.command, flags: h.flags, payload, filled: have.length };
+        this.#start = this.#end = 0;
+        return undefined;
+      }
       const payload = this.#buf.subarray(
         this.#start + HEADER_SIZE,
         this.#start + HEADER_SIZE + h.size,

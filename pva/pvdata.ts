@@ -317,6 +317,10 @@ function readArray(r: WireReader, type: ScalarType): PvValue {
   const size = SCALAR_SIZES[type];
   const n = r.count(size, `${type} array`);
   const bytes = r.take(n * size, `${type} array`);
+  if (r.owned && bytes.byteOffset % size === 0 && r.littleEndian === HOST_LITTLE_ENDIAN) {
+    // The message buffer belongs to this message alone: view it, no copy.
+    return new ARRAY_CONSTRUCTORS[type](bytes.buffer as ArrayBuffer, bytes.byteOffset, n);
+  }
   const copy = new Uint8Array(bytes); // aligned, owned
   if (size > 1 && r.littleEndian !== HOST_LITTLE_ENDIAN) swapInPlace(copy, size);
   return new ARRAY_CONSTRUCTORS[type](copy.buffer, 0, n);

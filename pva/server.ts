@@ -253,6 +253,7 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
             continue;
           }
           await writePieces(conn, connection.takeOutput(), scratch);
+          connection.releaseOutput();
         }
       } catch (error) {
         if (!ended) log.debug("PVA write failed", { peer: peer.hostname, error });

@@ -25,11 +25,14 @@ export class WireReader {
   readonly littleEndian: boolean;
   /** Read position. */
   pos = 0;
+  /** The bytes belong to this message alone: decoded arrays may be views into them. */
+  readonly owned: boolean;
   #view: DataView;
 
-  constructor(bytes: Uint8Array, littleEndian: boolean) {
+  constructor(bytes: Uint8Array, littleEndian: boolean, owned = false) {
     this.bytes = bytes;
     this.littleEndian = littleEndian;
+    this.owned = owned;
     this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 

@@ -1,0 +1,182 @@
+/**
+ * pvAccess image benchmark: a 1028×512 uint32 image posted as fast as possible and watched as an
+ * NTNDArray monitor through our PVA client (a separate process), next to the CA monitor rate for
+ * the same image (C libca client, `scripts/bench/c/ca_bench_client.c`; CA serves uint32 as DOUBLE
+ * by default, as LONG with `--uint32-as long`) and the raw loopback stream of the same bytes, all
+ * in the same run. Target: PVA updates/s ≥ CA updates/s.
+ *
+ * Usage: `./node_modules/.bin/deno run -A scripts/bench/pva_ndarray.ts [--seconds 3]`
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { startCaServer } from "../../ca/server.ts";
+import { PvStore } from "../../ca/store.ts";
+import { defaultCodec } from "../../ca/codec_dbr.ts";
+import { startPvaServer } from "../../pva/server.ts";
+import type { PvHandle } from "../../ca/pv.ts";
+import { caClientEnv, killMarkedProcesses, testServerEnv } from "../../tests/support/epics_env.ts";
+
+const { values } = parseArgs({ options: { seconds: { type: "string", default: "3" } } });
+const SECONDS = Number(values.seconds);
+const WIDTH = 1028;
+const HEIGHT = 512;
+const COUNT = WIDTH * HEIGHT;
+const BYTES = COUNT * 4;
+const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
+
+const dir = await Deno.makeTempDir({ prefix: "pva_bench_" });
+const binary = `${dir}/ca_bench_client`;
+const source = new URL("./c/ca_bench_client.c", import.meta.url).pathname;
+const gcc = await new Deno.Command("gcc", { args: ["-O2", "-o", binary, source, "-lca"] }).output();
+if (!gcc.success) {
+  console.error(new TextDecoder().decode(gcc.stderr));
+  Deno.exit(1);
+}
+
+async function caClient(udpPort: number, ...args: string[]): Promise<Record<string, number>> {
+  const marker = crypto.randomUUID();
+  try {
+    const out = await new Deno.Command(binary, {
+      args,
+      env: caClientEnv({ udpPort, marker, repeaterPort: 15991 }),
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+    return JSON.parse(new TextDecoder().decode(out.stdout));
+  } finally {
+    killMarkedProcesses(marker);
+  }
+}
+
+async function pvaClient(port: number, pv: string): Promise<Record<string, number>> {
+  const out = await new Deno.Command(DENO, {
+    args: [
+      "run",
+      "-A",
+      new URL("./pva_monitor_client.ts", import.meta.url).pathname,
+      "127.0.0.1",
+      String(port),
+      pv,
+      String(SECONDS),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+/**
+ * Posts images as fast as possible until stopped, yielding to the event loop (a timer turn, so
+ * that socket I/O is polled) after each post, as frames arriving from a detector do. Bursts of
+ * posts, or `setImmediate` yields, starve the socket writers of every protocol.
+ */
+function poster(pvs: PvHandle[], image: Uint32Array): { stop: () => Promise<number> } {
+  let running = true;
+  let posts = 0;
+  const done = (async () => {
+    while (running) {
+      image[0] = posts;
+      for (const pv of pvs) pv.post(image, { copy: true });
+      posts++;
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await done;
+      return posts;
+    },
+  };
+}
+
+const load = await Deno.readTextFile("/proc/loadavg");
+console.log(
+  `# PVA NTNDArray monitor, ${WIDTH}x${HEIGHT} uint32 (${BYTES} bytes), ${SECONDS} s/phase`,
+);
+console.log(`# load average at start: ${load.trim()} (shared box: numbers are noisy)`);
+
+// Raw loopback stream of the same bytes (one 2 MB message after the other).
+const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+const block = new Uint8Array(24 + BYTES);
+const serving = (async () => {
+  const conn = await listener.accept();
+  try {
+    for (;;) {
+      let at = 0;
+      while (at < block.length) at += await conn.write(block.subarray(at));
+    }
+  } catch {
+    // Client closed.
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // Closed.
+    }
+  }
+})();
+const raw = await caClient(
+  0,
+  "rawstream",
+  String((listener.addr as Deno.NetAddr).port),
+  String(SECONDS),
+);
+await serving;
+listener.close();
+const rawRate = raw.bytes / raw.seconds / BYTES;
+console.log(`raw stream:        ${rawRate.toFixed(1)} images/s`);
+
+const store = new PvStore(defaultCodec);
+const ca = await startCaServer({ env: testServerEnv(), port: 0, store });
+const pva = await startPvaServer({
+  store,
+  env: {},
+  tcpPort: 0,
+  udpPort: 0,
+  interfaces: ["127.0.0.1"],
+  beaconAddresses: [],
+});
+const image = Uint32Array.from({ length: COUNT }, (_, i) => i * 7);
+const asDouble = ca.add({ name: "B:dbl", type: "double", maxCount: COUNT });
+const asLong = ca.add({ name: "B:lng", type: "long", maxCount: COUNT });
+const forPva = ca.add({ name: "B:nd", type: "double", maxCount: COUNT });
+pva.serveImage("B:nd", { width: WIDTH, height: HEIGHT, images: 1, pixelType: "uint32" });
+
+const results: Record<string, number> = {};
+for (
+  const [label, pv, run] of [
+    [
+      "CA DOUBLE monitor",
+      asDouble,
+      () => caClient(ca.udpPort, "monitor", "B:dbl", String(SECONDS)),
+    ],
+    ["CA LONG monitor", asLong, () => caClient(ca.udpPort, "monitor", "B:lng", String(SECONDS))],
+    ["PVA NTNDArray", forPva, () => pvaClient(pva.tcpPort, "B:nd")],
+  ] as const
+) {
+  const post = poster([pv], image);
+  const r = await run();
+  const posts = await post.stop();
+  const rate = r.updates / r.seconds;
+  results[label] = rate;
+  console.log(
+    `${(label + ":").padEnd(19)}${rate.toFixed(1)} updates/s (${posts} posts; client CPU ${
+      (1000 * r.cpu / Math.max(1, r.updates)).toFixed(2)
+    } ms/update) → ${(100 * rate / rawRate).toFixed(0)} % of raw`,
+  );
+}
+const pvaRate = results["PVA NTNDArray"];
+console.log(
+  `PVA / CA DOUBLE: ${(pvaRate / results["CA DOUBLE monitor"]).toFixed(2)}, PVA / CA LONG: ${
+    (pvaRate / results["CA LONG monitor"]).toFixed(2)
+  } (target ≥ 1)`,
+);
+await pva.close();
+await ca.close();
+await Deno.remove(dir, { recursive: true });
