@@ -317,9 +317,17 @@ function readArray(r: WireReader, type: ScalarType): PvValue {
   const size = SCALAR_SIZES[type];
   const n = r.count(size, `${type} array`);
   const bytes = r.take(n * size, `${type} array`);
-  if (r.owned && bytes.byteOffset % size === 0 && r.littleEndian === HOST_LITTLE_ENDIAN) {
-    // The message buffer belongs to this message alone: view it, no copy.
-    return new ARRAY_CONSTRUCTORS[type](bytes.buffer as ArrayBuffer, bytes.byteOffset, n);
+  if (r.owned && r.littleEndian === HOST_LITTLE_ENDIAN) {
+    // The message buffer belongs to this message alone: view it without a copy, after moving
+    // the elements down to an aligned offset over bytes already read (never into a view).
+    const shift = bytes.byteOffset % size;
+    const start = bytes.byteOffset - shift;
+    if (start >= r.viewFloor) {
+      const all = new Uint8Array(bytes.buffer, 0, bytes.byteOffset + bytes.length);
+      if (shift > 0) all.copyWithin(start, bytes.byteOffset, bytes.byteOffset + bytes.length);
+      r.viewFloor = start + bytes.length;
+      return new ARRAY_CONSTRUCTORS[type](bytes.buffer as ArrayBuffer, start, n);
+    }
   }
   const copy = new Uint8Array(bytes); // aligned, owned
   if (size > 1 && r.littleEndian !== HOST_LITTLE_ENDIAN) swapInPlace(copy, size);

@@ -27,6 +27,8 @@ export class WireReader {
   pos = 0;
   /** The bytes belong to this message alone: decoded arrays may be views into them. */
   readonly owned: boolean;
+  /** Absolute buffer offset below which bytes back an earlier zero-copy view. */
+  viewFloor = 0;
   #view: DataView;
 
   constructor(bytes: Uint8Array, littleEndian: boolean, owned = false) {

@@ -317,3 +317,24 @@ Deno.test("pva codec: every scalar and array type round-trips in both byte order
     assert.deepEqual(readValue(new WireReader(bytes, little), type, cache), value);
   }
 });
+
+Deno.test("pva codec: owned large payloads decode arrays as views without corrupting others", () => {
+  const type = T.struct("", {
+    tag: T.scalar("byte"),
+    a: T.array("double"),
+    b: T.array("double"),
+    c: T.array("uint"),
+  });
+  const value: StructValue = {
+    tag: 3,
+    a: Float64Array.of(1.5, -2, 3),
+    b: Float64Array.of(4, 5),
+    c: Uint32Array.of(7, 4294967295),
+  };
+  const bytes = written(true, (w) => writeValue(w, type, value));
+  for (const owned of [false, true]) {
+    const r = new WireReader(bytes.slice(), true, owned);
+    const back = readValue(r, type, new Map()) as StructValue;
+    assert.deepEqual(back, value, `owned ${owned}`);
+  }
+});

@@ -5,7 +5,11 @@
  * by default, as LONG with `--uint32-as long`) and the raw loopback stream of the same bytes, all
  * in the same run. Target: PVA updates/s ≥ CA updates/s.
  *
- * Usage: `./node_modules/.bin/deno run -A scripts/bench/pva_ndarray.ts [--seconds 3]`
+ * With `--pvxs DIR` (a local PVXS build's `bin/linux-x86_64`, see docs/pva.md) the PVA phase is
+ * also measured with PVXS's C++ `pvxmonitor` as the client (search over TCP to our port only).
+ *
+ * Usage: `./node_modules/.bin/deno run -A scripts/bench/pva_ndarray.ts [--seconds 3]
+ * [--pvxs DIR]`
  *
  * @module
  */
@@ -18,7 +22,9 @@ import { startPvaServer } from "../../pva/server.ts";
 import type { PvHandle } from "../../ca/pv.ts";
 import { caClientEnv, killMarkedProcesses, testServerEnv } from "../../tests/support/epics_env.ts";
 
-const { values } = parseArgs({ options: { seconds: { type: "string", default: "3" } } });
+const { values } = parseArgs({
+  options: { seconds: { type: "string", default: "3" }, pvxs: { type: "string" } },
+});
 const SECONDS = Number(values.seconds);
 const WIDTH = 1028;
 const HEIGHT = 512;
@@ -148,6 +154,43 @@ const asLong = ca.add({ name: "B:lng", type: "long", maxCount: COUNT });
 const forPva = ca.add({ name: "B:nd", type: "double", maxCount: COUNT });
 pva.serveImage("B:nd", { width: WIDTH, height: HEIGHT, images: 1, pixelType: "uint32" });
 
+/** Counts the updates `pvxmonitor` prints in SECONDS (one `uniqueId` line per update). */
+async function pvxmonitor(port: number, pv: string): Promise<Record<string, number>> {
+  const child = new Deno.Command(`${values.pvxs}/pvxmonitor`, {
+    args: ["-#", "2", "-F", "delta", pv],
+    env: {
+      PATH: "/usr/bin:/bin",
+      EPICS_PVA_NAME_SERVERS: `127.0.0.1:${port}`,
+      EPICS_PVA_ADDR_LIST: "",
+      EPICS_PVA_AUTO_ADDR_LIST: "NO",
+    },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  let updates = -1;
+  let t0 = 0;
+  const counting = (async () => {
+    let rest = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      const lines = (rest + chunk).split("\n");
+      rest = lines.pop()!;
+      for (const l of lines) {
+        if (!/uniqueId/.test(l)) continue;
+        if (updates < 0) t0 = performance.now();
+        updates++;
+      }
+    }
+  })();
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  const seconds = (performance.now() - t0) / 1000;
+  const counted = updates;
+  child.kill("SIGINT");
+  await counting;
+  await child.status;
+  return { updates: counted, seconds, cpu: 0 };
+}
+
 const results: Record<string, number> = {};
 for (
   const [label, pv, run] of [
@@ -171,12 +214,15 @@ for (
     } ms/update) → ${(100 * rate / rawRate).toFixed(0)} % of raw`,
   );
 }
-const pvaRate = results["PVA NTNDArray"];
-console.log(
-  `PVA / CA DOUBLE: ${(pvaRate / results["CA DOUBLE monitor"]).toFixed(2)}, PVA / CA LONG: ${
-    (pvaRate / results["CA LONG monitor"]).toFixed(2)
-  } (target ≥ 1)`,
-);
+for (const label of ["PVA NTNDArray", "PVA pvxmonitor"]) {
+  const pvaRate = results[label];
+  if (pvaRate === undefined) continue;
+  console.log(
+    `${label} / CA DOUBLE: ${(pvaRate / results["CA DOUBLE monitor"]).toFixed(2)}, / CA LONG: ${
+      (pvaRate / results["CA LONG monitor"]).toFixed(2)
+    } (target ≥ 1)`,
+  );
+}
 await pva.close();
 await ca.close();
 await Deno.remove(dir, { recursive: true });
