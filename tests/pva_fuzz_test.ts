@@ -14,7 +14,7 @@ import { BitSet, PvaProtocolError, WireWriter } from "../pva/wire.ts";
 import { writeFieldDesc, writeValue } from "../pva/pvdata.ts";
 import { buildPvRequest } from "../pva/request.ts";
 import { answerSearchDatagram, encodeSearch } from "../pva/search.ts";
-import { createRandom } from "../lib/random.ts";
+import { createRandom } from "../core/random.ts";
 
 const MESSAGES = 100_000;
 const SID = 0x07050301;

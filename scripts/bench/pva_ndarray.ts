@@ -192,17 +192,16 @@ async function pvxmonitor(port: number, pv: string): Promise<Record<string, numb
 }
 
 const results: Record<string, number> = {};
-for (
-  const [label, pv, run] of [
-    [
-      "CA DOUBLE monitor",
-      asDouble,
-      () => caClient(ca.udpPort, "monitor", "B:dbl", String(SECONDS)),
-    ],
-    ["CA LONG monitor", asLong, () => caClient(ca.udpPort, "monitor", "B:lng", String(SECONDS))],
-    ["PVA NTNDArray", forPva, () => pvaClient(pva.tcpPort, "B:nd")],
-  ] as const
-) {
+type Phase = [string, PvHandle, () => Promise<Record<string, number>>];
+const phases: Phase[] = [
+  ["CA DOUBLE monitor", asDouble, () => caClient(ca.udpPort, "monitor", "B:dbl", String(SECONDS))],
+  ["CA LONG monitor", asLong, () => caClient(ca.udpPort, "monitor", "B:lng", String(SECONDS))],
+  ["PVA NTNDArray", forPva, () => pvaClient(pva.tcpPort, "B:nd")],
+];
+if (values.pvxs !== undefined) {
+  phases.push(["PVA pvxmonitor", forPva, () => pvxmonitor(pva.tcpPort, "B:nd")]);
+}
+for (const [label, pv, run] of phases) {
   const post = poster([pv], image);
   const r = await run();
   const posts = await post.stop();
