@@ -25,8 +25,8 @@ export {
   type WriteHandler,
   WriteRefusedError,
 } from "./pv.ts";
-export { type CaServerOptions, startCaServer, writePieces } from "./server.ts";
-export { type PvRecord, PvStore, type SubscriberSink } from "./store.ts";
+export { type CaServerOptions, startCaServer } from "./server.ts";
+export { type PvRecord, PvStore, STATUS_LABELS, type SubscriberSink } from "./store.ts";
 export { defaultCodec } from "./codec_dbr.ts";
 export { DBE } from "./messages.ts";
 export {

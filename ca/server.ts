@@ -28,6 +28,7 @@ import { tuneMallocForLargeArrays } from "./malloc_tuning.ts";
 import { answerSearchDatagram } from "./search.ts";
 import { PvStore } from "./store.ts";
 import { getLog } from "../core/log.ts";
+import { pumpStream } from "../core/stream_pump.ts";
 import { sleep, systemClock } from "../core/clock.ts";
 
 const log = getLog("ca.server");
@@ -71,45 +72,7 @@ function isAddrInUse(error: unknown): boolean {
   return error instanceof Deno.errors.AddrInUse;
 }
 
-/**
- * Writes all pieces in order, copying small ones into `scratch` (reused between calls: it is only
- * touched while no write from it is pending) and writing big ones directly. Small pieces before
- * a big one (its header) go out together with the big one's first bytes, so that a message never
- * costs a tiny write of its own.
- */
-export async function writePieces(
-  conn: Deno.Conn,
-  pieces: Uint8Array[],
-  scratch: Uint8Array,
-): Promise<void> {
-  const big = scratch.length / 4;
-  let fill = 0;
-  for (const piece of pieces) {
-    if (piece.length >= big) {
-      let head = 0;
-      if (fill > 0) {
-        head = Math.min(scratch.length - fill, piece.length);
-        scratch.set(piece.subarray(0, head), fill);
-        await writeFully(conn, scratch.subarray(0, fill + head));
-      }
-      fill = 0;
-      await writeFully(conn, head > 0 ? piece.subarray(head) : piece);
-      continue;
-    }
-    if (fill + piece.length > scratch.length) {
-      await writeFully(conn, scratch.subarray(0, fill));
-      fill = 0;
-    }
-    scratch.set(piece, fill);
-    fill += piece.length;
-  }
-  if (fill > 0) await writeFully(conn, scratch.subarray(0, fill));
-}
-
-async function writeFully(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let pos = 0;
-  while (pos < bytes.length) pos += await conn.write(bytes.subarray(pos));
-}
+export { writePieces } from "../core/stream_pump.ts";
 
 function parseDestination(entry: string, defaultPort: number): UdpDestination {
   const [hostname, port] = entry.split(":");
@@ -235,79 +198,36 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
 
   const serveConn = async (conn: Deno.TcpConn) => {
     const peer = conn.remoteAddr as Deno.NetAddr;
-    try {
-      conn.setNoDelay(true);
-      conn.setKeepAlive(true);
-    } catch {
-      // Not fatal.
-    }
-    let wakeWriter: (() => void) | undefined;
-    let ended = false;
-    const end = () => {
-      if (ended) return;
-      ended = true;
-      circuit.close();
-      circuits.delete(circuit);
-      conns.delete(conn);
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
-      wakeWriter?.();
-    };
-    const circuit: Circuit = new Circuit({
-      resolve: (name) => store.resolve(name),
-      codec,
-      tcpPort,
-      address: peer.hostname,
-      writeAccess: options.writeAccess,
-      limits: options.limits,
-      wake: () => {
-        const w = wakeWriter;
-        wakeWriter = undefined;
-        w?.();
-      },
-      onClose: () => end(),
-      log: (level, message, fields) => log[level](message, fields),
-    });
-    circuits.add(circuit);
-    conns.add(conn);
     log.debug("Circuit open", { peer: peer.hostname, port: peer.port });
-    const writer = (async () => {
-      const scratch = new Uint8Array(256 * 1024);
-      try {
-        while (!ended) {
-          if (!circuit.hasOutput()) {
-            await new Promise<void>((resolve) => (wakeWriter = resolve));
-            continue;
-          }
-          await writePieces(conn, circuit.takeOutput(), scratch);
-          circuit.releaseOutput();
-        }
-      } catch (error) {
-        if (!ended) log.debug("Circuit write failed", { peer: peer.hostname, error });
-      } finally {
-        end();
-      }
-    })();
-    const reader = (async () => {
-      const buffer = new Uint8Array(256 * 1024);
-      try {
-        while (!ended) {
-          await circuit.waitForRoom();
-          if (ended) break;
-          const n = await conn.read(buffer);
-          if (n === null) break;
-          circuit.receive(buffer.subarray(0, n));
-        }
-      } catch (error) {
-        if (!ended) log.debug("Circuit read failed", { peer: peer.hostname, error });
-      } finally {
-        end();
-      }
-    })();
-    await Promise.all([reader, writer]);
+    conns.add(conn);
+    await pumpStream(conn, (hooks) => {
+      const circuit = new Circuit({
+        resolve: (name) => store.resolve(name),
+        codec,
+        tcpPort,
+        address: peer.hostname,
+        writeAccess: options.writeAccess,
+        limits: options.limits,
+        wake: hooks.wake,
+        onClose: hooks.end,
+        log: (level, message, fields) => log[level](message, fields),
+      });
+      circuits.add(circuit);
+      return {
+        receive: (bytes) => circuit.receive(bytes),
+        hasOutput: () => circuit.hasOutput(),
+        takeOutput: () => circuit.takeOutput(),
+        releaseOutput: () => circuit.releaseOutput(),
+        waitForRoom: () => circuit.waitForRoom(),
+        close: () => {
+          circuit.close();
+          circuits.delete(circuit);
+          conns.delete(conn);
+        },
+      };
+    }, {
+      onError: (what, error) => log.debug(`Circuit ${what} failed`, { peer: peer.hostname, error }),
+    });
     log.debug("Circuit closed", { peer: peer.hostname, port: peer.port });
   };
 

@@ -67,7 +67,8 @@ export interface ChannelTarget {
 const MAX_STRING = 40;
 
 const SEVERITY_LABELS = ["NO_ALARM", "MINOR", "MAJOR", "INVALID"];
-const STATUS_LABELS = [
+/** Alarm status names by CA STAT value (`alarm.h` order). */
+export const STATUS_LABELS: readonly string[] = [
   "NO_ALARM",
   "READ",
   "WRITE",

@@ -30,6 +30,7 @@ import {
   type PvaServer,
   type PviSignal,
   pviStructure,
+  type ScalarType,
   staticSource,
 } from "../pva/mod.ts";
 import { versionString } from "./version.ts";
@@ -46,6 +47,18 @@ export const IMAGE_CA_TYPES: Readonly<Record<PixelType, NativeType>> = {
   int16: "short",
   uint32: "double",
   int32: "long",
+  float32: "float",
+  float64: "double",
+};
+
+/** pvData type of each pixel type (NTNDArray images over pvAccess keep the native type). */
+export const PIXEL_SCALAR: Readonly<Record<PixelType, Exclude<ScalarType, "string">>> = {
+  uint8: "ubyte",
+  int8: "byte",
+  uint16: "ushort",
+  int16: "short",
+  uint32: "uint",
+  int32: "int",
   float32: "float",
   float64: "double",
 };
@@ -345,7 +358,7 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
           width: config.width,
           height: config.height,
           images: n,
-          pixelType: config.pixelType,
+          pixel: PIXEL_SCALAR[config.pixelType],
         });
         if (nd !== undefined) ndArrays[ch.name] = nd;
       }

@@ -109,8 +109,6 @@ interface Operation {
   sendBits: BitSet;
   busy: boolean;
   cancelled: boolean;
-  /** The exec in flight has the DESTROY bit. */
-  destroyAfter: boolean;
 }
 
 interface MonitorOp extends Operation {
@@ -160,6 +158,11 @@ export class ServerConnection {
     this.#framer = new MessageFramer({ server: true, maxMessage: this.#limits.maxMessage });
     this.client = { user: "", host: "", address: options.address };
     for (const piece of serverGreeting(this.littleEndian)) this.#push(piece);
+  }
+
+  /** Whether the connection is still open. */
+  get open(): boolean {
+    return !this.#closed;
   }
 
   /** Whether the client completed CONNECTION_VALIDATION. */
@@ -464,42 +467,58 @@ export class ServerConnection {
     this.#send(command, (w) => w.u32(ioid).u8(sub).status(status));
   }
 
+  /**
+   * Reads an INIT (channel, free request ID, pvRequest) and returns the new operation's common
+   * part, or undefined after replying with an error Status.
+   */
+  #beginInit(
+    command: number,
+    kind: Operation["kind"],
+    sid: number,
+    ioid: number,
+    sub: number,
+    r: WireReader,
+  ): { op: Operation; options: Record<string, string> } | undefined {
+    const fail = (text: string) => {
+      this.#replyStatus(command, ioid, sub, errorStatus(text));
+      return undefined;
+    };
+    const ch = this.#channels.get(sid);
+    if (ch === undefined) return fail("no such channel");
+    if (this.#ops.has(ioid)) return fail("request ID in use");
+    if (this.#ops.size >= this.#limits.maxOperations) return fail("too many requests");
+    const req = this.#readRequest(r, ch.source.type);
+    if (typeof req === "string") return fail(req);
+    const op: Operation = {
+      kind,
+      ioid,
+      channel: ch,
+      mask: req.mask,
+      sendBits: req.mask.get(0) ? BitSet.of(0) : req.mask,
+      busy: false,
+      cancelled: false,
+    };
+    return { op, options: req.options };
+  }
+
+  /** Registers an operation and sends its INIT reply (OK and the type). */
+  #register(command: number, sub: number, op: Operation): void {
+    this.#ops.set(op.ioid, op);
+    op.channel.ops.add(op.ioid);
+    this.#send(command, (w) => {
+      w.u32(op.ioid).u8(sub).status(OK_STATUS);
+      writeFieldDesc(w, op.channel.source.type);
+    });
+  }
+
   #onGetPut(r: WireReader, kind: "get" | "put"): void {
     const command = kind === "get" ? Cmd.GET : Cmd.PUT;
     const sid = r.u32();
     const ioid = r.u32();
     const sub = r.u8();
     if (sub & Sub.INIT) {
-      const ch = this.#channels.get(sid);
-      if (ch === undefined) {
-        return this.#replyStatus(command, ioid, sub, errorStatus("no such channel"));
-      }
-      if (this.#ops.has(ioid)) {
-        return this.#replyStatus(command, ioid, sub, errorStatus("request ID in use"));
-      }
-      if (this.#ops.size >= this.#limits.maxOperations) {
-        return this.#replyStatus(command, ioid, sub, errorStatus("too many requests"));
-      }
-      const req = this.#readRequest(r, ch.source.type);
-      if (typeof req === "string") {
-        return this.#replyStatus(command, ioid, sub, errorStatus(req));
-      }
-      const op: Operation = {
-        kind,
-        ioid,
-        channel: ch,
-        mask: req.mask,
-        sendBits: req.mask.get(0) ? BitSet.of(0) : req.mask,
-        busy: false,
-        cancelled: false,
-        destroyAfter: false,
-      };
-      this.#ops.set(ioid, op);
-      ch.ops.add(ioid);
-      this.#send(command, (w) => {
-        w.u32(ioid).u8(sub).status(OK_STATUS);
-        writeFieldDesc(w, ch.source.type);
-      });
+      const init = this.#beginInit(command, kind, sid, ioid, sub, r);
+      if (init !== undefined) this.#register(command, sub, init.op);
       return;
     }
     const op = this.#ops.get(ioid);
@@ -563,33 +582,24 @@ export class ServerConnection {
     const ioid = r.u32();
     const sub = r.u8();
     if (sub & Sub.INIT) {
-      const ch = this.#channels.get(sid);
-      const fail = (text: string) =>
-        this.#send(Cmd.MONITOR, (w) => w.u32(ioid).u8(sub).status(errorStatus(text)));
-      if (ch === undefined) return fail("no such channel");
-      if (this.#ops.has(ioid)) return fail("request ID in use");
-      if (this.#ops.size >= this.#limits.maxOperations) return fail("too many requests");
-      const req = this.#readRequest(r, ch.source.type);
-      if (typeof req === "string") return fail(req);
+      const init = this.#beginInit(Cmd.MONITOR, "monitor", sid, ioid, sub, r);
+      if (init === undefined) return;
+      const fail = (text: string) => this.#replyStatus(Cmd.MONITOR, ioid, sub, errorStatus(text));
+      const req = init.options;
       const pipeline = (sub & Sub.PIPELINE) !== 0;
       const nfree = pipeline ? r.u32() : 0;
-      const queueText = req.options.queueSize;
+      const queueText = req.queueSize;
       if (pipeline && queueText !== undefined) {
         const q = Number(queueText);
         if (!Number.isInteger(q) || q < 2) return fail("queueSize must be >= 2 with pipeline");
       }
-      if (pipeline && req.options.pipeline !== undefined && !optionTrue(req.options.pipeline)) {
+      if (pipeline && req.pipeline !== undefined && !optionTrue(req.pipeline)) {
         return fail("pipelined INIT without pipeline=true");
       }
+      const ch = init.op.channel;
       const op: MonitorOp = {
+        ...init.op,
         kind: "monitor",
-        ioid,
-        channel: ch,
-        mask: req.mask,
-        sendBits: req.mask.get(0) ? BitSet.of(0) : req.mask,
-        busy: false,
-        cancelled: false,
-        destroyAfter: false,
         started: false,
         pipeline,
         window: nfree,
@@ -601,13 +611,8 @@ export class ServerConnection {
         op.dirty = true;
         if (op.started && this.#out.length === 0) this.#opts.wake();
       });
-      this.#ops.set(ioid, op);
-      ch.ops.add(ioid);
       this.#monitors.push(op);
-      this.#send(Cmd.MONITOR, (w) => {
-        w.u32(ioid).u8(sub).status(OK_STATUS);
-        writeFieldDesc(w, ch.source.type);
-      });
+      this.#register(Cmd.MONITOR, sub, op);
       return;
     }
     const op = this.#ops.get(ioid);

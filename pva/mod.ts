@@ -22,10 +22,10 @@ export {
   type NdAttribute,
   type NdFrameInfo,
   type NdShape,
-  type PixelType,
   type PvaSource,
   recordSource,
   staticSource,
 } from "./source.ts";
 export { readPvaServerEnv } from "./env.ts";
+export type { ScalarType } from "./pvdata.ts";
 export { type PviSignal, pviStructure } from "./pvi.ts";

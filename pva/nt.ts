@@ -5,6 +5,7 @@
  * @module
  */
 
+import { STATUS_LABELS } from "../ca/mod.ts";
 import { type FieldDesc, type ScalarType, type StructDesc, type StructValue, T } from "./pvdata.ts";
 
 /** `alarm_t`. */
@@ -72,37 +73,12 @@ const CA_STATUS_TO_PVA: readonly number[] = [
   4, // WRITE_ACCESS
 ];
 
-const CA_STATUS_TEXT = [
-  "NO_ALARM",
-  "READ",
-  "WRITE",
-  "HIHI",
-  "HIGH",
-  "LOLO",
-  "LOW",
-  "STATE",
-  "COS",
-  "COMM",
-  "TIMEOUT",
-  "HWLIMIT",
-  "CALC",
-  "SCAN",
-  "LINK",
-  "SOFT",
-  "BAD_SUB",
-  "UDF",
-  "DISABLE",
-  "SIMM",
-  "READ_ACCESS",
-  "WRITE_ACCESS",
-];
-
 /** `alarm_t` value for a CA severity and status (§7.1 mapping; the STAT text in `message`). */
 export function alarmValue(severity: number, caStatus: number): StructValue {
   return {
     severity,
     status: caStatus === 0 ? 0 : CA_STATUS_TO_PVA[caStatus] ?? 6,
-    message: caStatus === 0 ? "" : CA_STATUS_TEXT[caStatus] ?? "",
+    message: caStatus === 0 ? "" : STATUS_LABELS[caStatus] ?? "",
   };
 }
 

@@ -11,6 +11,7 @@
  * @module
  */
 
+import type { NumericArray } from "../ca/mod.ts";
 import { BitSet, PvaProtocolError, type WireReader, type WireWriter } from "./wire.ts";
 
 /** Scalar type names (§2.3). */
@@ -64,18 +65,8 @@ export interface AnyValue {
   value?: PvValue;
 }
 
-/** Any numeric typed array a scalar array may be held in. */
-export type TypedArray =
-  | Int8Array
-  | Uint8Array
-  | Int16Array
-  | Uint16Array
-  | Int32Array
-  | Uint32Array
-  | BigInt64Array
-  | BigUint64Array
-  | Float32Array
-  | Float64Array;
+/** Any numeric typed array a scalar array may be held in (64-bit integers included). */
+export type TypedArray = NumericArray | BigInt64Array | BigUint64Array;
 
 /** A structure value. */
 export type StructValue = { [name: string]: PvValue };

@@ -13,8 +13,8 @@ import {
   type PvStore,
   type UdpDestination,
   type WriteAccessHook,
-  writePieces,
 } from "../ca/mod.ts";
+import { pumpStream } from "../core/stream_pump.ts";
 import { getLog } from "../core/log.ts";
 import { type ConnectionLimits, ServerConnection } from "./connection.ts";
 import { readPvaServerEnv } from "./env.ts";
@@ -198,87 +198,39 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
 
   const serveConn = async (conn: Deno.TcpConn) => {
     const peer = conn.remoteAddr as Deno.NetAddr;
-    try {
-      conn.setNoDelay(true);
-      conn.setKeepAlive(true);
-    } catch {
-      // Not fatal.
-    }
-    let wakeWriter: (() => void) | undefined;
-    let ended = false;
     let lastRx = Date.now();
-    const end = () => {
-      if (ended) return;
-      ended = true;
-      clearInterval(idleTimer);
-      connection.close();
-      connections.delete(connection);
-      conns.delete(conn);
-      try {
-        conn.close();
-      } catch {
-        // Already closed.
-      }
-      wakeWriter?.();
-    };
-    const connection: ServerConnection = new ServerConnection({
-      resolve,
-      identity,
-      address: peer.hostname,
-      writeAccess: options.writeAccess,
-      limits: options.limits,
-      wake: () => {
-        const w = wakeWriter;
-        wakeWriter = undefined;
-        w?.();
-      },
-      onClose: () => end(),
-      log: (level, message, fields) => log[level](message, fields),
-    });
+    let end = () => {};
     const idleTimer = setInterval(() => {
-      if (Date.now() - lastRx > idleMs) {
-        log.info("PVA connection idle, closing", { peer: peer.hostname });
-        end();
-      }
+      if (Date.now() - lastRx <= idleMs) return;
+      log.info("PVA connection idle, closing", { peer: peer.hostname });
+      end();
     }, Math.max(500, idleMs / 4));
-    connections.add(connection);
-    conns.add(conn);
     log.debug("PVA connection open", { peer: peer.hostname, port: peer.port });
-    const writer = (async () => {
-      const scratch = new Uint8Array(256 * 1024);
-      try {
-        while (!ended) {
-          if (!connection.hasOutput()) {
-            await new Promise<void>((resolve) => (wakeWriter = resolve));
-            continue;
-          }
-          await writePieces(conn, connection.takeOutput(), scratch);
-          connection.releaseOutput();
-        }
-      } catch (error) {
-        if (!ended) log.debug("PVA write failed", { peer: peer.hostname, error });
-      } finally {
-        end();
-      }
-    })();
-    const reader = (async () => {
-      const buffer = new Uint8Array(64 * 1024);
-      try {
-        while (!ended) {
-          await connection.waitForRoom();
-          if (ended) break;
-          const n = await conn.read(buffer);
-          if (n === null) break;
-          lastRx = Date.now();
-          connection.receive(buffer.subarray(0, n));
-        }
-      } catch (error) {
-        if (!ended) log.debug("PVA read failed", { peer: peer.hostname, error });
-      } finally {
-        end();
-      }
-    })();
-    await Promise.all([reader, writer]);
+    conns.add(conn);
+    await pumpStream(conn, (hooks) => {
+      end = hooks.end;
+      const connection = new ServerConnection({
+        resolve,
+        identity,
+        address: peer.hostname,
+        writeAccess: options.writeAccess,
+        limits: options.limits,
+        wake: hooks.wake,
+        onClose: hooks.end,
+        log: (level, message, fields) => log[level](message, fields),
+      });
+      connections.add(connection);
+      return connection;
+    }, {
+      readBuffer: 64 * 1024,
+      onRead: () => (lastRx = Date.now()),
+      onError: (what, error) => log.debug(`PVA ${what} failed`, { peer: peer.hostname, error }),
+      onEnd: () => {
+        clearInterval(idleTimer);
+        conns.delete(conn);
+        for (const c of connections) if (!c.open) connections.delete(c);
+      },
+    });
     log.debug("PVA connection closed", { peer: peer.hostname, port: peer.port });
   };
 

@@ -197,29 +197,6 @@ export function staticSource(type: StructDesc, value: StructValue): PvaSource {
   };
 }
 
-/** Detector pixel types (the names of the device contract's `PixelType`). */
-export type PixelType =
-  | "uint8"
-  | "int8"
-  | "uint16"
-  | "int16"
-  | "uint32"
-  | "int32"
-  | "float32"
-  | "float64";
-
-/** pvData type of each detector pixel type. */
-export const PIXEL_SCALAR: Readonly<Record<PixelType, ScalarType>> = {
-  uint8: "ubyte",
-  int8: "byte",
-  uint16: "ushort",
-  int16: "short",
-  uint32: "uint",
-  int32: "int",
-  float32: "float",
-  float64: "double",
-};
-
 /** One NTNDArray attribute. */
 export interface NdAttribute {
   name: string;
@@ -244,7 +221,8 @@ export interface NdShape {
   height: number;
   /** Images per series: a third dimension when > 1. */
   images: number;
-  pixelType: PixelType;
+  /** pvData type of the pixels (the NTNDArray `value` union member). */
+  pixel: Exclude<ScalarType, "string">;
 }
 
 /** An NTNDArray source over an image record, plus the setter for per-series information. */
@@ -291,7 +269,7 @@ function pixelsOf(stored: NativeValue, pixel: ScalarType): TypedArray {
  * `ColorMode` 0 (mono).
  */
 export function ndArraySource(record: PvRecord, shape: NdShape): NdArraySource {
-  const pixel = PIXEL_SCALAR[shape.pixelType];
+  const pixel = shape.pixel;
   const selector = ND_VALUE_MEMBERS.indexOf(pixel);
   let info: NdFrameInfo = { uniqueId: 0, dataTime: record.timestamp, attributes: [] };
   const dims = [dimension(shape.width), dimension(shape.height)];

@@ -249,7 +249,7 @@ const server = await startPvaServer({
   interfaces: ["127.0.0.1"],
   beaconAddresses: [],
 });
-const nd = server.serveImage("R:img", { width: 4, height: 3, images: 1, pixelType: "uint16" })!;
+const nd = server.serveImage("R:img", { width: 4, height: 3, images: 1, pixel: "ushort" })!;
 nd.setFrame({ uniqueId: 42, dataTime: 1700000000005, attributes: [] });
 store.get("R:img")!.post(FIXTURE_IMAGE);
 let n = 0;

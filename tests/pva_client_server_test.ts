@@ -144,7 +144,7 @@ Deno.test("pva e2e: pipelined monitor sees every change in order with acks", asy
 
 Deno.test("pva e2e: images as NTNDArray with dimensions, attributes and exact pixels", async () => {
   const { store, server } = await setup();
-  const nd = server.serveImage("E:img", { width: 6, height: 4, images: 2, pixelType: "uint32" })!;
+  const nd = server.serveImage("E:img", { width: 6, height: 4, images: 2, pixel: "uint" })!;
   const client = await PvaClient.connect("127.0.0.1", server.tcpPort);
   try {
     const type = await client.getField("E:img");

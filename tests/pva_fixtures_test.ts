@@ -72,7 +72,7 @@ async function replay(
     width: 4,
     height: 3,
     images: 1,
-    pixelType: "uint16",
+    pixel: "ushort",
   });
   nd.setFrame({ uniqueId: 42, dataTime: 1700000000005, attributes: [] });
   store.get("R:img")!.post(FIXTURE_IMAGE);

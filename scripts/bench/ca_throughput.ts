@@ -25,7 +25,8 @@ import {
   eventAddRequest,
   versionMessage,
 } from "../../ca/messages.ts";
-import { caClientEnv, killMarkedProcesses, testServerEnv } from "../../tests/support/epics_env.ts";
+import { testServerEnv } from "../../tests/support/epics_env.ts";
+import { compileCaBenchClient } from "./ca_bench_client.ts";
 
 const { values } = parseArgs({
   options: { seconds: { type: "string", default: "3" } },
@@ -36,35 +37,9 @@ const HEIGHT = 512;
 const COUNT = WIDTH * HEIGHT;
 const PAYLOAD = COUNT * 4;
 
-const dir = await Deno.makeTempDir({ prefix: "ca_bench_" });
-const binary = `${dir}/ca_bench_client`;
-const source = new URL("./c/ca_bench_client.c", import.meta.url).pathname;
-const gcc = await new Deno.Command("gcc", { args: ["-O2", "-o", binary, source, "-lca"] }).output();
-if (!gcc.success) {
-  console.error(new TextDecoder().decode(gcc.stderr));
-  Deno.exit(1);
-}
-
+const caBench = await compileCaBenchClient(15990);
 /** Runs the C client; returns its JSON result. */
-async function client(udpPort: number, ...args: string[]): Promise<Record<string, number>> {
-  const marker = crypto.randomUUID();
-  try {
-    const out = await new Deno.Command(binary, {
-      args,
-      env: caClientEnv({ udpPort, marker, repeaterPort: 15990 }),
-      clearEnv: true,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout).trim();
-    if (!out.success) {
-      throw new Error(`client ${args[0]} failed: ${new TextDecoder().decode(out.stderr)}`);
-    }
-    return JSON.parse(text);
-  } finally {
-    killMarkedProcesses(marker);
-  }
-}
+const client = caBench.run;
 
 const mb = (bytes: number, seconds: number) => bytes / seconds / 1e6;
 /** CPU seconds (user + system) used by this Deno process (server side) so far. */
@@ -247,4 +222,4 @@ console.log(
 console.log(`RSS over time:   ${samples.join(" ")}`);
 stalled.close();
 await server.close();
-await Deno.remove(dir, { recursive: true });
+await caBench.remove();

@@ -20,7 +20,8 @@ import { PvStore } from "../../ca/store.ts";
 import { defaultCodec } from "../../ca/codec_dbr.ts";
 import { startPvaServer } from "../../pva/server.ts";
 import type { PvHandle } from "../../ca/pv.ts";
-import { caClientEnv, killMarkedProcesses, testServerEnv } from "../../tests/support/epics_env.ts";
+import { testServerEnv } from "../../tests/support/epics_env.ts";
+import { compileCaBenchClient } from "./ca_bench_client.ts";
 
 const { values } = parseArgs({
   options: { seconds: { type: "string", default: "3" }, pvxs: { type: "string" } },
@@ -32,31 +33,8 @@ const COUNT = WIDTH * HEIGHT;
 const BYTES = COUNT * 4;
 const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
 
-const dir = await Deno.makeTempDir({ prefix: "pva_bench_" });
-const binary = `${dir}/ca_bench_client`;
-const source = new URL("./c/ca_bench_client.c", import.meta.url).pathname;
-const gcc = await new Deno.Command("gcc", { args: ["-O2", "-o", binary, source, "-lca"] }).output();
-if (!gcc.success) {
-  console.error(new TextDecoder().decode(gcc.stderr));
-  Deno.exit(1);
-}
-
-async function caClient(udpPort: number, ...args: string[]): Promise<Record<string, number>> {
-  const marker = crypto.randomUUID();
-  try {
-    const out = await new Deno.Command(binary, {
-      args,
-      env: caClientEnv({ udpPort, marker, repeaterPort: 15991 }),
-      clearEnv: true,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-    return JSON.parse(new TextDecoder().decode(out.stdout));
-  } finally {
-    killMarkedProcesses(marker);
-  }
-}
+const caBench = await compileCaBenchClient(15991);
+const caClient = caBench.run;
 
 async function pvaClient(port: number, pv: string): Promise<Record<string, number>> {
   const out = await new Deno.Command(DENO, {
@@ -152,7 +130,7 @@ const image = Uint32Array.from({ length: COUNT }, (_, i) => i * 7);
 const asDouble = ca.add({ name: "B:dbl", type: "double", maxCount: COUNT });
 const asLong = ca.add({ name: "B:lng", type: "long", maxCount: COUNT });
 const forPva = ca.add({ name: "B:nd", type: "double", maxCount: COUNT });
-pva.serveImage("B:nd", { width: WIDTH, height: HEIGHT, images: 1, pixelType: "uint32" });
+pva.serveImage("B:nd", { width: WIDTH, height: HEIGHT, images: 1, pixel: "uint" });
 
 /** Counts the updates `pvxmonitor` prints in SECONDS (one `uniqueId` line per update). */
 async function pvxmonitor(port: number, pv: string): Promise<Record<string, number>> {
@@ -224,4 +202,4 @@ for (const label of ["PVA NTNDArray", "PVA pvxmonitor"]) {
 }
 await pva.close();
 await ca.close();
-await Deno.remove(dir, { recursive: true });
+await caBench.remove();
