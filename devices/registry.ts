@@ -10,16 +10,21 @@ import { SimDevice } from "./sim.ts";
 import { EigerDevice } from "./eiger/backend.ts";
 import { HarpDevice } from "./harp/backend.ts";
 import { errorMessage } from "../core/errors.ts";
+import { GigeDevice } from "./gige/backend.ts";
 
 /**
  * Built-in backends, imported statically so they are part of a bundle. `miniquant` is the
- * original's name of the Harp backend. Only `harp` loads native code (FFI), and only when chosen.
+ * original's name of the Harp backend, `pylon`
+ * (its Basler row) the GigE Vision one. Only `harp` loads native code (FFI), and only when chosen.
  */
 export const BUILTIN_BACKENDS: Readonly<Record<string, DeviceClass>> = {
   sim: SimDevice,
   eiger: EigerDevice,
   harp: HarpDevice,
   miniquant: HarpDevice,
+  gige: GigeDevice,
+  /** Alias of `gige`, the name of the original's Basler (pylon) backend row. */
+  pylon: GigeDevice,
 };
 
 /** The backend spec could not be resolved (message is one line, ready for stderr). */

@@ -1,0 +1,453 @@
+/**
+ * GVSP frame reassembly without I/O: packets in (with the current time), whole frames, incomplete
+ * frames and resend requests out. Frame buffers come from a small pool and go back to it through
+ * {@link FrameAssembler.recycle}, so a running acquisition allocates nothing per frame.
+ *
+ * Policy: a frame is complete when its trailer and every packet id up to it arrived. Gaps are asked
+ * for again (when resend is on) as soon as they are seen, the tail when nothing arrived for a
+ * quarter of the resend window, all holes once more at half the window; after the window without
+ * progress the frame closes as incomplete, naming its missing packets. Without resend, a frame
+ * with holes closes as soon as a newer block starts. Late packets of closed blocks, duplicates,
+ * malformed packets and GVSP error packets are counted and dropped.
+ *
+ * @module
+ */
+
+import {
+  decodeGvspHeader,
+  decodeImageLeader,
+  decodeTrailer,
+  EXTENDED_OVERHEAD,
+  GvspFormat,
+  GvspFormatError,
+  type ImageLeader,
+  newGvspHeader,
+  STANDARD_OVERHEAD,
+  STATUS_PACKET_RESEND,
+} from "./gvsp.ts";
+
+/** Options of a {@link FrameAssembler}. */
+export interface AssemblerOptions {
+  /** Bytes of one frame's payload (the device's PayloadSize): size of every frame buffer. */
+  payloadSize: number;
+  /** Stream channel packet size (SCPS, whole IP datagram). */
+  packetSize: number;
+  /** Ask for missing packets (only when the device supports PACKETRESEND). */
+  resend: boolean;
+  /** Time without progress after which an incomplete frame is given up, ms. */
+  windowMs: number;
+  /** Most resend requests (ranges) per frame (default 64). */
+  maxResendRanges?: number;
+  /** Frames kept in flight at once (default 4). */
+  maxInFlight?: number;
+}
+
+/** A frame whose every packet arrived. `data` is a view of `buffer` (recycle `buffer`). */
+export interface CompleteFrame {
+  kind: "frame";
+  blockId: number;
+  leader: ImageLeader | undefined;
+  /** Trailer's effective line count (0 when not given). */
+  trailerSizeY: number;
+  /** Payload bytes received (view of `buffer`). */
+  data: Uint8Array;
+  /** The pooled buffer to hand back with {@link FrameAssembler.recycle}. */
+  buffer: Uint8Array;
+  /** Packets that arrived as retransmissions. */
+  resentPackets: number;
+}
+
+/** A frame given up: what is missing, or why it is unusable. */
+export interface FailedFrame {
+  kind: "incomplete";
+  blockId: number;
+  /** Missing packet ids (empty when the whole block was skipped or the frame is malformed). */
+  missing: number[];
+  /** Packets the frame should have had (0 when unknown). */
+  total: number;
+  /** Human-readable reason, naming the block and the missing packets. */
+  reason: string;
+}
+
+/** What the assembler produces. */
+export type AssemblerOutput = CompleteFrame | FailedFrame;
+
+/** One PACKETRESEND to send (inclusive packet id range). */
+export interface ResendRequest {
+  blockId: number;
+  first: number;
+  last: number;
+}
+
+/** Counters of an assembler (read any time). */
+export interface AssemblerStats {
+  packets: number;
+  malformed: number;
+  late: number;
+  duplicates: number;
+  errorPackets: number;
+  resentReceived: number;
+  resendRequests: number;
+  framesComplete: number;
+  framesFailed: number;
+}
+
+/** Formats packet ids as compact ranges: `3-5,9`. */
+export function packetRanges(ids: readonly number[]): string {
+  const parts: string[] = [];
+  for (let i = 0; i < ids.length;) {
+    let j = i;
+    while (j + 1 < ids.length && ids[j + 1] === ids[j] + 1) j++;
+    parts.push(i === j ? `${ids[i]}` : `${ids[i]}-${ids[j]}`);
+    i = j + 1;
+  }
+  return parts.join(",");
+}
+
+class InFlight {
+  blockId = 0;
+  buffer: Uint8Array;
+  got: Uint8Array;
+  received = 0;
+  total: number;
+  trailerSeen = false;
+  trailerSizeY = 0;
+  leader: ImageLeader | undefined = undefined;
+  highest = -1;
+  dataEnd = 0;
+  lastProgress = 0;
+  resendRanges = 0;
+  resent = 0;
+  tailAsked = false;
+  secondPass = false;
+  noMoreResends = false;
+  bad: string | undefined = undefined;
+
+  constructor(buffer: Uint8Array, maxPackets: number, expectedTotal: number) {
+    this.buffer = buffer;
+    this.got = new Uint8Array(maxPackets);
+    this.total = expectedTotal;
+  }
+
+  reset(blockId: number, buffer: Uint8Array, expectedTotal: number, now: number): void {
+    this.blockId = blockId;
+    this.buffer = buffer;
+    this.got.fill(0);
+    this.received = 0;
+    this.total = expectedTotal;
+    this.trailerSeen = false;
+    this.trailerSizeY = 0;
+    this.leader = undefined;
+    this.highest = -1;
+    this.dataEnd = 0;
+    this.lastProgress = now;
+    this.resendRanges = 0;
+    this.resent = 0;
+    this.tailAsked = false;
+    this.secondPass = false;
+    this.noMoreResends = false;
+    this.bad = undefined;
+  }
+
+  missing(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.total; i++) if (this.got[i] === 0) out.push(i);
+    return out;
+  }
+}
+
+/** Reassembles GVSP packets into frames. */
+export class FrameAssembler {
+  readonly payloadSize: number;
+  readonly stats: AssemblerStats = {
+    packets: 0,
+    malformed: 0,
+    late: 0,
+    duplicates: 0,
+    errorPackets: 0,
+    resentReceived: 0,
+    resendRequests: 0,
+    framesComplete: 0,
+    framesFailed: 0,
+  };
+  #options: Required<AssemblerOptions>;
+  #perPacket: number;
+  #perPacketExtended: number;
+  #expectedTotal: number;
+  #maxPackets: number;
+  #pool: Uint8Array[] = [];
+  #records: InFlight[] = [];
+  #inFlight: InFlight[] = [];
+  #newest: number | undefined;
+  #extended = false;
+  #outputs: AssemblerOutput[] = [];
+  #resends: ResendRequest[] = [];
+  #header = newGvspHeader();
+
+  constructor(options: AssemblerOptions) {
+    this.#options = { maxResendRanges: 64, maxInFlight: 4, ...options };
+    this.payloadSize = options.payloadSize;
+    this.#perPacket = options.packetSize - STANDARD_OVERHEAD;
+    this.#perPacketExtended = options.packetSize - EXTENDED_OVERHEAD;
+    if (this.#perPacketExtended <= 0) {
+      throw new RangeError(`packet size ${options.packetSize} too small for GVSP`);
+    }
+    if (!Number.isSafeInteger(options.payloadSize) || options.payloadSize <= 0) {
+      throw new RangeError(`payload size ${options.payloadSize} must be a positive integer`);
+    }
+    this.#expectedTotal = Math.ceil(options.payloadSize / this.#perPacket) + 2;
+    // Room for a trailer that comes later than PayloadSize predicts (chunks, padding) is not
+    // needed: data beyond the buffer makes the frame bad anyway.
+    this.#maxPackets = Math.ceil(options.payloadSize / this.#perPacketExtended) + 2;
+  }
+
+  /** Frames currently being assembled. */
+  get inFlight(): number {
+    return this.#inFlight.length;
+  }
+
+  /** Forgets frames in flight and the newest block (e.g. at a new acquisition). */
+  reset(): void {
+    for (const f of this.#inFlight) this.#free(f);
+    this.#inFlight = [];
+    this.#newest = undefined;
+  }
+
+  /** Hands a frame buffer back for reuse. */
+  recycle(buffer: Uint8Array): void {
+    if (buffer.length === this.payloadSize && this.#pool.length < 8) this.#pool.push(buffer);
+  }
+
+  /** Next output, or undefined. */
+  takeOutput(): AssemblerOutput | undefined {
+    return this.#outputs.shift();
+  }
+
+  /** Pending resend requests (emptied by the call). */
+  takeResends(): ResendRequest[] {
+    if (this.#resends.length === 0) return [];
+    const r = this.#resends;
+    this.#resends = [];
+    return r;
+  }
+
+  #blockDiff(a: number, b: number): number {
+    if (this.#extended) return a - b;
+    let d = (a - b) & 0xffff;
+    if (d >= 0x8000) d -= 0x10000;
+    // 16-bit ids skip 0 on wrap (65535 -> 1).
+    if (d > 0 && a < b) d -= 1;
+    else if (d < 0 && a > b) d += 1;
+    return d;
+  }
+
+  #open(blockId: number, now: number): InFlight {
+    while (this.#inFlight.length >= this.#options.maxInFlight) {
+      this.#fail(this.#inFlight[0], "superseded by newer frames");
+    }
+    const buffer = this.#pool.pop() ?? new Uint8Array(this.payloadSize);
+    let rec = this.#records.pop();
+    if (rec === undefined) rec = new InFlight(buffer, this.#maxPackets, this.#expectedTotal);
+    rec.reset(blockId, buffer, this.#expectedTotal, now);
+    this.#inFlight.push(rec);
+    return rec;
+  }
+
+  #free(f: InFlight): void {
+    const i = this.#inFlight.indexOf(f);
+    if (i >= 0) this.#inFlight.splice(i, 1);
+    this.#records.push(f);
+  }
+
+  #fail(f: InFlight, why: string): void {
+    const missing = f.bad === undefined ? f.missing() : [];
+    const reason = f.bad !== undefined
+      ? `block ${f.blockId}: ${f.bad}`
+      : `block ${f.blockId} incomplete: missing packets ${
+        packetRanges(missing)
+      } of ${f.total} (${why})`;
+    this.#pool.push(f.buffer);
+    this.#free(f);
+    this.stats.framesFailed++;
+    this.#outputs.push({ kind: "incomplete", blockId: f.blockId, missing, total: f.total, reason });
+  }
+
+  #complete(f: InFlight): void {
+    this.#free(f);
+    this.stats.framesComplete++;
+    this.#outputs.push({
+      kind: "frame",
+      blockId: f.blockId,
+      leader: f.leader,
+      trailerSizeY: f.trailerSizeY,
+      data: f.buffer.subarray(0, f.dataEnd),
+      buffer: f.buffer,
+      resentPackets: f.resent,
+    });
+  }
+
+  #askResend(f: InFlight, first: number, last: number): void {
+    if (!this.#options.resend || f.noMoreResends || first > last) return;
+    if (f.resendRanges >= this.#options.maxResendRanges) return;
+    f.resendRanges++;
+    this.stats.resendRequests++;
+    this.#resends.push({ blockId: f.blockId, first, last });
+  }
+
+  /** Feeds one received datagram. */
+  feed(packet: Uint8Array, now: number): void {
+    this.stats.packets++;
+    const h = this.#header;
+    try {
+      decodeGvspHeader(packet, h);
+    } catch (err) {
+      if (err instanceof GvspFormatError) {
+        this.stats.malformed++;
+        return;
+      }
+      throw err;
+    }
+    if (h.blockId === 0) return; // test packet
+    this.#extended = h.extended;
+    let f: InFlight | undefined;
+    for (const g of this.#inFlight) {
+      if (g.blockId === h.blockId) {
+        f = g;
+        break;
+      }
+    }
+    if ((h.status & 0x8000) !== 0) {
+      this.stats.errorPackets++;
+      if (f !== undefined) f.noMoreResends = true;
+      return;
+    }
+    if (f === undefined) {
+      if (this.#newest !== undefined) {
+        const d = this.#blockDiff(h.blockId, this.#newest);
+        if (d <= 0) {
+          this.stats.late++;
+          return;
+        }
+        if (!this.#options.resend) {
+          for (const g of [...this.#inFlight]) this.#fail(g, "a newer block started");
+        }
+        if (d > 1) {
+          const skipped = Math.min(d - 1, 16);
+          for (let k = 1; k <= skipped; k++) {
+            const id = this.#extended ? this.#newest + k : this.#nextId16(this.#newest, k);
+            this.stats.framesFailed++;
+            this.#outputs.push({
+              kind: "incomplete",
+              blockId: id,
+              missing: [],
+              total: 0,
+              reason: `block ${id} lost: no packet of it arrived`,
+            });
+          }
+        }
+      }
+      this.#newest = h.blockId;
+      f = this.#open(h.blockId, now);
+    }
+    const pid = h.packetId;
+    if (pid >= f.got.length) {
+      f.bad ??= `packet id ${pid} beyond the ${f.got.length} packets PayloadSize allows`;
+      this.#fail(f, "bad packet id");
+      return;
+    }
+    if (f.got[pid] !== 0) {
+      this.stats.duplicates++;
+      return;
+    }
+    const body = packet.subarray(h.headerLength);
+    switch (h.format) {
+      case GvspFormat.LEADER:
+        if (pid !== 0) f.bad ??= `leader with packet id ${pid}`;
+        try {
+          f.leader = decodeImageLeader(body);
+        } catch (err) {
+          f.bad ??= err instanceof Error ? err.message : String(err);
+        }
+        break;
+      case GvspFormat.PAYLOAD: {
+        const per = h.extended ? this.#perPacketExtended : this.#perPacket;
+        const offset = (pid - 1) * per;
+        const end = offset + body.length;
+        if (pid === 0) f.bad ??= "payload packet with id 0";
+        else if (body.length > per) {
+          f.bad ??= `payload packet ${pid} of ${body.length} bytes > ${per}`;
+        } else if (end > f.buffer.length) {
+          f.bad ??=
+            `payload packet ${pid} ends at byte ${end}, beyond PayloadSize ${f.buffer.length}`;
+        } else {
+          f.buffer.set(body, offset);
+          if (end > f.dataEnd) f.dataEnd = end;
+        }
+        break;
+      }
+      case GvspFormat.TRAILER:
+        try {
+          f.trailerSizeY = decodeTrailer(body).sizeY;
+        } catch (err) {
+          f.bad ??= err instanceof Error ? err.message : String(err);
+        }
+        f.trailerSeen = true;
+        f.total = pid + 1;
+        break;
+      default:
+        f.bad ??= `GVSP packet format ${h.format} not supported`;
+    }
+    if (f.bad !== undefined) {
+      this.#fail(f, "bad packet");
+      return;
+    }
+    f.got[pid] = 1;
+    f.received++;
+    f.lastProgress = now;
+    if (h.status === STATUS_PACKET_RESEND) {
+      f.resent++;
+      this.stats.resentReceived++;
+    }
+    if (pid > f.highest + 1) this.#askResend(f, f.highest + 1, pid - 1);
+    if (pid > f.highest) f.highest = pid;
+    if (f.trailerSeen && f.received >= f.total) {
+      for (let i = 0; i < f.total; i++) {
+        if (f.got[i] === 0) return;
+      }
+      this.#complete(f);
+    }
+  }
+
+  #nextId16(from: number, k: number): number {
+    let id = from;
+    for (let i = 0; i < k; i++) id = id >= 0xffff ? 1 : id + 1;
+    return id;
+  }
+
+  /** Ages frames in flight: asks for tails and holes again, gives up after the window. */
+  poll(now: number): void {
+    const w = this.#options.windowMs;
+    for (const f of [...this.#inFlight]) {
+      const idle = now - f.lastProgress;
+      if (idle > w) {
+        this.#fail(f, `nothing arrived for ${w} ms`);
+        continue;
+      }
+      if (!this.#options.resend) continue;
+      if (!f.tailAsked && !f.trailerSeen && idle > w / 4) {
+        f.tailAsked = true;
+        this.#askResend(f, f.highest + 1, f.total - 1);
+      }
+      if (!f.secondPass && idle > w / 2) {
+        f.secondPass = true;
+        const missing = f.missing();
+        for (let i = 0; i < missing.length;) {
+          let j = i;
+          while (j + 1 < missing.length && missing[j + 1] === missing[j] + 1) j++;
+          this.#askResend(f, missing[i], missing[j]);
+          i = j + 1;
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * GVSP receiver: a UDP socket feeding a {@link FrameAssembler}, sending its PACKETRESEND requests
+ * to the device's GVCP port from the same socket, ageing frames on a timer, and queueing the
+ * results for one consumer.
+ *
+ * @module
+ */
+
+import { encodeCommand, GvcpCommand, packetResendPayload } from "./gvcp.ts";
+import { type AssemblerOutput, FrameAssembler } from "./gvsp_assembler.ts";
+
+/** Options of {@link GvspReceiver}. */
+export interface GvspReceiverOptions {
+  /** Local address to bind. */
+  localAddress: string;
+  /** Local port (default 0 = OS-assigned). */
+  port?: number;
+  /** Device address for PACKETRESEND (its GVCP port). */
+  device: { host: string; port: number };
+  /** Ageing period of frames in flight, ms (default 5). */
+  pollMs?: number;
+}
+
+/** A bound GVSP socket with its reassembly and a queue of results. */
+export class GvspReceiver {
+  #conn: Deno.DatagramConn;
+  #device: { host: string; port: number };
+  #assembler: FrameAssembler | undefined;
+  #queue: AssemblerOutput[] = [];
+  #waiter: (() => void) | undefined;
+  #closed = false;
+  #reader: Promise<void>;
+  #timer: ReturnType<typeof setInterval>;
+  #reqId = 1;
+  /** Datagrams that arrived while no assembler was set (between acquisitions). */
+  idleDrops = 0;
+
+  constructor(options: GvspReceiverOptions) {
+    this.#conn = Deno.listenDatagram({
+      transport: "udp",
+      hostname: options.localAddress,
+      port: options.port ?? 0,
+    });
+    this.#device = options.device;
+    this.#reader = this.#readLoop();
+    this.#timer = setInterval(() => this.#age(), options.pollMs ?? 5);
+  }
+
+  /** Local UDP port (the stream channel destination port). */
+  get port(): number {
+    return (this.#conn.addr as Deno.NetAddr).port;
+  }
+
+  /** The assembler in use (undefined between acquisitions). */
+  get assembler(): FrameAssembler | undefined {
+    return this.#assembler;
+  }
+
+  /** Uses `assembler` from now on and drops queued results of the previous one. */
+  setAssembler(assembler: FrameAssembler | undefined): void {
+    this.#assembler = assembler;
+    for (const out of this.#queue) if (out.kind === "frame") assembler?.recycle(out.buffer);
+    this.#queue = [];
+  }
+
+  async #readLoop(): Promise<void> {
+    while (!this.#closed) {
+      let data: Uint8Array;
+      try {
+        [data] = await this.#conn.receive();
+      } catch {
+        if (this.#closed) return;
+        continue;
+      }
+      const a = this.#assembler;
+      if (a === undefined) {
+        this.idleDrops++;
+        continue;
+      }
+      a.feed(data, performance.now());
+      this.#drain(a);
+    }
+  }
+
+  #age(): void {
+    const a = this.#assembler;
+    if (a === undefined || a.inFlight === 0) return;
+    a.poll(performance.now());
+    this.#drain(a);
+  }
+
+  #drain(a: FrameAssembler): void {
+    for (const r of a.takeResends()) {
+      const id = this.#reqId;
+      this.#reqId = id >= 0xffff ? 1 : id + 1;
+      const packet = encodeCommand(
+        GvcpCommand.PACKETRESEND,
+        id,
+        packetResendPayload(r.blockId, r.first, r.last),
+        0,
+      );
+      this.#conn.send(packet, {
+        transport: "udp",
+        hostname: this.#device.host,
+        port: this.#device.port,
+      }).catch(() => {});
+    }
+    let out = a.takeOutput();
+    if (out === undefined) return;
+    while (out !== undefined) {
+      this.#queue.push(out);
+      out = a.takeOutput();
+    }
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.();
+  }
+
+  /** Waits for the next result; rejects when `signal` aborts or the receiver closes. */
+  async next(signal: AbortSignal): Promise<AssemblerOutput> {
+    while (true) {
+      const out = this.#queue.shift();
+      if (out !== undefined) return out;
+      if (this.#closed) throw new Error("GVSP receiver closed");
+      signal.throwIfAborted();
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          this.#waiter = undefined;
+          reject(signal.reason);
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        this.#waiter = () => {
+          signal.removeEventListener("abort", onAbort);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Closes the socket and stops the timer. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#timer);
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed
+    }
+    this.#waiter?.();
+    await this.#reader;
+  }
+}
