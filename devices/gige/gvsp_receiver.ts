@@ -7,7 +7,7 @@
  */
 
 import { encodeCommand, GvcpCommand, packetResendPayload } from "./gvcp.ts";
-import { type AssemblerOutput, FrameAssembler } from "./gvsp_assembler.ts";
+import type { AssemblerOutput, FrameAssembler } from "./gvsp_assembler.ts";
 
 /** Options of {@link GvspReceiver}. */
 export interface GvspReceiverOptions {
