@@ -90,6 +90,7 @@ export class GigeDevice implements Device {
   #runtime: RuntimeStateEvent["values"] = {};
   #runtimeTimer: ReturnType<typeof setTimeout> | undefined;
   #unpackPool: Uint16Array[] = [];
+  #lastStats: Record<string, number> = {};
 
   /** Reads the settings from `ctx.env`; throws naming an invalid variable. */
   constructor(ctx: DeviceContext) {
@@ -107,10 +108,9 @@ export class GigeDevice implements Device {
     return this.#session?.nodes;
   }
 
-  /** Stream statistics of the current session (tests and tools). */
+  /** Stream counters of the last acquisition (tests and tools). */
   streamStats(): Record<string, number> {
-    const a = this.#session?.receiver.assembler;
-    return a === undefined ? {} : { ...a.stats };
+    return { ...this.#lastStats };
   }
 
   /** GIGE_IMAGE_OVERDUE. */
@@ -402,11 +402,11 @@ export class GigeDevice implements Device {
         this.#ctx.log.warn("Temperature read failed", { error: errorText(err) });
       }
     }
-    const a = s.receiver.assembler;
-    if (a !== undefined) {
-      values.frames_failed = a.stats.framesFailed;
-      values.packets_malformed = a.stats.malformed;
-      values.packets_resent = a.stats.resentReceived;
+    const stats = this.#lastStats;
+    if (stats.packets !== undefined) {
+      values.frames_failed = stats.framesFailed;
+      values.packets_malformed = stats.malformed;
+      values.packets_resent = stats.resentReceived;
     }
     this.#runtime = values;
     if (this.#session === s) {
@@ -490,6 +490,7 @@ export class GigeDevice implements Device {
       windowMs: st.resendWindowMs,
     });
     s.receiver.setAssembler(assembler);
+    this.#lastStats = assembler.stats as unknown as Record<string, number>;
     const seriesId = `gige-${s.identity.serial || "cam"}-${++this.#series}`;
     let started = false;
     let ended = false;

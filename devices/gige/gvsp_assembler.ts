@@ -122,6 +122,8 @@ class InFlight {
   secondPass = false;
   noMoreResends = false;
   bad: string | undefined = undefined;
+  /** Set when finished; the result waits until every older frame finished too. */
+  result: AssemblerOutput | undefined = undefined;
 
   constructor(buffer: Uint8Array, maxPackets: number, expectedTotal: number) {
     this.buffer = buffer;
@@ -147,6 +149,7 @@ class InFlight {
     this.secondPass = false;
     this.noMoreResends = false;
     this.bad = undefined;
+    this.result = undefined;
   }
 
   missing(): number[] {
@@ -243,7 +246,8 @@ export class FrameAssembler {
 
   #open(blockId: number, now: number): InFlight {
     while (this.#inFlight.length >= this.#options.maxInFlight) {
-      this.#fail(this.#inFlight[0], "superseded by newer frames");
+      const oldest = this.#inFlight.find((g) => g.result === undefined)!;
+      this.#fail(oldest, "superseded by newer frames");
     }
     const buffer = this.#pool.pop() ?? new Uint8Array(this.payloadSize);
     let rec = this.#records.pop();
@@ -260,6 +264,7 @@ export class FrameAssembler {
   }
 
   #fail(f: InFlight, why: string): void {
+    if (f.result !== undefined) return;
     const missing = f.bad === undefined ? f.missing() : [];
     const reason = f.bad !== undefined
       ? `block ${f.blockId}: ${f.bad}`
@@ -267,15 +272,14 @@ export class FrameAssembler {
         packetRanges(missing)
       } of ${f.total} (${why})`;
     this.#pool.push(f.buffer);
-    this.#free(f);
     this.stats.framesFailed++;
-    this.#outputs.push({ kind: "incomplete", blockId: f.blockId, missing, total: f.total, reason });
+    f.result = { kind: "incomplete", blockId: f.blockId, missing, total: f.total, reason };
+    this.#flush();
   }
 
   #complete(f: InFlight): void {
-    this.#free(f);
     this.stats.framesComplete++;
-    this.#outputs.push({
+    f.result = {
       kind: "frame",
       blockId: f.blockId,
       leader: f.leader,
@@ -283,7 +287,17 @@ export class FrameAssembler {
       data: f.buffer.subarray(0, f.dataEnd),
       buffer: f.buffer,
       resentPackets: f.resent,
-    });
+    };
+    this.#flush();
+  }
+
+  /** Hands finished frames out in block order: a frame waits for every older one. */
+  #flush(): void {
+    while (this.#inFlight.length > 0 && this.#inFlight[0].result !== undefined) {
+      const f = this.#inFlight[0];
+      this.#outputs.push(f.result!);
+      this.#free(f);
+    }
   }
 
   #askResend(f: InFlight, first: number, last: number): void {
@@ -329,21 +343,28 @@ export class FrameAssembler {
           return;
         }
         if (!this.#options.resend) {
-          for (const g of [...this.#inFlight]) this.#fail(g, "a newer block started");
+          for (const g of [...this.#inFlight]) {
+            if (g.result === undefined) this.#fail(g, "a newer block started");
+          }
         }
         if (d > 1) {
           const skipped = Math.min(d - 1, 16);
           for (let k = 1; k <= skipped; k++) {
             const id = this.#extended ? this.#newest + k : this.#nextId16(this.#newest, k);
             this.stats.framesFailed++;
-            this.#outputs.push({
+            const rec = this.#records.pop() ??
+              new InFlight(new Uint8Array(0), this.#maxPackets, this.#expectedTotal);
+            rec.reset(id, new Uint8Array(0), this.#expectedTotal, now);
+            rec.result = {
               kind: "incomplete",
               blockId: id,
               missing: [],
               total: 0,
               reason: `block ${id} lost: no packet of it arrived`,
-            });
+            };
+            this.#inFlight.push(rec);
           }
+          this.#flush();
         }
       }
       this.#newest = h.blockId;
@@ -355,7 +376,7 @@ export class FrameAssembler {
       this.#fail(f, "bad packet id");
       return;
     }
-    if (f.got[pid] !== 0) {
+    if (f.result !== undefined || f.got[pid] !== 0) {
       this.stats.duplicates++;
       return;
     }
@@ -428,6 +449,7 @@ export class FrameAssembler {
   poll(now: number): void {
     const w = this.#options.windowMs;
     for (const f of [...this.#inFlight]) {
+      if (f.result !== undefined) continue;
       const idle = now - f.lastProgress;
       if (idle > w) {
         this.#fail(f, `nothing arrived for ${w} ms`);
