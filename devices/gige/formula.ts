@@ -33,7 +33,7 @@ export interface Formula {
 
 type Node =
   | { k: "num"; v: number }
-  | { k: "var"; name: string }
+  | { k: "var"; name: string; constant?: number }
   | { k: "un"; op: string; a: Node }
   | { k: "bin"; op: string; a: Node; b: Node }
   | { k: "tern"; c: Node; a: Node; b: Node }
@@ -150,8 +150,9 @@ export function parseFormula(source: string): Formula {
         expect(")");
         return { k: "call", fn: upper, args };
       }
-      if (upper === "PI" && toks[i] !== "(") return { k: "num", v: Math.PI };
-      if (upper === "E" && toks[i] !== "(") return { k: "num", v: Math.E };
+      // PI and E are constants unless the node defines a variable of that name.
+      if (upper === "PI") return { k: "var", name: t, constant: Math.PI };
+      if (upper === "E") return { k: "var", name: t, constant: Math.E };
       variables.add(t);
       return { k: "var", name: t };
     }
@@ -186,7 +187,12 @@ export function parseFormula(source: string): Formula {
       case "num":
         return n.v;
       case "var":
-        return look(n.name);
+        if (n.constant === undefined) return look(n.name);
+        try {
+          return look(n.name);
+        } catch {
+          return n.constant;
+        }
       case "un": {
         const a = ev(n.a, look, integer);
         if (n.op === "-") return -a;
