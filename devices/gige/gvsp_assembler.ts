@@ -26,6 +26,11 @@ import {
   STATUS_PACKET_RESEND,
 } from "./gvsp.ts";
 
+/** Packets of blocks up to this many behind the newest are late (dropped). */
+const LATE_BLOCKS = 100;
+/** A block id further than this ahead (or further behind than late) restarts the sequence. */
+const RESYNC_BLOCKS = 1000;
+
 /** Options of a {@link FrameAssembler}. */
 export interface AssemblerOptions {
   /** Bytes of one frame's payload (the device's PayloadSize): size of every frame buffer. */
@@ -90,6 +95,8 @@ export interface AssemblerStats {
   resendRequests: number;
   framesComplete: number;
   framesFailed: number;
+  /** Block-id jumps that restarted the sequence. */
+  resyncs: number;
 }
 
 /** Formats packet ids as compact ranges: `3-5,9`. */
@@ -172,6 +179,7 @@ export class FrameAssembler {
     resendRequests: 0,
     framesComplete: 0,
     framesFailed: 0,
+    resyncs: 0,
   };
   #options: Required<AssemblerOptions>;
   #perPacket: number;
@@ -337,10 +345,15 @@ export class FrameAssembler {
     }
     if (f === undefined) {
       if (this.#newest !== undefined) {
-        const d = this.#blockDiff(h.blockId, this.#newest);
-        if (d <= 0) {
+        let d = this.#blockDiff(h.blockId, this.#newest);
+        if (d <= 0 && d > -LATE_BLOCKS) {
           this.stats.late++;
           return;
+        }
+        if (d <= 0 || d > RESYNC_BLOCKS) {
+          // A jump no camera makes in order (restart, corrupted id): start over from here.
+          this.stats.resyncs++;
+          d = 1;
         }
         if (!this.#options.resend) {
           for (const g of [...this.#inFlight]) {
