@@ -494,6 +494,7 @@ export class GigeDevice implements Device {
     const seriesId = `gige-${s.identity.serial || "cam"}-${++this.#series}`;
     let started = false;
     let ended = false;
+    const blocks: number[] = [];
     try {
       await this.#trySet(nodes, "TLParamsLocked", 1);
       this.#ctx.emit({ type: "start-data", seriesId, seriesNumber: this.#series });
@@ -540,6 +541,7 @@ export class GigeDevice implements Device {
             `block ${out.blockId}: ${out.data.length} bytes (padding ${leader.paddingX}), expected ${expectedBytes}`,
           );
         }
+        blocks.push(out.blockId);
         const image = this.#image(s, buffer, out.data, recycle);
         this.#ctx.emit({
           type: "image-data",
@@ -565,7 +567,11 @@ export class GigeDevice implements Device {
     await this.#stopCamera(s);
     if (ended) {
       this.#ctx.emit({ type: "end-data", seriesId });
-      log.info("Acquisition done", { series: seriesId, ...assembler.stats });
+      log.info("Acquisition done", {
+        series: seriesId,
+        blocks: blocks.join(","),
+        ...assembler.stats,
+      });
     } else if (started) {
       this.#ctx.emit({ type: "cancel-data", seriesId });
     }
