@@ -11,6 +11,8 @@ import { Bootstrap } from "../devices/gige/gvcp.ts";
 import { GvcpClient } from "../devices/gige/gvcp_client.ts";
 import type { DeviceEvent, ImageDataEvent } from "../lib/events.ts";
 import { recordingContext } from "./support/eiger.ts";
+import { EXIT, runView } from "../lib/view/app.ts";
+import { fakeTerminal } from "./support/view_terminal.ts";
 
 interface Rig {
   camera: SimCamera;
@@ -358,5 +360,28 @@ Deno.test("gige backend: cancel stops the camera and emits cancel-data", async (
     assert.equal(r.camera.registers.get(SimRegister.ACQUISITION_COMMAND), 0, "AcquisitionStop");
   } finally {
     await r.close();
+  }
+});
+
+Deno.test("gige backend: `view --backend gige` shows the camera's frames", async () => {
+  const camera = await SimCamera.start({ width: 48, height: 32 });
+  try {
+    const term = fakeTerminal({ input: false, cols: 120, rows: 40 });
+    const messages: string[] = [];
+    const code = await runView(
+      ["--backend", "gige", "--auto-acquire", "0.001", "--frames", "2", "--output", "halfblock"],
+      {
+        io: term,
+        env: { GIGE_DEVICE_HOST: camera.hostSpec, GIGE_NUM_IMAGES: "2" },
+        message: (m) => messages.push(m),
+      },
+    );
+    assert.equal(code, EXIT.OK, messages.join("\n"));
+    const status = term.text().split("\x1b[7m").at(-1)!;
+    assert.ok(status.includes("48x32"), status);
+    assert.ok(term.text().includes("camera"));
+    assert.ok(camera.framesSent.length >= 4, `${camera.framesSent.length} frames sent`);
+  } finally {
+    await camera.close();
   }
 });
