@@ -395,6 +395,21 @@ export class SimCamera {
           setTimeout(send, Math.max(1, this.pendingAckMs / 2));
         } else send();
       };
+      try {
+        this.#handle(cmd, from, isController, reply);
+      } catch {
+        reply(0x8002); // a malformed command: INVALID_PARAMETER, never a crash
+      }
+    }
+  }
+
+  #handle(
+    cmd: { command: number; reqId: number; payload: Uint8Array },
+    from: Deno.NetAddr,
+    isController: boolean,
+    reply: (status: number, payload?: Uint8Array) => void,
+  ): void {
+    {
       const dv = new DataView(cmd.payload.buffer, cmd.payload.byteOffset, cmd.payload.byteLength);
       switch (cmd.command) {
         case GvcpCommand.DISCOVERY:
