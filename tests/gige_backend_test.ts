@@ -9,7 +9,7 @@ import { GigeDevice } from "../devices/gige/backend.ts";
 import { SimCamera, simPixel, SimRegister } from "../devices/gige_sim/camera.ts";
 import { Bootstrap } from "../devices/gige/gvcp.ts";
 import { GvcpClient } from "../devices/gige/gvcp_client.ts";
-import type { DeviceEvent, ImageDataEvent } from "../lib/events.ts";
+import type { DeviceEvent, ImageDataEvent } from "../devices/contract.ts";
 import { recordingContext } from "./support/eiger.ts";
 import { EXIT, runView } from "../lib/view/app.ts";
 import { fakeTerminal } from "./support/view_terminal.ts";

@@ -21,7 +21,7 @@ import { DescriptionError, parseDescriptionUrl, unzipFirst } from "../devices/gi
 import { parseXml, XmlError } from "../devices/gige/xml.ts";
 import { GenicamError, NodeMap } from "../devices/gige/genicam.ts";
 import { SIM_CAMERA_XML } from "../devices/gige_sim/camera.ts";
-import { createRandom } from "../lib/random.ts";
+import { createRandom } from "../core/random.ts";
 
 const rand = createRandom(20261202);
 const int = (n: number) => Math.floor(rand() * n);

@@ -14,8 +14,15 @@
  * @module
  */
 
-import type { Device, DeviceContext } from "../base.ts";
-import type { DeviceConfig, MetaValue, PixelArray, RuntimeStateEvent } from "../../lib/events.ts";
+import type {
+  Device,
+  DeviceConfig,
+  DeviceContext,
+  MetaValue,
+  PixelArray,
+  RuntimeStateEvent,
+} from "../contract.ts";
+import { errorMessage } from "../../core/errors.ts";
 import { Bootstrap, Capability, type DiscoveryInfo, ipv4Value } from "./gvcp.ts";
 import { GvcpClient } from "./gvcp_client.ts";
 import { fetchDescription } from "./description.ts";
@@ -33,10 +40,6 @@ const EXPOSURE_FEATURES = ["ExposureTime", "ExposureTimeAbs"];
 const GAIN_FEATURES = ["Gain", "GainRaw", "GainAbs"];
 const TEMPERATURE_FEATURES = ["DeviceTemperature", "TemperatureAbs"];
 const RUNTIME_POLL_MS = 2000;
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 
 /** Seconds per unit of a time feature's `<Unit>` (µs when absent, as SFNC defines). */
 export function secondsPerUnit(unit: string): number {
@@ -250,7 +253,7 @@ export class GigeDevice implements Device {
           const back = await nodes.get(name);
           log.info("Feature set", { feature: name, value, read_back: back });
         } catch (err) {
-          throw new Error(`GIGE_FEATURES ${name}=${value} refused: ${errorText(err)}`);
+          throw new Error(`GIGE_FEATURES ${name}=${value} refused: ${errorMessage(err)}`);
         }
       }
       await this.#setupTrigger(nodes);
@@ -338,7 +341,7 @@ export class GigeDevice implements Device {
     } catch (err) {
       this.#session = undefined;
       client.stopHeartbeat();
-      if (this.#lost === undefined && /control/.test(errorText(err)) === false) {
+      if (this.#lost === undefined && /control/.test(errorMessage(err)) === false) {
         await client.releaseControl().catch(() => {});
       }
       await receiver?.close();
@@ -399,7 +402,7 @@ export class GigeDevice implements Device {
       try {
         values.temperature = Number(await s.nodes.getNumber(s.temperatureFeature));
       } catch (err) {
-        this.#ctx.log.warn("Temperature read failed", { error: errorText(err) });
+        this.#ctx.log.warn("Temperature read failed", { error: errorMessage(err) });
       }
     }
     const stats = this.#lastStats;
@@ -473,7 +476,7 @@ export class GigeDevice implements Device {
     try {
       await nodes.set(s.exposureFeature, exposureValue);
     } catch (err) {
-      throw new Error(`duration ${duration} s refused: ${errorText(err)}`);
+      throw new Error(`duration ${duration} s refused: ${errorMessage(err)}`);
     }
     const exposure = Number(await nodes.getNumber(s.exposureFeature)) * s.exposureScale;
     const payloadSize = Number(await nodes.getNumber("PayloadSize"));
@@ -517,7 +520,7 @@ export class GigeDevice implements Device {
             `frame ${
               index + 1
             } of ${st.numImages} overdue: nothing complete from ${s.client.address} ` +
-              `within ${duration + st.imageOverdue} s (${errorText(err)})`,
+              `within ${duration + st.imageOverdue} s (${errorMessage(err)})`,
           );
         }
         if (out.kind === "incomplete") throw new Error(out.reason);
@@ -547,7 +550,7 @@ export class GigeDevice implements Device {
           type: "image-data",
           seriesId,
           index,
-          timestamp: this.#ctx.now() / 1000,
+          timestamp: Date.now() / 1000,
           exposure,
           images: { [GIGE_CHANNEL]: image.pixels },
           release: image.release,
@@ -584,7 +587,7 @@ export class GigeDevice implements Device {
       await s.nodes.execute("AcquisitionStop");
       await this.#trySet(s.nodes, "TLParamsLocked", 0);
     } catch (err) {
-      this.#ctx.log.warn("AcquisitionStop failed", { error: errorText(err) });
+      this.#ctx.log.warn("AcquisitionStop failed", { error: errorMessage(err) });
     }
   }
 }

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { errorMessage } from "../../core/errors.ts";
+
 /** A parsed `Local:` URL. */
 export interface LocalUrl {
   fileName: string;
@@ -112,9 +114,7 @@ export async function unzipFirst(zip: Uint8Array): Promise<{ name: string; data:
       data = await inflateRaw(raw);
     } catch (err) {
       throw new DescriptionError(
-        `zipped description: ${name} does not inflate (${
-          err instanceof Error ? err.message : err
-        })`,
+        `zipped description: ${name} does not inflate (${errorMessage(err)})`,
       );
     }
   } else throw new DescriptionError(`zipped description: compression method ${method} unsupported`);
@@ -155,7 +155,7 @@ export async function fetchDescription(
     try {
       parsed = parseDescriptionUrl(url);
     } catch (err) {
-      problems.push(err instanceof Error ? err.message : String(err));
+      problems.push(errorMessage(err));
       continue;
     }
     const bytes = await read(parsed.address, parsed.length);

@@ -18,6 +18,7 @@
 
 import { type Formula, parseFormula } from "./formula.ts";
 import { parseXml, type XmlElement, XmlError } from "./xml.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 /** Register access used by a node map (addresses and lengths as the description gives them). */
 export interface RegisterPort {
@@ -424,7 +425,7 @@ export class NodeMap {
       try {
         f = parseFormula(text);
       } catch (err) {
-        throw new GenicamError(`${n.name}: ${err instanceof Error ? err.message : err}`);
+        throw new GenicamError(`${n.name}: ${errorMessage(err)}`);
       }
       this.#formulas.set(key, f);
     }
@@ -446,7 +447,7 @@ export class NodeMap {
       try {
         f = parseFormula(c.text);
       } catch (err) {
-        throw new GenicamError(`${n.name}: ${err instanceof Error ? err.message : err}`);
+        throw new GenicamError(`${n.name}: ${errorMessage(err)}`);
       }
       vars.set(c.attributes.Name, f.evaluate(this.#lookup(n, vars), integer));
     }
@@ -469,7 +470,7 @@ export class NodeMap {
       return this.#formula(n, "Formula").evaluate(this.#lookup(n, vars), integer);
     } catch (err) {
       if (err instanceof GenicamError) throw err;
-      throw new GenicamError(`${n.name}: ${err instanceof Error ? err.message : err}`);
+      throw new GenicamError(`${n.name}: ${errorMessage(err)}`);
     }
   }
 

@@ -29,6 +29,7 @@ import {
   writeMemPayload,
   writeRegPayload,
 } from "./gvcp.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 /** Where a GVCP client sends its commands. */
 export interface GvcpAddress {
@@ -329,7 +330,7 @@ export class GvcpClient {
     try {
       await this.writeRegister(Bootstrap.CCP, exclusive ? CCP_EXCLUSIVE : CCP_CONTROL);
     } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
+      const why = errorMessage(err);
       if (holder || (err instanceof Error && /ACCESS_DENIED/.test(why))) {
         throw new Error(
           `camera at ${this.address} refused control: another application holds it (${why})`,
@@ -360,7 +361,7 @@ export class GvcpClient {
           reason = `camera at ${this.address} dropped our control (CCP=${hex(ccp)})`;
         }
       } catch (err) {
-        reason = `heartbeat lost: ${err instanceof Error ? err.message : String(err)}`;
+        reason = `heartbeat lost: ${errorMessage(err)}`;
       }
       if (stop.signal.aborted) return;
       if (reason !== undefined) {
@@ -387,7 +388,7 @@ export class GvcpClient {
       await this.writeRegister(Bootstrap.CCP, 0);
       return undefined;
     } catch (err) {
-      return err instanceof Error ? err.message : String(err);
+      return errorMessage(err);
     }
   }
 

@@ -25,6 +25,7 @@ import {
   STANDARD_OVERHEAD,
   STATUS_PACKET_RESEND,
 } from "./gvsp.ts";
+import { errorMessage } from "../../core/errors.ts";
 
 /** Packets of blocks up to this many behind the newest are late (dropped). */
 const LATE_BLOCKS = 100;
@@ -400,7 +401,7 @@ export class FrameAssembler {
         try {
           f.leader = decodeImageLeader(body);
         } catch (err) {
-          f.bad ??= err instanceof Error ? err.message : String(err);
+          f.bad ??= errorMessage(err);
         }
         break;
       case GvspFormat.PAYLOAD: {
@@ -423,7 +424,7 @@ export class FrameAssembler {
         try {
           f.trailerSizeY = decodeTrailer(body).sizeY;
         } catch (err) {
-          f.bad ??= err instanceof Error ? err.message : String(err);
+          f.bad ??= errorMessage(err);
         }
         f.trailerSeen = true;
         f.total = pid + 1;

@@ -244,13 +244,15 @@ for (const [format, bpp] of [["Mono8", 8], ["Mono16", 16]] as const) {
     `${format}: CPU-bound capacity on one free core: raw ${rawCapacity.toFixed(0)} MB/s, gige ${
       gigeCapacity.toFixed(0)
     } MB/s; ratio gige/raw ${(gigeCapacity / rawCapacity).toFixed(2)}; line rate ${
-      gigeCapacity >= 125 ? "within" : "BEYOND"
+      gigeCapacity >= LINE_RATE_MBPS ? "within" : "BEYOND"
     } the gige path's capacity`,
   );
   console.log(
     `${format}: lossless up to raw ${rawBest} MB/s, gige ${gigeBest} MB/s; ratio gige/raw ${
       rawBest > 0 ? (gigeBest / rawBest).toFixed(2) : "n/a (raw lost packets at every rate)"
-    }; GigE line rate (125 MB/s) ${gigeBest >= 125 ? "sustained" : "NOT sustained"}`,
+    }; GigE line rate (${LINE_RATE_MBPS} MB/s) ${
+      gigeBest >= LINE_RATE_MBPS ? "sustained" : "NOT sustained"
+    }`,
   );
 }
 await Deno.remove(dir, { recursive: true });
