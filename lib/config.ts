@@ -61,8 +61,8 @@ export const USAGE = `Usage: diss-ioc [options]                 run the IOC
        diss-ioc eiger-sim [options]       run an EIGER2 detector simulator (eiger-sim --help)
 
 Options (each overrides its environment variable):
-  --backend NAME|module:Class  device backend: sim, eiger, harp (alias miniquant), or
-                               your own class                   [DISS_DEVICE_BACKEND]
+  --backend NAME|module:Class  device backend: sim, eiger, harp (alias miniquant),
+                               gige (alias pylon), or your own class  [DISS_DEVICE_BACKEND]
   --prefix P                   PV prefix, e.g. "DISS:det:" (default "${DEFAULT_PREFIX}")  [DISS_EPICS_PREFIX]
   --auto-acquire S             acquire S seconds whenever READY; no/0 = off [DISS_AUTO_ACQUIRE]
   --overdue S                  seconds beyond the duration before an acquisition

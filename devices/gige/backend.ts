@@ -116,9 +116,13 @@ export class GigeDevice implements Device {
     return { ...this.#lastStats };
   }
 
-  /** GIGE_IMAGE_OVERDUE. */
+  /**
+   * GIGE_IMAGE_OVERDUE for one frame. With several frames the backend bounds each frame itself
+   * (exposure + overdue), a total the controller cannot know (it is not N × duration when the
+   * camera's frame period is longer), so then it reports 0 and the per-frame bound decides.
+   */
   overdueSeconds(): number {
-    return this.#settings.imageOverdue;
+    return this.#settings.numImages === 1 ? this.#settings.imageOverdue : 0;
   }
 
   /** True after a successful initialize while control is held. */
