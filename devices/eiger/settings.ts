@@ -7,6 +7,8 @@
  * @module
  */
 
+import { type Env, envNumber, envText } from "../../core/env.ts";
+
 /** High-level operation modes: internal trigger, or external gating with one or two images. */
 export type EigerMode = "snapshot" | "single" | "double";
 
@@ -41,28 +43,8 @@ export const DEFAULT_GATING_FREQUENCY = 104500;
 
 const MODES: readonly EigerMode[] = ["snapshot", "single", "double"];
 
-function text(env: Readonly<Record<string, string | undefined>>, name: string): string | undefined {
-  const value = env[name]?.trim();
-  return value === undefined || value === "" ? undefined : value;
-}
-
-function number(
-  env: Readonly<Record<string, string | undefined>>,
-  name: string,
-  check: (n: number) => boolean,
-  want: string,
-): number | undefined {
-  const raw = text(env, name);
-  if (raw === undefined) return undefined;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || !check(value)) {
-    throw new Error(`${name}=${JSON.stringify(raw)} is invalid: expected ${want}`);
-  }
-  return value;
-}
-
-function port(env: Readonly<Record<string, string | undefined>>, name: string, fallback: number) {
-  return number(
+function port(env: Env, name: string, fallback: number) {
+  return envNumber(
     env,
     name,
     (n) => Number.isInteger(n) && n >= 1 && n <= 65535,
@@ -75,16 +57,16 @@ function port(env: Readonly<Record<string, string | undefined>>, name: string, f
  * Throws an Error naming the offending variable when a value is missing or invalid.
  */
 export function parseEigerSettings(
-  env: Readonly<Record<string, string | undefined>>,
+  env: Env,
 ): EigerSettings {
-  const host = text(env, "EIGER_DEVICE_HOST");
+  const host = envText(env, "EIGER_DEVICE_HOST");
   if (host === undefined) {
     throw new Error("EIGER_DEVICE_HOST is not set: give the host name or address of the DCU");
   }
   if (/[\s/]/.test(host)) {
     throw new Error(`EIGER_DEVICE_HOST=${JSON.stringify(host)} is invalid: expected a host name`);
   }
-  const modeText = (text(env, "EIGER_DEVICE_MODE") ?? "snapshot").toLowerCase();
+  const modeText = (envText(env, "EIGER_DEVICE_MODE") ?? "snapshot").toLowerCase();
   if (!(MODES as readonly string[]).includes(modeText)) {
     throw new Error(
       `EIGER_DEVICE_MODE=${JSON.stringify(modeText)} is invalid: expected one of ${
@@ -95,8 +77,8 @@ export function parseEigerSettings(
   const mode = modeText as EigerMode;
   const positive = (n: number) => n > 0;
   const energy = "an energy in eV > 0";
-  const overdue = number(env, "EIGER_IMAGE_OVERDUE", (n) => n >= 0, "seconds >= 0 (0 disables)");
-  const apiVersion = text(env, "EIGER_API_VERSION");
+  const overdue = envNumber(env, "EIGER_IMAGE_OVERDUE", (n) => n >= 0, "seconds >= 0 (0 disables)");
+  const apiVersion = envText(env, "EIGER_API_VERSION");
   if (apiVersion !== undefined && !/^\d+\.\d+\.\d+$/.test(apiVersion)) {
     throw new Error(
       `EIGER_API_VERSION=${JSON.stringify(apiVersion)} is invalid: expected e.g. 1.8.0`,
@@ -107,14 +89,14 @@ export function parseEigerSettings(
     apiPort: port(env, "EIGER_API_PORT", 80),
     streamPort: port(env, "EIGER_STREAM_PORT", 31001),
     mode,
-    gatingFrequency: number(env, "EIGER_GATING_FREQUENCY", positive, "a frequency in Hz > 0") ??
+    gatingFrequency: envNumber(env, "EIGER_GATING_FREQUENCY", positive, "a frequency in Hz > 0") ??
       DEFAULT_GATING_FREQUENCY,
-    threshold1Energy: number(env, "EIGER_X2_THRESHOLD1_ENERGY", positive, energy),
-    threshold2Energy: number(env, "EIGER_X2_THRESHOLD2_ENERGY", positive, energy),
+    threshold1Energy: envNumber(env, "EIGER_X2_THRESHOLD1_ENERGY", positive, energy),
+    threshold2Energy: envNumber(env, "EIGER_X2_THRESHOLD2_ENERGY", positive, energy),
     imageOverdue: overdue ?? (mode === "snapshot" ? 5 : 300),
     apiVersion,
-    requestTimeout: number(env, "EIGER_REQUEST_TIMEOUT", positive, "seconds > 0") ?? 20,
-    pollInterval: number(env, "EIGER_POLL_INTERVAL", positive, "seconds > 0") ?? 1,
+    requestTimeout: envNumber(env, "EIGER_REQUEST_TIMEOUT", positive, "seconds > 0") ?? 20,
+    pollInterval: envNumber(env, "EIGER_POLL_INTERVAL", positive, "seconds > 0") ?? 1,
   };
 }
 

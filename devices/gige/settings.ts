@@ -5,6 +5,7 @@
  * @module
  */
 
+import { type Env, envNumber, envText } from "../../core/env.ts";
 import { GVCP_PORT } from "./gvcp.ts";
 
 /** Trigger source of frames. */
@@ -34,23 +35,6 @@ export interface GigeSettings {
   gvcpTimeoutMs: number;
 }
 
-type Env = Readonly<Record<string, string | undefined>>;
-
-function text(env: Env, name: string): string | undefined {
-  const value = env[name]?.trim();
-  return value === undefined || value === "" ? undefined : value;
-}
-
-function number(env: Env, name: string, check: (n: number) => boolean, want: string) {
-  const raw = text(env, name);
-  if (raw === undefined) return undefined;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || !check(value)) {
-    throw new Error(`${name}=${JSON.stringify(raw)} is invalid: expected ${want}`);
-  }
-  return value;
-}
-
 /** Splits `Name=Value;Name=Value` (empty items ignored); throws naming a malformed item. */
 export function parseFeatureList(raw: string): [string, string][] {
   const out: [string, string][] = [];
@@ -68,8 +52,8 @@ export function parseFeatureList(raw: string): [string, string][] {
 
 /** Parses the `GIGE_*` variables of `env`. */
 export function parseGigeSettings(env: Env): GigeSettings {
-  const hostRaw = text(env, "GIGE_DEVICE_HOST");
-  const iface = text(env, "GIGE_INTERFACE");
+  const hostRaw = envText(env, "GIGE_DEVICE_HOST");
+  const iface = envText(env, "GIGE_INTERFACE");
   let host: string | undefined;
   let port = GVCP_PORT;
   if (hostRaw !== undefined) {
@@ -87,7 +71,7 @@ export function parseGigeSettings(env: Env): GigeSettings {
         "the interface to discover a camera on by broadcast",
     );
   }
-  const trigger = (text(env, "GIGE_TRIGGER") ?? "internal").toLowerCase();
+  const trigger = (envText(env, "GIGE_TRIGGER") ?? "internal").toLowerCase();
   if (trigger !== "internal" && trigger !== "external") {
     throw new Error(
       `GIGE_TRIGGER=${JSON.stringify(env.GIGE_TRIGGER)} is invalid: expected internal or external`,
@@ -97,28 +81,28 @@ export function parseGigeSettings(env: Env): GigeSettings {
     host,
     port,
     interface: iface,
-    features: parseFeatureList(text(env, "GIGE_FEATURES") ?? ""),
-    numImages: number(
+    features: parseFeatureList(envText(env, "GIGE_FEATURES") ?? ""),
+    numImages: envNumber(
       env,
       "GIGE_NUM_IMAGES",
       (n) => Number.isInteger(n) && n >= 1 && n <= 1_000_000,
       "an integer 1..1000000",
     ) ?? 1,
     trigger,
-    packetSize: number(
+    packetSize: envNumber(
       env,
       "GIGE_PACKET_SIZE",
       (n) => Number.isInteger(n) && n >= 576 && n <= 16404 && n % 4 === 0,
       "a multiple of 4 in 576..16404 (bytes per IP datagram)",
     ),
-    imageOverdue: number(env, "GIGE_IMAGE_OVERDUE", (n) => n >= 0, "seconds >= 0") ?? 5,
-    resendWindowMs: number(
+    imageOverdue: envNumber(env, "GIGE_IMAGE_OVERDUE", (n) => n >= 0, "seconds >= 0") ?? 5,
+    resendWindowMs: envNumber(
       env,
       "GIGE_RESEND_WINDOW",
       (n) => n >= 5 && n <= 10_000,
       "milliseconds 5..10000",
     ) ?? 100,
-    gvcpTimeoutMs: number(
+    gvcpTimeoutMs: envNumber(
       env,
       "GIGE_GVCP_TIMEOUT",
       (n) => n >= 10 && n <= 10_000,
