@@ -207,6 +207,7 @@ export class GigeDevice implements Device {
       timeoutMs: st.gvcpTimeoutMs,
     });
     let receiver: GvspReceiver | undefined;
+    let controlTaken = false;
     try {
       const identity = await client.discover();
       log.info("Camera found", {
@@ -244,6 +245,7 @@ export class GigeDevice implements Device {
       });
       signal.throwIfAborted();
       await client.takeControl();
+      controlTaken = true;
       const heartbeatTimeout = await client.readRegister(Bootstrap.HEARTBEAT_TIMEOUT);
       const period = Math.max(100, Math.min(1000, Math.floor((heartbeatTimeout || 3000) / 3)));
       client.startHeartbeat(period, (reason) => this.#onControlLost(reason));
@@ -345,9 +347,7 @@ export class GigeDevice implements Device {
     } catch (err) {
       this.#session = undefined;
       client.stopHeartbeat();
-      if (this.#lost === undefined && /control/.test(errorMessage(err)) === false) {
-        await client.releaseControl().catch(() => {});
-      }
+      if (controlTaken && this.#lost === undefined) await client.releaseControl();
       await receiver?.close();
       await client.close();
       throw err;
