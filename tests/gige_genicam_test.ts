@@ -9,6 +9,7 @@ import { GenicamError, NodeMap, type RegisterPort } from "../devices/gige/genica
 import { parseFormula } from "../devices/gige/formula.ts";
 import { fetchDescription, parseDescriptionUrl, unzipFirst } from "../devices/gige/description.ts";
 import { parseXml } from "../devices/gige/xml.ts";
+import { zipArchive } from "../devices/gige_sim/zip_writer.ts";
 
 const FIXTURE = `<?xml version="1.0" encoding="UTF-8"?>
 <!-- our own fixture: one of each node type -->
@@ -324,50 +325,17 @@ Deno.test("description: URL forms of the digest, zip (deflate and stored), fallb
   assert.throws(() => parseDescriptionUrl("Local:x.xml;zz;10"), /address is not hex/);
 
   const xml = new TextEncoder().encode(FIXTURE);
-  const deflated = new Uint8Array(
-    await new Response(new Blob([xml]).stream().pipeThrough(new CompressionStream("deflate-raw")))
-      .arrayBuffer(),
-  );
-  const zip = (method: number, body: Uint8Array, prefix = 0) => {
-    const name = new TextEncoder().encode("cam.xml");
-    const out = new Uint8Array(prefix + 30 + name.length + body.length + 46 + name.length + 22);
-    const dv = new DataView(out.buffer);
-    let at = prefix;
-    dv.setUint32(at, 0x04034b50, true);
-    dv.setUint16(at + 8, method, true);
-    dv.setUint32(at + 18, body.length, true);
-    dv.setUint32(at + 22, xml.length, true);
-    dv.setUint16(at + 26, name.length, true);
-    out.set(name, at + 30);
-    out.set(body, at + 30 + name.length);
-    const cd = at + 30 + name.length + body.length;
-    dv.setUint32(cd, 0x02014b50, true);
-    dv.setUint16(cd + 10, method, true);
-    dv.setUint32(cd + 20, body.length, true);
-    dv.setUint32(cd + 24, xml.length, true);
-    dv.setUint16(cd + 28, name.length, true);
-    out.set(name, cd + 46);
-    const eocd = cd + 46 + name.length;
-    dv.setUint32(eocd, 0x06054b50, true);
-    dv.setUint16(eocd + 10, 1, true);
-    dv.setUint32(eocd + 12, 46 + name.length, true);
-    dv.setUint32(eocd + 16, cd - prefix, true);
-    at = eocd;
-    return out;
-  };
-  for (
-    const [method, body, prefix] of [[8, deflated, 0], [0, xml, 0], [8, deflated, 16]] as const
-  ) {
-    const got = await unzipFirst(zip(method, body, prefix));
+  for (const options of [{ method: 8 }, { method: 0 }, { method: 8, prefix: 16 }] as const) {
+    const got = await unzipFirst(await zipArchive("cam.xml", xml, options));
     assert.equal(got.name, "cam.xml");
     assert.equal(new TextDecoder().decode(got.data), FIXTURE);
   }
   await assert.rejects(unzipFirst(xml), /no end-of-central-directory/);
-  const broken = zip(8, deflated.map((b) => b ^ 0x5a));
+  const broken = await zipArchive("cam.xml", xml, { mangle: (b) => b.map((v) => v ^ 0x5a) });
   await assert.rejects(unzipFirst(broken), /does not inflate|inflates to/);
 
   // fetchDescription: first URL empty → second URL, zipped.
-  const archive = zip(8, deflated);
+  const archive = await zipArchive("cam.xml", xml);
   const memory = new Uint8Array(0x20000);
   memory.set(new TextEncoder().encode(`Local:cam.zip;10000;${archive.length.toString(16)}`), 0x400);
   memory.set(archive, 0x10000);

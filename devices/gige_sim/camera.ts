@@ -22,6 +22,7 @@ import {
   PENDING_ACK,
 } from "../gige/gvcp.ts";
 import { type ImageLeader, packetizeImage, STATUS_PACKET_RESEND } from "../gige/gvsp.ts";
+import { zipArchive } from "./zip_writer.ts";
 
 /** Device register addresses of the simulator's description. */
 export const SimRegister = {
@@ -168,47 +169,6 @@ export interface SimCameraOptions {
   height?: number;
 }
 
-async function zipOne(name: string, data: Uint8Array): Promise<Uint8Array> {
-  const deflated = new Uint8Array(
-    await new Response(
-      new Blob([data as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
-        new CompressionStream("deflate-raw"),
-      ),
-    ).arrayBuffer(),
-  );
-  const nameBytes = new TextEncoder().encode(name);
-  const local = new Uint8Array(30 + nameBytes.length);
-  const lv = new DataView(local.buffer);
-  lv.setUint32(0, 0x04034b50, true);
-  lv.setUint16(8, 8, true);
-  lv.setUint32(18, deflated.length, true);
-  lv.setUint32(22, data.length, true);
-  lv.setUint16(26, nameBytes.length, true);
-  local.set(nameBytes, 30);
-  const cd = new Uint8Array(46 + nameBytes.length);
-  const cv = new DataView(cd.buffer);
-  cv.setUint32(0, 0x02014b50, true);
-  cv.setUint16(10, 8, true);
-  cv.setUint32(20, deflated.length, true);
-  cv.setUint32(24, data.length, true);
-  cv.setUint16(28, nameBytes.length, true);
-  cv.setUint32(42, 0, true);
-  cd.set(nameBytes, 46);
-  const eocd = new Uint8Array(22);
-  const ev = new DataView(eocd.buffer);
-  ev.setUint32(0, 0x06054b50, true);
-  ev.setUint16(8, 1, true);
-  ev.setUint16(10, 1, true);
-  ev.setUint32(12, cd.length, true);
-  ev.setUint32(16, local.length + deflated.length, true);
-  const out = new Uint8Array(local.length + deflated.length + cd.length + eocd.length);
-  out.set(local, 0);
-  out.set(deflated, local.length);
-  out.set(cd, local.length + deflated.length);
-  out.set(eocd, local.length + deflated.length + cd.length);
-  return out;
-}
-
 /** A simulated GigE Vision camera on 127.0.0.1. */
 export class SimCamera {
   /** Registers (address → 32-bit value). */
@@ -270,7 +230,7 @@ export class SimCamera {
   static async start(options: SimCameraOptions = {}): Promise<SimCamera> {
     const cam = new SimCamera(options);
     const xml = new TextEncoder().encode(SIM_CAMERA_XML);
-    const blob = options.zipped ? await zipOne("diss_sim.xml", xml) : xml;
+    const blob = options.zipped ? await zipArchive("diss_sim.xml", xml) : xml;
     const name = options.zipped ? "diss_sim.zip" : "diss_sim.xml";
     cam.memory = blob;
     const url = `Local:${name};${XML_ADDRESS.toString(16)};${blob.length.toString(16)}`;
