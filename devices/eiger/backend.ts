@@ -128,7 +128,11 @@ export class EigerDevice implements Device {
       signal: this.#stop.signal,
     });
     this.#openStream = options.openStream ??
-      zmqStreamOpener({ host: this.#settings.host, port: this.#settings.streamPort });
+      zmqStreamOpener({
+        host: this.#settings.host,
+        port: this.#settings.streamPort,
+        decode: { workers: this.#settings.decodeWorkers, backlog: this.#settings.decodeBacklog },
+      });
     this.#statePollMs = options.statePollMs ?? 250;
   }
 
@@ -184,7 +188,7 @@ export class EigerDevice implements Device {
           } else if (event.kind === "disconnected") {
             log.warn("Image stream disconnected", { reason: event.reason });
             this.#setStreamUp(false);
-          } else if (event.kind === "error") {
+          } else if (event.kind === "error" || event.kind === "overflow") {
             log.warn("Bad stream message", { error: event.message });
           }
           const collector = this.#collector;

@@ -60,6 +60,7 @@ export type StreamMessage = StreamStart | StreamImage | StreamEnd;
 export type StreamEvent =
   | { kind: "message"; message: StreamMessage }
   | { kind: "error"; message: string }
+  | { kind: "overflow"; message: string }
   | { kind: "connected" }
   | { kind: "disconnected"; reason: string };
 
@@ -171,6 +172,9 @@ export class SeriesCollector {
         break;
       case "error":
         this.fail(`${this.label}: bad stream message: ${event.message}`);
+        break;
+      case "overflow":
+        this.fail(`${this.label}: ${event.message}`);
         break;
       case "message":
         this.#message(event.message);

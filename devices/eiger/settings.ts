@@ -34,6 +34,10 @@ export interface EigerSettings {
   requestTimeout: number;
   /** Period of the runtime status poll in seconds (`EIGER_POLL_INTERVAL`, default 1). */
   pollInterval: number;
+  /** Stream decode workers (`EIGER_DECODE_WORKERS`, default one per core; 0 = event loop). */
+  decodeWorkers?: number;
+  /** Frames that may wait for decoding before the series fails (`EIGER_DECODE_BACKLOG`). */
+  decodeBacklog?: number;
 }
 
 /** Default gate frequency (Hz) of the original diss-ioc. */
@@ -68,6 +72,11 @@ function port(env: Readonly<Record<string, string | undefined>>, name: string, f
     (n) => Number.isInteger(n) && n >= 1 && n <= 65535,
     "a TCP port 1..65535",
   ) ?? fallback;
+}
+
+/** `{ [key]: value }` when the value is set, else `{}` (unset settings stay absent). */
+function optional<K extends string>(key: K, value: number | undefined): { [k in K]?: number } {
+  return value === undefined ? {} : { [key]: value } as { [k in K]?: number };
 }
 
 /**
@@ -115,6 +124,24 @@ export function parseEigerSettings(
     apiVersion,
     requestTimeout: number(env, "EIGER_REQUEST_TIMEOUT", positive, "seconds > 0") ?? 20,
     pollInterval: number(env, "EIGER_POLL_INTERVAL", positive, "seconds > 0") ?? 1,
+    ...optional(
+      "decodeWorkers",
+      number(
+        env,
+        "EIGER_DECODE_WORKERS",
+        (n) => Number.isInteger(n) && n >= 0 && n <= 64,
+        "an integer 0..64 (0 decodes on the event loop)",
+      ),
+    ),
+    ...optional(
+      "decodeBacklog",
+      number(
+        env,
+        "EIGER_DECODE_BACKLOG",
+        (n) => Number.isInteger(n) && n >= 1,
+        "a number of frames >= 1",
+      ),
+    ),
   };
 }
 
