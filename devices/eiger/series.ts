@@ -87,6 +87,8 @@ export class SeriesCollector {
   #closed = false;
   #error: string | undefined;
   #waiters: (() => void)[] = [];
+  #firstImageAt = 0;
+  #lastImageAt = 0;
 
   /** Creates a collector that emits events for the local series id `id`. */
   constructor(id: string, expect: SeriesExpectation, emit: (event: DataEvent) => void) {
@@ -115,6 +117,12 @@ export class SeriesCollector {
   get ended(): boolean {
     return this.#ended;
   }
+  /** Images per second from the first to the last image handed on (0 below two images). */
+  get imageRate(): number {
+    const seconds = (this.#lastImageAt - this.#firstImageAt) / 1000;
+    return this.#received.size > 1 && seconds > 0 ? (this.#received.size - 1) / seconds : 0;
+  }
+
   /** The sequence id of the armed series, once known. */
   get seriesNumber(): number | undefined {
     return this.#armed;
@@ -286,6 +294,8 @@ export class SeriesCollector {
       images[channel] = data.pixels;
     }
     this.#received.add(msg.imageId);
+    this.#lastImageAt = performance.now();
+    if (this.#received.size === 1) this.#firstImageAt = this.#lastImageAt;
     this.#emit({
       type: "image-data",
       seriesId: this.id,

@@ -34,6 +34,8 @@ export interface EigerSettings {
   requestTimeout: number;
   /** Period of the runtime status poll in seconds (`EIGER_POLL_INTERVAL`, default 1). */
   pollInterval: number;
+  /** Images per snapshot series (`EIGER_NUM_IMAGES`, default 1; `snapshot` mode only). */
+  numImages: number;
   /** Stream decode workers (`EIGER_DECODE_WORKERS`, default one per core; 0 = event loop). */
   decodeWorkers?: number;
   /** Frames that may wait for decoding before the series fails (`EIGER_DECODE_BACKLOG`). */
@@ -111,8 +113,20 @@ export function parseEigerSettings(
       `EIGER_API_VERSION=${JSON.stringify(apiVersion)} is invalid: expected e.g. 1.8.0`,
     );
   }
+  const numImages = number(
+    env,
+    "EIGER_NUM_IMAGES",
+    (n) => Number.isInteger(n) && n >= 1 && n <= 1_000_000,
+    "an integer 1..1000000",
+  ) ?? 1;
+  if (numImages !== 1 && mode !== "snapshot") {
+    throw new Error(
+      `EIGER_NUM_IMAGES=${numImages} needs EIGER_DEVICE_MODE=snapshot (gated modes take 1 or 2)`,
+    );
+  }
   return {
     host,
+    numImages,
     apiPort: port(env, "EIGER_API_PORT", 80),
     streamPort: port(env, "EIGER_STREAM_PORT", 31001),
     mode,
