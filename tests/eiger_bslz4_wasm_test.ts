@@ -1,5 +1,5 @@
 /**
- * The WebAssembly decode engine (devices/eiger/bslz4_wasm.ts, assembled by lib/wasm_text.ts):
+ * The WebAssembly decode engine (devices/eiger/bslz4_wasm.ts, assembled by core/wasm_text.ts):
  * it must decode exactly what the JavaScript engine decodes — pixels for valid payloads of every
  * element size, block size and odd length, and a CompressionError for every payload the JavaScript
  * engine rejects (seeded mutations). Also: the assembler's own errors, and no copy for aligned
@@ -17,7 +17,7 @@ import {
 } from "../devices/eiger/bslz4.ts";
 import { decodeStreamMessage, encodeStreamMessage } from "../devices/eiger/stream2.ts";
 import type { ImageMessage } from "../devices/eiger/stream2.ts";
-import { assembleWat, WatError } from "../lib/wasm_text.ts";
+import { assembleWat, WatError } from "../core/wasm_text.ts";
 import { detectorImage, prng } from "./support/eiger_image.ts";
 
 type Outcome = { ok: Uint8Array } | { error: string };

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { StreamDecoder } from "../devices/eiger/decode_pool.ts";
 import { SeriesCollector, type StreamEvent, type StreamImage } from "../devices/eiger/series.ts";
 import { encodeStreamMessage } from "../devices/eiger/stream2.ts";
-import type { DataEvent } from "../lib/events.ts";
+import type { DataEvent } from "../devices/contract.ts";
 import { startPy } from "./support/py/peer.ts";
 
 const DTYPES = ["uint8", "uint16", "uint32"] as const;

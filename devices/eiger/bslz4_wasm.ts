@@ -1,6 +1,6 @@
 /**
  * WebAssembly (SIMD) kernels of the bslz4 / LZ4 decoders: our own module, written below as
- * WebAssembly text and assembled at load by `lib/wasm_text.ts` (no toolchain, nothing fetched).
+ * WebAssembly text and assembled at load by `core/wasm_text.ts` (no toolchain, nothing fetched).
  *
  * - `lz4(ip, ipEnd, op, opStart, opEnd) → written | -error`: one LZ4 block, every read and write
  *   bounds-checked against the block, with 16-byte vector copies for literals and matches
