@@ -106,6 +106,9 @@ try {
     EIGER_STREAM_PORT: String(field(running, "streamPort")),
     EIGER_DEVICE_MODE: "snapshot",
     EIGER_NUM_IMAGES: String(IMAGES),
+    // Measure, do not fail, when the shared machine is too slow to keep up.
+    DISS_ACQUIRE_OVERDUE: "120",
+    EIGER_IMAGE_OVERDUE: "60",
   };
   if (values.workers !== undefined) env.EIGER_DECODE_WORKERS = values.workers;
   const ioc = await startIoc(["--backend", "eiger", "--prefix", "B:"], env);
