@@ -62,6 +62,24 @@ function activeCodec(): WasmCodec | undefined {
   return codec ?? undefined;
 }
 
+/** Reads the compressed size of block `i` at `pos`, checked against the payload. */
+function blockLength(src: Uint8Array, pos: number, i: number, codec: string): number {
+  if (src.length - pos < 4) throw new CompressionError(`${codec}: truncated at block ${i}`);
+  const csize = readU32be(src, pos);
+  if (csize > src.length - pos - 4) {
+    throw new CompressionError(`${codec}: block ${i} size ${csize} exceeds the payload`);
+  }
+  return csize;
+}
+
+/** Checks the result `n` of the WebAssembly LZ4 kernel for block `i` of `size` bytes. */
+function wasmBlock(n: number, size: number, i: number, codec: string): void {
+  if (n < 0) throw new CompressionError(`${codec}: block ${i}: ${LZ4_ERRORS[n]}`);
+  if (n !== size) {
+    throw new CompressionError(`${codec}: block ${i} decoded to ${n} bytes, expected ${size}`);
+  }
+}
+
 function align16(n: number): number {
   return (n + 15) & ~15;
 }
@@ -138,12 +156,8 @@ export function decompressBslz4(
   let outPos = 0;
   for (let i = 0; i < nblocks; i++) {
     const size = i < nfull ? blockSize : last;
-    if (src.length - pos < 4) throw new CompressionError(`bslz4: truncated at block ${i}`);
-    const csize = readU32be(src, pos);
+    const csize = blockLength(src, pos, i, "bslz4");
     pos += 4;
-    if (csize > src.length - pos) {
-      throw new CompressionError(`bslz4: block ${i} size ${csize} exceeds the payload`);
-    }
     let n: number;
     try {
       n = decodeLz4BlockInto(src, pos, pos + csize, tmp, 0, size);
@@ -194,17 +208,14 @@ function bslz4Wasm(
   let outPos = 0;
   for (let i = 0; i < nblocks; i++) {
     const size = i < nfull ? blockSize : last;
-    if (src.length - pos < 4) throw new CompressionError(`bslz4: truncated at block ${i}`);
-    const csize = readU32be(src, pos);
+    const csize = blockLength(src, pos, i, "bslz4");
     pos += 4;
-    if (csize > src.length - pos) {
-      throw new CompressionError(`bslz4: block ${i} size ${csize} exceeds the payload`);
-    }
-    const n = c.lz4(srcAt + pos, srcAt + pos + csize, scratchAt, scratchAt, scratchAt + size);
-    if (n < 0) throw new CompressionError(`bslz4: block ${i}: ${LZ4_ERRORS[n]}`);
-    if (n !== size) {
-      throw new CompressionError(`bslz4: block ${i} decoded to ${n} bytes, expected ${size}`);
-    }
+    wasmBlock(
+      c.lz4(srcAt + pos, srcAt + pos + csize, scratchAt, scratchAt, scratchAt + size),
+      size,
+      i,
+      "bslz4",
+    );
     const nb = size / (8 * elementSize);
     if (kernel !== undefined && nb % 16 === 0) c.unshuffle(kernel, scratchAt, outAt + outPos, nb);
     else {
@@ -532,12 +543,8 @@ export function decompressLz4Hdf5(src: Uint8Array, expectedSize: number): Uint8A
   let outPos = 0;
   for (let i = 0; i < nblocks; i++) {
     const size = Math.min(blockSize, total - outPos);
-    if (src.length - pos < 4) throw new CompressionError(`lz4: truncated at block ${i}`);
-    const csize = readU32be(src, pos);
+    const csize = blockLength(src, pos, i, "lz4");
     pos += 4;
-    if (csize > src.length - pos) {
-      throw new CompressionError(`lz4: block ${i} size ${csize} exceeds the payload`);
-    }
     if (csize === size) {
       out.set(src.subarray(pos, pos + csize), outPos);
     } else {
@@ -578,20 +585,12 @@ function lz4Wasm(
   let outPos = 0;
   for (let i = 0; i < nblocks; i++) {
     const size = Math.min(blockSize, total - outPos);
-    if (src.length - pos < 4) throw new CompressionError(`lz4: truncated at block ${i}`);
-    const csize = readU32be(src, pos);
+    const csize = blockLength(src, pos, i, "lz4");
     pos += 4;
-    if (csize > src.length - pos) {
-      throw new CompressionError(`lz4: block ${i} size ${csize} exceeds the payload`);
-    }
     const at = outAt + outPos;
     if (csize === size) mem.copyWithin(at, srcAt + pos, srcAt + pos + csize);
     else {
-      const n = c.lz4(srcAt + pos, srcAt + pos + csize, at, at, at + size);
-      if (n < 0) throw new CompressionError(`lz4: block ${i}: ${LZ4_ERRORS[n]}`);
-      if (n !== size) {
-        throw new CompressionError(`lz4: block ${i} decoded to ${n} bytes, expected ${size}`);
-      }
+      wasmBlock(c.lz4(srcAt + pos, srcAt + pos + csize, at, at, at + size), size, i, "lz4");
     }
     pos += csize;
     outPos += size;

@@ -36,6 +36,17 @@ export const LZ4_ERRORS: Readonly<Record<number, string>> = {
 /** Largest module memory, pages of 64 KiB (1 GiB). */
 const MAX_PAGES = 16384;
 
+/** A loop copying 16 bytes at a time from `$src` to `$op` until `$op` reaches `$end`. */
+function copy16(label: string, src: string): string {
+  return `
+        loop ${label}
+          local.get $op local.get ${src} v128.load align=1 v128.store align=1
+          local.get ${src} i32.const 16 i32.add local.set ${src}
+          local.get $op i32.const 16 i32.add local.tee $op
+          local.get $end i32.lt_u br_if ${label}
+        end`;
+}
+
 function lz4Text(): string {
   const lengthLoop = (error: number) => `
       loop $more
@@ -64,12 +75,7 @@ function lz4Text(): string {
         local.get $len local.get $ipEnd local.get $ip i32.sub i32.gt_u if i32.const -3 return end
         local.get $len local.get $opEnd local.get $op i32.sub i32.gt_u if i32.const -4 return end
         local.get $op local.get $len i32.add local.set $end
-        loop $lit
-          local.get $op local.get $ip v128.load align=1 v128.store align=1
-          local.get $ip i32.const 16 i32.add local.set $ip
-          local.get $op i32.const 16 i32.add local.tee $op
-          local.get $end i32.lt_u br_if $lit
-        end
+        ${copy16("$lit", "$ip")}
         local.get $ip local.get $op local.get $end i32.sub i32.sub local.set $ip
         local.get $end local.set $op
       end
@@ -90,12 +96,7 @@ function lz4Text(): string {
       local.get $op local.get $off i32.sub local.set $from
       local.get $off i32.const 16 i32.ge_u
       if
-        loop $m16
-          local.get $op local.get $from v128.load align=1 v128.store align=1
-          local.get $from i32.const 16 i32.add local.set $from
-          local.get $op i32.const 16 i32.add local.tee $op
-          local.get $end i32.lt_u br_if $m16
-        end
+        ${copy16("$m16", "$from")}
       else
         local.get $off i32.const 1 i32.eq
         if
@@ -120,12 +121,7 @@ function lz4Text(): string {
           local.get $op local.get $end i32.lt_u
           if
             local.get $op local.get $d i32.sub local.set $from
-            loop $m16s
-              local.get $op local.get $from v128.load align=1 v128.store align=1
-              local.get $from i32.const 16 i32.add local.set $from
-              local.get $op i32.const 16 i32.add local.tee $op
-              local.get $end i32.lt_u br_if $m16s
-            end
+            ${copy16("$m16s", "$from")}
           end
         end
       end
