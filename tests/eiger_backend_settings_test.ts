@@ -13,6 +13,7 @@ Deno.test("eiger settings: defaults", () => {
   const s = parseEigerSettings({ EIGER_DEVICE_HOST: "dcu.example" });
   assert.deepEqual(s, {
     host: "dcu.example",
+    numImages: 1,
     apiPort: 80,
     streamPort: 31001,
     mode: "snapshot",
@@ -29,6 +30,19 @@ Deno.test("eiger settings: defaults", () => {
   assert.equal(gated.imageOverdue, 300);
   const off = parseEigerSettings({ EIGER_DEVICE_HOST: "h", EIGER_IMAGE_OVERDUE: "0" });
   assert.equal(off.imageOverdue, 0);
+  const fast = parseEigerSettings({
+    EIGER_DEVICE_HOST: "h",
+    EIGER_NUM_IMAGES: "100",
+    EIGER_DECODE_WORKERS: "0",
+    EIGER_DECODE_BACKLOG: "64",
+  });
+  assert.equal(fast.numImages, 100);
+  assert.equal(fast.decodeWorkers, 0);
+  assert.equal(fast.decodeBacklog, 64);
+  assert.deepEqual(
+    modeWrites(fast).find(([, key]) => key === "nimages"),
+    ["detector", "nimages", 100],
+  );
 });
 
 Deno.test("eiger settings: each invalid value names its variable", () => {
@@ -48,6 +62,10 @@ Deno.test("eiger settings: each invalid value names its variable", () => {
     [{ EIGER_API_VERSION: "v2" }, /EIGER_API_VERSION/],
     [{ EIGER_REQUEST_TIMEOUT: "0" }, /EIGER_REQUEST_TIMEOUT/],
     [{ EIGER_POLL_INTERVAL: "x" }, /EIGER_POLL_INTERVAL/],
+    [{ EIGER_NUM_IMAGES: "0" }, /EIGER_NUM_IMAGES="0" is invalid/],
+    [{ EIGER_NUM_IMAGES: "5", EIGER_DEVICE_MODE: "double" }, /EIGER_NUM_IMAGES=5 needs .*snapshot/],
+    [{ EIGER_DECODE_WORKERS: "-1" }, /EIGER_DECODE_WORKERS="-1" is invalid/],
+    [{ EIGER_DECODE_BACKLOG: "0" }, /EIGER_DECODE_BACKLOG="0" is invalid/],
   ];
   for (const [env, pattern] of bad) {
     const full = "EIGER_DEVICE_HOST" in env || Object.keys(env).length === 0

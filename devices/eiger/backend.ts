@@ -72,7 +72,7 @@ export function modeWrites(settings: EigerSettings): Write[] {
     writes.push(
       ["detector", "trigger_mode", "ints"],
       ["detector", "ntrigger", 1],
-      ["detector", "nimages", 1],
+      ["detector", "nimages", settings.numImages],
     );
   }
   writes.push(
@@ -128,7 +128,11 @@ export class EigerDevice implements Device {
       signal: this.#stop.signal,
     });
     this.#openStream = options.openStream ??
-      zmqStreamOpener({ host: this.#settings.host, port: this.#settings.streamPort });
+      zmqStreamOpener({
+        host: this.#settings.host,
+        port: this.#settings.streamPort,
+        decode: { workers: this.#settings.decodeWorkers, backlog: this.#settings.decodeBacklog },
+      });
     this.#statePollMs = options.statePollMs ?? 250;
   }
 
@@ -184,7 +188,7 @@ export class EigerDevice implements Device {
           } else if (event.kind === "disconnected") {
             log.warn("Image stream disconnected", { reason: event.reason });
             this.#setStreamUp(false);
-          } else if (event.kind === "error") {
+          } else if (event.kind === "error" || event.kind === "overflow") {
             log.warn("Bad stream message", { error: event.message });
           }
           const collector = this.#collector;
@@ -379,7 +383,7 @@ export class EigerDevice implements Device {
     }
     return {
       channels,
-      numImages: this.#settings.mode === "double" ? 2 : 1,
+      numImages: this.#settings.mode === "double" ? 2 : this.#settings.numImages,
       width,
       height,
       pixelType,
@@ -466,9 +470,11 @@ export class EigerDevice implements Device {
     }, emit);
     this.#collector = collector;
     const overdue = settings.imageOverdue;
+    // A snapshot series of N images takes about N count times (frame time = count time + readout).
+    const seriesSeconds = settings.mode === "snapshot" ? duration * config.numImages : duration;
     let deadline: number | undefined;
     const overdueText = () => {
-      const secs = (duration + overdue).toFixed(1);
+      const secs = (seriesSeconds + overdue).toFixed(1);
       return collector.started
         ? `${collector.label}: image overdue, ${collector.received} of ${config.numImages} images after ${secs} s`
         : `${collector.label}: no stream start within ${secs} s (timeout waiting for data stream)`;
@@ -491,10 +497,10 @@ export class EigerDevice implements Device {
       }
       collector.armed(seriesNumber);
       this.#ctx.log.info("Armed", { series: seriesNumber, duration, mode: settings.mode });
-      deadline = overdue > 0 ? Date.now() + (duration + overdue) * 1000 : undefined;
+      deadline = overdue > 0 ? Date.now() + (seriesSeconds + overdue) * 1000 : undefined;
       if (settings.mode === "snapshot") {
         await this.#client.command("trigger", {
-          timeoutMs: (duration + overdue + settings.requestTimeout) * 1000,
+          timeoutMs: (seriesSeconds + overdue + settings.requestTimeout) * 1000,
           signal: stopAll,
         });
       }
@@ -515,6 +521,13 @@ export class EigerDevice implements Device {
           stopAll,
           () => `${collector.label}: no stream end after disarm`,
         );
+        if (outcome === "done") {
+          this.#ctx.log.info("Series received", {
+            series: collector.seriesNumber,
+            images: collector.received,
+            rate: Math.round(collector.imageRate),
+          });
+        }
       }
       if (outcome === "cancelled") {
         collector.close();

@@ -4,8 +4,10 @@
  * garbage. The decoders take their output from here, and the series hands the buffers back
  * through `ImageDataEvent.release` once the controller no longer reads them.
  *
- * Only buffers made here are ever taken back (a view over anything else is ignored), and the pool
- * is bounded; a buffer that is never released is simply garbage.
+ * Only buffers made here (or adopted from a decode worker with {@link adoptDecodeBuffers}) are ever
+ * taken back (a view over anything else is ignored), and the pool is bounded; a buffer that is
+ * never released is simply garbage. Each thread has its own pool: the decode pool hands released
+ * buffers back to its workers with {@link takeKeptDecodeBuffers}.
  *
  * @module
  */
@@ -51,6 +53,24 @@ export function releaseDecodeBuffers(views: Iterable<ArrayBufferView>): void {
     if (kept.length >= MAX_KEPT) kept.shift();
     kept.push(new Uint8Array(buffer));
   }
+}
+
+/**
+ * Marks buffers decoded by another thread (transferred here) as reusable, so that releasing
+ * them keeps them. Only views covering a whole buffer of at least 64 KiB are adopted.
+ */
+export function adoptDecodeBuffers(views: Iterable<ArrayBufferView>): void {
+  for (const view of views) {
+    const buffer = view.buffer;
+    if (view.byteOffset === 0 && view.byteLength === buffer.byteLength) {
+      if (buffer.byteLength >= MIN_KEPT_BYTES) made.add(buffer);
+    }
+  }
+}
+
+/** Removes up to `max` kept buffers from this thread's pool (to transfer them to a decoder). */
+export function takeKeptDecodeBuffers(max: number): ArrayBuffer[] {
+  return kept.splice(0, Math.max(0, max)).map((b) => b.buffer as ArrayBuffer);
 }
 
 /** Number of buffers waiting for reuse (tests). */

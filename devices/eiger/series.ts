@@ -60,6 +60,7 @@ export type StreamMessage = StreamStart | StreamImage | StreamEnd;
 export type StreamEvent =
   | { kind: "message"; message: StreamMessage }
   | { kind: "error"; message: string }
+  | { kind: "overflow"; message: string }
   | { kind: "connected" }
   | { kind: "disconnected"; reason: string };
 
@@ -86,6 +87,8 @@ export class SeriesCollector {
   #closed = false;
   #error: string | undefined;
   #waiters: (() => void)[] = [];
+  #firstImageAt = 0;
+  #lastImageAt = 0;
 
   /** Creates a collector that emits events for the local series id `id`. */
   constructor(id: string, expect: SeriesExpectation, emit: (event: DataEvent) => void) {
@@ -114,6 +117,12 @@ export class SeriesCollector {
   get ended(): boolean {
     return this.#ended;
   }
+  /** Images per second from the first to the last image handed on (0 below two images). */
+  get imageRate(): number {
+    const seconds = (this.#lastImageAt - this.#firstImageAt) / 1000;
+    return this.#received.size > 1 && seconds > 0 ? (this.#received.size - 1) / seconds : 0;
+  }
+
   /** The sequence id of the armed series, once known. */
   get seriesNumber(): number | undefined {
     return this.#armed;
@@ -171,6 +180,9 @@ export class SeriesCollector {
         break;
       case "error":
         this.fail(`${this.label}: bad stream message: ${event.message}`);
+        break;
+      case "overflow":
+        this.fail(`${this.label}: ${event.message}`);
         break;
       case "message":
         this.#message(event.message);
@@ -282,6 +294,8 @@ export class SeriesCollector {
       images[channel] = data.pixels;
     }
     this.#received.add(msg.imageId);
+    this.#lastImageAt = performance.now();
+    if (this.#received.size === 1) this.#firstImageAt = this.#lastImageAt;
     this.#emit({
       type: "image-data",
       seriesId: this.id,

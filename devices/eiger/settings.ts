@@ -36,6 +36,12 @@ export interface EigerSettings {
   requestTimeout: number;
   /** Period of the runtime status poll in seconds (`EIGER_POLL_INTERVAL`, default 1). */
   pollInterval: number;
+  /** Images per snapshot series (`EIGER_NUM_IMAGES`, default 1; `snapshot` mode only). */
+  numImages: number;
+  /** Stream decode workers (`EIGER_DECODE_WORKERS`, default one per core; 0 = event loop). */
+  decodeWorkers?: number;
+  /** Frames that may wait for decoding before the series fails (`EIGER_DECODE_BACKLOG`). */
+  decodeBacklog?: number;
 }
 
 /** Default gate frequency (Hz) of the original diss-ioc. */
@@ -50,6 +56,11 @@ function port(env: Env, name: string, fallback: number) {
     (n) => Number.isInteger(n) && n >= 1 && n <= 65535,
     "a TCP port 1..65535",
   ) ?? fallback;
+}
+
+/** `{ [key]: value }` when the value is set, else `{}` (unset settings stay absent). */
+function optional<K extends string>(key: K, value: number | undefined): { [k in K]?: number } {
+  return value === undefined ? {} : { [key]: value } as { [k in K]?: number };
 }
 
 /**
@@ -84,8 +95,20 @@ export function parseEigerSettings(
       `EIGER_API_VERSION=${JSON.stringify(apiVersion)} is invalid: expected e.g. 1.8.0`,
     );
   }
+  const numImages = envNumber(
+    env,
+    "EIGER_NUM_IMAGES",
+    (n) => Number.isInteger(n) && n >= 1 && n <= 1_000_000,
+    "an integer 1..1000000",
+  ) ?? 1;
+  if (numImages !== 1 && mode !== "snapshot") {
+    throw new Error(
+      `EIGER_NUM_IMAGES=${numImages} needs EIGER_DEVICE_MODE=snapshot (gated modes take 1 or 2)`,
+    );
+  }
   return {
     host,
+    numImages,
     apiPort: port(env, "EIGER_API_PORT", 80),
     streamPort: port(env, "EIGER_STREAM_PORT", 31001),
     mode,
@@ -97,6 +120,24 @@ export function parseEigerSettings(
     apiVersion,
     requestTimeout: envNumber(env, "EIGER_REQUEST_TIMEOUT", positive, "seconds > 0") ?? 20,
     pollInterval: envNumber(env, "EIGER_POLL_INTERVAL", positive, "seconds > 0") ?? 1,
+    ...optional(
+      "decodeWorkers",
+      envNumber(
+        env,
+        "EIGER_DECODE_WORKERS",
+        (n) => Number.isInteger(n) && n >= 0 && n <= 64,
+        "an integer 0..64 (0 decodes on the event loop)",
+      ),
+    ),
+    ...optional(
+      "decodeBacklog",
+      envNumber(
+        env,
+        "EIGER_DECODE_BACKLOG",
+        (n) => Number.isInteger(n) && n >= 1,
+        "a number of frames >= 1",
+      ),
+    ),
   };
 }
 

@@ -4,8 +4,10 @@
  *
  * Wire format: CBOR, self-described tag 55799 first, a map whose first key is `type`. Images are
  * `40([dims, <typed-array tag>(bytes | 56500([alg, modifier, bytes]))])` with `alg` `bslz4` or
- * `lz4` (see `docs/eiger-stream.md` and `shared/specs/eiger-stream2.md`). Decoded pixel data is a
- * fresh, aligned typed array in host order, owned by the caller. Everything malformed throws
+ * `lz4` (see `docs/eiger-stream.md` and `shared/specs/eiger-stream2.md`). Decoded pixel data is an
+ * aligned typed array in host order, owned by the caller: a buffer of its own for compressed data,
+ * a view into the message bytes for an aligned uncompressed array (no copy; big-endian arrays are
+ * byte-swapped in place there). Everything malformed throws
  * {@link StreamError}; sizes are validated before allocating.
  *
  * @module
@@ -26,6 +28,7 @@ import {
   decompressBslz4,
   decompressLz4Hdf5,
 } from "./bslz4.ts";
+import { takeDecodeBuffer } from "./decode_buffers.ts";
 
 /** Thrown when a stream message is malformed (bad CBOR, unknown type, wrong sizes, corrupt data). */
 export class StreamError extends Error {
@@ -475,7 +478,13 @@ function decodeTypedArray(
     if (content.length % info.size !== 0) {
       throw new StreamError(`${what}: ${content.length} bytes is not a whole number of elements`);
     }
-    bytes = content.slice();
+    // No copy: an aligned byte string is viewed where it lies in the received frame (which the
+    // array then keeps alive); only a misaligned one is copied, into a recycled buffer.
+    if (content.byteOffset % info.size === 0) bytes = content;
+    else {
+      bytes = takeDecodeBuffer(content.length).bytes;
+      bytes.set(content);
+    }
   } else if (content instanceof CborTag && content.tag === TAG_COMPRESSED) {
     const c = content.value;
     if (
@@ -573,6 +582,11 @@ export interface ChannelImageInit {
   data: ElementArray;
   /** Wire compression (default `bslz4`). */
   compression?: Compression;
+  /**
+   * The already compressed payload of `data` for `compression` (a simulator that pre-compresses
+   * its frames); the caller vouches that it matches `data`.
+   */
+  payload?: Uint8Array;
 }
 
 /** Input of {@link encodeStreamMessage} for a `start` message. */
@@ -679,9 +693,9 @@ export function encodeMultiDimArray(img: ChannelImageInit): CborTag {
   const compression = img.compression ?? "bslz4";
   let content: CborValue;
   if (compression === "bslz4") {
-    content = new CborTag(TAG_COMPRESSED, ["bslz4", size, compressBslz4(raw, size)]);
+    content = new CborTag(TAG_COMPRESSED, ["bslz4", size, img.payload ?? compressBslz4(raw, size)]);
   } else if (compression === "lz4") {
-    content = new CborTag(TAG_COMPRESSED, ["lz4", 0, compressLz4Hdf5(raw)]);
+    content = new CborTag(TAG_COMPRESSED, ["lz4", 0, img.payload ?? compressLz4Hdf5(raw)]);
   } else {
     content = raw;
   }

@@ -1,90 +1,14 @@
 /**
- * Turns stream v2 frames into the {@link StreamEvent}s the series collector works on: decoding
- * (CBOR, bslz4/lz4) with `decodeStreamMessage`, and mapping to the backend's message form.
- * Decode failures become `error` events so the collector can name the series they hit.
+ * The backend's image stream: a reconnecting ZeroMQ PULL connection whose frames are decoded by
+ * a {@link StreamDecoder} (a pool of decode workers, `decode_pool.ts`) into stream events that
+ * come out in arrival order, interleaved with the connection changes.
  *
  * @module
  */
 
-import type { PixelType } from "../contract.ts";
-import { decodeStreamMessage, type StreamMessage as WireMessage } from "./stream2.ts";
 import { connectPull } from "./zmtp_socket.ts";
-import type { StreamChannelImage, StreamEvent, StreamMessage } from "./series.ts";
-import { errorMessage } from "../../core/errors.ts";
-
-const PIXEL_TYPES = new Set<string>([
-  "uint8",
-  "int8",
-  "uint16",
-  "int16",
-  "uint32",
-  "int32",
-  "float32",
-  "float64",
-]);
-
-function seconds(r: [number, number] | undefined): number {
-  return r === undefined || r[1] === 0 ? 0 : r[0] / r[1];
-}
-
-/** Maps a decoded wire message to the backend's form; throws on missing required fields. */
-export function fromWire(msg: WireMessage): StreamMessage {
-  if (msg.type === "start") {
-    if (msg.imageSizeX === undefined || msg.imageSizeY === undefined) {
-      throw new Error(`start of series ${msg.seriesId} lacks image_size_x/y`);
-    }
-    if (msg.numberOfImages === undefined) {
-      throw new Error(`start of series ${msg.seriesId} lacks number_of_images`);
-    }
-    return {
-      type: "start",
-      seriesId: msg.seriesId,
-      uniqueId: msg.seriesUniqueId,
-      channels: msg.channels,
-      numberOfImages: msg.numberOfImages,
-      width: msg.imageSizeX,
-      height: msg.imageSizeY,
-      imageDtype: msg.imageDtype,
-    };
-  }
-  if (msg.type === "end") {
-    return { type: "end", seriesId: msg.seriesId, uniqueId: msg.seriesUniqueId };
-  }
-  const data: Record<string, StreamChannelImage> = {};
-  for (const [name, array] of msg.data) {
-    if (array.dims.length !== 2 || !PIXEL_TYPES.has(array.dtype)) {
-      throw new Error(
-        `image ${msg.imageId} channel ${name}: unsupported ${array.dtype}[${array.dims.join("x")}]`,
-      );
-    }
-    data[name] = {
-      dims: [array.dims[0], array.dims[1]],
-      dtype: array.dtype as PixelType,
-      pixels: array.data as StreamChannelImage["pixels"],
-    };
-  }
-  const date = msg.seriesDate === undefined ? NaN : Date.parse(msg.seriesDate);
-  return {
-    type: "image",
-    seriesId: msg.seriesId,
-    uniqueId: msg.seriesUniqueId,
-    imageId: msg.imageId,
-    realTime: seconds(msg.realTime),
-    timestamp: (Number.isFinite(date) ? date / 1000 : Date.now() / 1000) + seconds(msg.startTime),
-    data,
-  };
-}
-
-/** Decodes one ZeroMQ message (each frame separately) into stream events. */
-export function decodeFrames(frames: Uint8Array[]): StreamEvent[] {
-  return frames.map((frame): StreamEvent => {
-    try {
-      return { kind: "message", message: fromWire(decodeStreamMessage(frame)) };
-    } catch (error) {
-      return { kind: "error", message: errorMessage(error) };
-    }
-  });
-}
+import type { StreamEvent } from "./series.ts";
+import { type DecodePoolOptions, StreamDecoder } from "./decode_pool.ts";
 
 /** Options of {@link zmqStreamOpener}. */
 export interface ZmqStreamOptions {
@@ -92,11 +16,14 @@ export interface ZmqStreamOptions {
   port: number;
   /** Reconnect back-off (default: connectPull's). */
   reconnect?: { initialMs?: number; maxMs?: number };
+  /** Decode workers and backlog bound (default: {@link StreamDecoder}'s defaults). */
+  decode?: Partial<DecodePoolOptions>;
 }
 
 /**
  * A stream opener for the backend: a reconnecting ZeroMQ PULL connection to the DCU whose
- * frames are decoded into stream events; connection changes are reported as soon as they happen.
+ * frames are decoded off the event loop into stream events; connection changes are reported in
+ * order with the frames. The decode workers live as long as one opened stream.
  */
 export function zmqStreamOpener(
   options: ZmqStreamOptions,
@@ -110,6 +37,7 @@ export function zmqStreamOpener(
       queue.push(event);
       wake?.();
     };
+    const decoder = new StreamDecoder(options.decode ?? {}, push);
     const reader = (async () => {
       try {
         for await (
@@ -118,12 +46,13 @@ export function zmqStreamOpener(
             port: options.port,
             signal,
             reconnect: options.reconnect,
-            onConnect: () => push({ kind: "connected" }),
-            onDisconnect: (reason) => push({ kind: "disconnected", reason }),
+            onConnect: () => decoder.pushEvent({ kind: "connected" }),
+            onDisconnect: (reason) => decoder.pushEvent({ kind: "disconnected", reason }),
           })
         ) {
-          for (const event of decodeFrames(frames)) push(event);
+          for (const frame of frames) decoder.push(frame);
         }
+        if (!signal.aborted) await decoder.idle();
       } catch (error) {
         failure = error;
       } finally {
@@ -145,6 +74,7 @@ export function zmqStreamOpener(
       if (failure !== undefined && !signal.aborted) throw failure;
     } finally {
       await reader;
+      decoder.close();
     }
   };
 }

@@ -26,6 +26,7 @@ import {
   type SimPixels,
 } from "./images.ts";
 import { sleep, systemClock } from "../../core/clock.ts";
+import { compressBslz4 } from "../eiger/bslz4.ts";
 
 /** Time base of the Rational times in image messages (50 MHz, as on a real DCU). */
 export const TIME_BASE = 50_000_000;
@@ -63,6 +64,8 @@ export interface SimImage {
   height: number;
   dtype: SimDtype;
   data: Record<string, SimPixels>;
+  /** Pre-compressed bslz4 payloads of `data` by channel (the encoder compresses the others). */
+  payloads?: Record<string, Uint8Array>;
   corrupt?: boolean;
 }
 
@@ -129,7 +132,15 @@ interface Series {
   stop: AbortController;
   ended: boolean;
   faults: Pick<SimFaults, "dropAfterImages" | "missingImage" | "corruptImage">;
+  /** Pre-rendered, pre-compressed frames by `variant/channel/exposure`. */
+  frames: Map<string, { pixels: SimPixels; payload: Uint8Array }>;
 }
+
+/**
+ * Distinct frames a series cycles through: image i shows variant i mod this. Rendering and
+ * compressing them at arm (not per image) lets the simulator stream at detector frame rates.
+ */
+export const FRAME_VARIANTS = 8;
 
 const ULID_CHARS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -307,12 +318,14 @@ export class SimDetector {
         missingImage: f.missingImage,
         corruptImage: f.corruptImage,
       },
+      frames: new Map(),
     };
     f.wrongSeries = undefined;
     f.dropAfterImages = undefined;
     f.missingImage = undefined;
     f.corruptImage = undefined;
     this.#series = series;
+    if (this.#streaming()) this.#prepareFrames(series, mode === "extg" ? undefined : "count_time");
     this.#setStream("dropped", 0);
     this.state = "ready";
     if (this.#streaming()) {
@@ -345,6 +358,47 @@ export class SimDetector {
     return { "sequence id": id };
   }
 
+  /** The exposure a gated series' images will have (nexpi gates at the gate frequency). */
+  #gatedExposure(): number {
+    return (this.#cfg("nexpi") as number) / this.#gateFrequency;
+  }
+
+  /** Renders and compresses the frames of the series' expected exposure ahead of its images. */
+  #prepareFrames(series: Series, exposureKey: "count_time" | undefined): void {
+    const exposure = exposureKey === undefined
+      ? this.#gatedExposure()
+      : this.#cfg(exposureKey) as number;
+    for (let v = 0; v < Math.min(FRAME_VARIANTS, series.total); v++) {
+      series.channels.forEach((_, c) => this.#frame(series, v, c, exposure));
+    }
+  }
+
+  /** Frame `variant` of channel number `c` at `exposure`, rendered and compressed once. */
+  #frame(
+    series: Series,
+    variant: number,
+    c: number,
+    exposure: number,
+  ): { pixels: SimPixels; payload: Uint8Array } {
+    const key = `${variant}/${c}/${exposure}`;
+    let frame = series.frames.get(key);
+    if (frame === undefined) {
+      this.#pattern ??= makePattern(this.width, this.height);
+      const gain = c === 0 ? 1 : 0.3;
+      const pixels = renderImage(
+        this.#pattern,
+        series.dtype,
+        Math.max(exposure, 1e-3),
+        gain * 100,
+        series.id * 7919 + variant * 31 + c,
+      );
+      const bytes = new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.byteLength);
+      frame = { pixels, payload: compressBslz4(bytes, pixels.BYTES_PER_ELEMENT) };
+      series.frames.set(key, frame);
+    }
+    return frame;
+  }
+
   #streaming(): boolean {
     const c = this.params.get("stream/config")!;
     return c.get("mode")!.value === "enabled" && c.get("format")!.value === "cbor";
@@ -365,8 +419,12 @@ export class SimDetector {
       ? value
       : this.#cfg("count_time") as number;
     const frameTime = Math.max(this.#cfg("frame_time") as number, countTime);
+    // Paced against absolute deadlines: timer granularity does not add up over a long series.
+    const began = performance.now();
     for (let i = 0; i < count; i++) {
-      const ok = await sleep(systemClock, frameTime * 1000, series.stop.signal).then(
+      const wait = began + (i + 1) * frameTime * 1000 - performance.now();
+      // Behind schedule: still yield once per image, so that REST requests are served.
+      const ok = await sleep(systemClock, Math.max(0, wait), series.stop.signal).then(
         () => true,
         () => false,
       );
@@ -447,17 +505,12 @@ export class SimDetector {
       this.output?.drop();
     }
     if (f.missingImage === imageId || !this.#streaming()) return;
-    this.#pattern ??= makePattern(this.width, this.height);
     const data: Record<string, SimPixels> = {};
+    const payloads: Record<string, Uint8Array> = {};
     series.channels.forEach((channel, c) => {
-      const gain = c === 0 ? 1 : 0.3;
-      data[channel] = renderImage(
-        this.#pattern!,
-        series.dtype,
-        Math.max(exposure, 1e-3),
-        gain * 100,
-        series.id * 7919 + imageId * 31 + c,
-      );
+      const frame = this.#frame(series, imageId % FRAME_VARIANTS, c, exposure);
+      data[channel] = frame.pixels;
+      payloads[channel] = frame.payload;
     });
     this.output?.send({
       type: "image",
@@ -472,6 +525,7 @@ export class SimDetector {
       height: this.height,
       dtype: series.dtype,
       data,
+      payloads,
       corrupt: f.corruptImage === imageId,
     });
   }

@@ -64,7 +64,12 @@ export function encodeSimMessage(msg: SimMessage): Uint8Array {
       const data = new Map(
         Object.entries(msg.data).map(([name, pixels]) => [
           name,
-          { dims: [msg.height, msg.width], data: pixels, compression: "bslz4" as const },
+          {
+            dims: [msg.height, msg.width],
+            data: pixels,
+            compression: "bslz4" as const,
+            payload: msg.payloads?.[name],
+          },
         ]),
       );
       const bytes = encodeStreamMessage({

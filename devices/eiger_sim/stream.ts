@@ -38,6 +38,7 @@ export function startZmqStreamOutput(options: ZmqStreamOutputOptions): ZmqStream
   const port = push.port;
   let chain: Promise<void> = Promise.resolve();
   let closed = false;
+  const rate = new SeriesRate((report) => log.info("Series streamed", { ...report }));
   const enqueue = (step: () => Promise<void> | void) => {
     chain = chain.then(step).catch((error) => {
       log.warn("Stream output failed", { error: (error as Error).message });
@@ -48,7 +49,10 @@ export function startZmqStreamOutput(options: ZmqStreamOutputOptions): ZmqStream
     send(message: SimMessage) {
       if (closed) return;
       const frame = encodeSimMessage(message);
-      enqueue(() => push.send([frame], options.signal));
+      enqueue(async () => {
+        await push.send([frame], options.signal);
+        rate.sent(message, performance.now());
+      });
     },
     drop() {
       enqueue(async () => {
@@ -65,4 +69,50 @@ export function startZmqStreamOutput(options: ZmqStreamOutputOptions): ZmqStream
       await push.close();
     },
   };
+}
+
+/** What {@link SeriesRate} reports at the end of a series. */
+export interface SeriesRateReport {
+  series: number;
+  images: number;
+  /** From the first to the last image handed to the socket. */
+  seconds: number;
+  /** Images per second actually achieved ((images - 1) / seconds; 0 below two images). */
+  rate: number;
+}
+
+/** Measures the frame rate a series was actually sent at (reported when its `end` goes out). */
+export class SeriesRate {
+  #report: (report: SeriesRateReport) => void;
+  #series: number | undefined;
+  #images = 0;
+  #first = 0;
+  #last = 0;
+
+  /** Creates a meter calling `report` at each series end. */
+  constructor(report: (report: SeriesRateReport) => void) {
+    this.#report = report;
+  }
+
+  /** Notes that `message` was handed to the socket at time `now` (ms). */
+  sent(message: SimMessage, now: number): void {
+    if (message.type === "start") {
+      this.#series = message.seriesId;
+      this.#images = 0;
+    } else if (message.type === "image" && message.seriesId === this.#series) {
+      if (this.#images === 0) this.#first = now;
+      this.#last = now;
+      this.#images++;
+    } else if (message.type === "end" && message.seriesId === this.#series) {
+      const seconds = (this.#last - this.#first) / 1000;
+      const rate = this.#images > 1 && seconds > 0 ? (this.#images - 1) / seconds : 0;
+      this.#report({
+        series: message.seriesId,
+        images: this.#images,
+        seconds: Number(seconds.toFixed(4)),
+        rate: Math.round(rate),
+      });
+      this.#series = undefined;
+    }
+  }
 }

@@ -58,6 +58,9 @@ export async function startTestSim(
         EIGER_API_PORT: String(sim.apiPort),
         EIGER_STREAM_PORT: String(sim.streamPort || 31001),
         EIGER_POLL_INTERVAL: "0.2",
+        // Decode on the event loop here: `deno test` type-checks every worker it starts (seconds
+        // on a loaded box). The worker path has its own tests (eiger_decode_pool_test.ts).
+        EIGER_DECODE_WORKERS: "0",
         EIGER_REQUEST_TIMEOUT: "5",
         ...extra,
       };

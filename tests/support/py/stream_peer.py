@@ -1,6 +1,7 @@
 """Independent producer/checker of DECTRIS stream v2 messages (cbor2, bitshuffle, lz4, numpy).
 
-make DIR   writes, for dtype in uint8/uint16/uint32: DIR/py_<dtype>.raw (pixels, little-endian)
+make DIR [ROWS COLS]
+           writes (default shape 67 x 133), for dtype in uint8/uint16/uint32: DIR/py_<dtype>.raw (pixels, little-endian)
            and DIR/py_<dtype>_<comp>.cbor image messages (comp = bslz4 | lz4 | none), plus
            DIR/py_start.cbor and DIR/py_end.cbor. Prints "DONE".
 check DIR  decodes every DIR/ts_<dtype>_<comp>.cbor with Python libraries and compares the pixels
@@ -191,4 +192,6 @@ def check(d):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 5:
+        SHAPE = (int(sys.argv[3]), int(sys.argv[4]))
     {"make": make, "check": check}[sys.argv[1]](sys.argv[2])

@@ -1,0 +1,293 @@
+/**
+ * WebAssembly (SIMD) kernels of the bslz4 / LZ4 decoders: our own module, written below as
+ * WebAssembly text and assembled at load by `core/wasm_text.ts` (no toolchain, nothing fetched).
+ *
+ * - `lz4(ip, ipEnd, op, opStart, opEnd) → written | -error`: one LZ4 block, every read and write
+ *   bounds-checked against the block, with 16-byte vector copies for literals and matches
+ *   (`memory.fill` for runs of one byte). Copies may run up to 16 bytes past `ipEnd` / `opEnd`:
+ *   callers leave {@link SLACK} bytes after every region.
+ * - `unshuffle1|2|4(src, dst, nb)`: bit-unshuffles one block of 8·nb elements of 1, 2 or 4
+ *   bytes (`nb` a multiple of 16): for 16 plane-byte columns at a time, an 8×8 bit transpose of
+ *   the 8 bit planes of each element byte (12 masked swaps on v128; skipped when all 8 planes are
+ *   zero, the common case for sparse detector images), then a byte transpose of the 8·size
+ *   vectors into element order by log2(8·size) rounds of byte interleaving (`i8x16.shuffle`).
+ *
+ * The container logic (headers, sizes, error texts) stays in `bslz4.ts`.
+ *
+ * @module
+ */
+
+import { assembleWat } from "../../core/wasm_text.ts";
+
+/** Bytes every region needs after its end for the wild 16-byte copies. */
+export const SLACK = 64;
+
+/** LZ4 kernel error codes (negative return values) and what they mean. */
+export const LZ4_ERRORS: Readonly<Record<number, string>> = {
+  [-1]: "truncated block: missing token",
+  [-2]: "truncated block: literal length",
+  [-3]: "truncated block: literals",
+  [-4]: "block decodes to more bytes than expected",
+  [-5]: "truncated block: match offset",
+  [-6]: "invalid match offset",
+  [-7]: "truncated block: match length",
+};
+
+/** Largest module memory, pages of 64 KiB (1 GiB). */
+const MAX_PAGES = 16384;
+
+/** A loop copying 16 bytes at a time from `$src` to `$op` until `$op` reaches `$end`. */
+function copy16(label: string, src: string): string {
+  return `
+        loop ${label}
+          local.get $op local.get ${src} v128.load align=1 v128.store align=1
+          local.get ${src} i32.const 16 i32.add local.set ${src}
+          local.get $op i32.const 16 i32.add local.tee $op
+          local.get $end i32.lt_u br_if ${label}
+        end`;
+}
+
+function lz4Text(): string {
+  const lengthLoop = (error: number) => `
+      loop $more
+        local.get $ip local.get $ipEnd i32.ge_u if i32.const ${error} return end
+        local.get $ip i32.load8_u local.set $b
+        local.get $ip i32.const 1 i32.add local.set $ip
+        local.get $len local.get $b i32.add local.set $len
+        local.get $b i32.const 255 i32.eq br_if $more
+      end`;
+  return `
+  (func (export "lz4") (param $ip i32) (param $ipEnd i32) (param $op i32) (param $opStart i32)
+    (param $opEnd i32) (result i32)
+    (local $token i32) (local $len i32) (local $b i32) (local $end i32) (local $from i32)
+    (local $off i32) (local $d i32)
+    block $done
+    loop $seq
+      local.get $ip local.get $ipEnd i32.ge_u if i32.const -1 return end
+      local.get $ip i32.load8_u local.set $token
+      local.get $ip i32.const 1 i32.add local.set $ip
+      local.get $token i32.const 4 i32.shr_u local.tee $len
+      i32.const 15 i32.eq
+      if ${lengthLoop(-2)}
+      end
+      local.get $len
+      if
+        local.get $len local.get $ipEnd local.get $ip i32.sub i32.gt_u if i32.const -3 return end
+        local.get $len local.get $opEnd local.get $op i32.sub i32.gt_u if i32.const -4 return end
+        local.get $op local.get $len i32.add local.set $end
+        ${copy16("$lit", "$ip")}
+        local.get $ip local.get $op local.get $end i32.sub i32.sub local.set $ip
+        local.get $end local.set $op
+      end
+      local.get $ip local.get $ipEnd i32.eq br_if $done
+      local.get $ipEnd local.get $ip i32.sub i32.const 2 i32.lt_u if i32.const -5 return end
+      local.get $ip i32.load16_u align=1 local.set $off
+      local.get $ip i32.const 2 i32.add local.set $ip
+      local.get $off i32.eqz
+      local.get $off local.get $op local.get $opStart i32.sub i32.gt_u
+      i32.or if i32.const -6 return end
+      local.get $token i32.const 15 i32.and local.tee $len
+      i32.const 15 i32.eq
+      if ${lengthLoop(-7)}
+      end
+      local.get $len i32.const 4 i32.add local.tee $len
+      local.get $opEnd local.get $op i32.sub i32.gt_u if i32.const -4 return end
+      local.get $op local.get $len i32.add local.set $end
+      local.get $op local.get $off i32.sub local.set $from
+      local.get $off i32.const 16 i32.ge_u
+      if
+        ${copy16("$m16", "$from")}
+      else
+        local.get $off i32.const 1 i32.eq
+        if
+          local.get $op local.get $from i32.load8_u local.get $len memory.fill
+        else
+          ;; short period: copy bytes until the distance d (a multiple of off) is >= 16
+          local.get $off local.set $d
+          loop $grow
+            local.get $d i32.const 16 i32.lt_u
+            if local.get $d local.get $off i32.add local.set $d br $grow end
+          end
+          local.get $op local.get $d i32.add local.set $b
+          block $bytesDone
+          loop $bytes
+            local.get $op local.get $end i32.ge_u br_if $bytesDone
+            local.get $op local.get $b i32.ge_u br_if $bytesDone
+            local.get $op local.get $op local.get $off i32.sub i32.load8_u i32.store8
+            local.get $op i32.const 1 i32.add local.set $op
+            br $bytes
+          end
+          end
+          local.get $op local.get $end i32.lt_u
+          if
+            local.get $op local.get $d i32.sub local.set $from
+            ${copy16("$m16s", "$from")}
+          end
+        end
+      end
+      local.get $end local.set $op
+      br $seq
+    end
+    end
+    local.get $op local.get $opStart i32.sub)`;
+}
+
+/** Pairs of rows of the 8×8 bit transpose: [a, b, shift, mask constant]. */
+const BIT_SWAPS: [number, number, number, string][] = [
+  [0, 1, 1, "$m1"],
+  [2, 3, 1, "$m1"],
+  [4, 5, 1, "$m1"],
+  [6, 7, 1, "$m1"],
+  [0, 2, 2, "$m2"],
+  [1, 3, 2, "$m2"],
+  [4, 6, 2, "$m2"],
+  [5, 7, 2, "$m2"],
+  [0, 4, 4, "$m4"],
+  [1, 5, 4, "$m4"],
+  [2, 6, 4, "$m4"],
+  [3, 7, 4, "$m4"],
+];
+
+const LO = "0 16 1 17 2 18 3 19 4 20 5 21 6 22 7 23";
+const HI = "8 24 9 25 10 26 11 27 12 28 13 29 14 30 15 31";
+
+function unshuffleText(size: number): string {
+  const rows = 8 * size;
+  const rounds = Math.log2(rows);
+  const lines: string[] = [];
+  const locals: string[] = [];
+  for (let i = 0; i < rows; i++) locals.push(`(local $x${i} v128) (local $y${i} v128)`);
+  for (let p = 1; p < rows; p++) locals.push(`(local $q${p} i32)`);
+  // Plane p starts at src + p·nb.
+  for (let p = 1; p < rows; p++) {
+    lines.push(`local.get $nb i32.const ${p} i32.mul local.set $q${p}`);
+  }
+  lines.push("local.get $src local.get $nb i32.add local.set $end");
+  lines.push("loop $col");
+  for (let j = 0; j < size; j++) {
+    // Plane 8j+k into row k·size + j; after the transpose that row holds element byte m = k.
+    const row = (k: number) => `$x${k * size + j}`;
+    for (let k = 0; k < 8; k++) {
+      const p = 8 * j + k;
+      const addr = p === 0 ? "local.get $src" : `local.get $src local.get $q${p} i32.add`;
+      lines.push(`${addr} v128.load align=1 local.set ${row(k)}`);
+    }
+    lines.push(
+      `local.get ${row(0)} ${
+        [1, 2, 3, 4, 5, 6, 7].map((k) => `local.get ${row(k)} v128.or`).join(" ")
+      } v128.any_true`,
+    );
+    lines.push("if");
+    for (const [a, b, shift, mask] of BIT_SWAPS) {
+      lines.push(
+        `local.get ${row(a)} i32.const ${shift} i64x2.shr_u local.get ${row(b)} v128.xor ` +
+          `local.get ${mask} v128.and local.set $t`,
+        `local.get ${row(b)} local.get $t v128.xor local.set ${row(b)}`,
+        `local.get ${row(a)} local.get $t i32.const ${shift} i64x2.shl v128.xor ` +
+          `local.set ${row(a)}`,
+      );
+    }
+    lines.push("end");
+  }
+  // Byte transpose rows × 16 → 16 × rows: each round interleaves row i with row i + rows/2.
+  let from = "x";
+  let to = "y";
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < rows / 2; i++) {
+      const a = `local.get $${from}${i} local.get $${from}${i + rows / 2}`;
+      lines.push(`${a} i8x16.shuffle ${LO} local.set $${to}${2 * i}`);
+      lines.push(`${a} i8x16.shuffle ${HI} local.set $${to}${2 * i + 1}`);
+    }
+    [from, to] = [to, from];
+  }
+  for (let i = 0; i < rows; i++) {
+    lines.push(`local.get $dst local.get $${from}${i} v128.store offset=${16 * i} align=1`);
+  }
+  lines.push(
+    `local.get $dst i32.const ${16 * rows} i32.add local.set $dst`,
+    "local.get $src i32.const 16 i32.add local.tee $src",
+    "local.get $end i32.lt_u br_if $col",
+    "end",
+  );
+  return `
+  (func (export "unshuffle${size}") (param $src i32) (param $dst i32) (param $nb i32)
+    (local $end i32) (local $t v128) (local $m1 v128) (local $m2 v128) (local $m4 v128)
+    ${locals.join(" ")}
+    v128.const i32x4 0x55555555 0x55555555 0x55555555 0x55555555 local.set $m1
+    v128.const i32x4 0x33333333 0x33333333 0x33333333 0x33333333 local.set $m2
+    v128.const i32x4 0x0f0f0f0f 0x0f0f0f0f 0x0f0f0f0f 0x0f0f0f0f local.set $m4
+    ${lines.join("\n    ")})`;
+}
+
+/** The module text (exported for tests and documentation). */
+export function codecModuleText(): string {
+  return `(module
+  (memory (export "memory") 1 ${MAX_PAGES})
+  ${lz4Text()}
+  ${unshuffleText(1)}
+  ${unshuffleText(2)}
+  ${unshuffleText(4)}
+)`;
+}
+
+interface CodecExports {
+  memory: WebAssembly.Memory;
+  lz4(ip: number, ipEnd: number, op: number, opStart: number, opEnd: number): number;
+  unshuffle1(src: number, dst: number, nb: number): void;
+  unshuffle2(src: number, dst: number, nb: number): void;
+  unshuffle4(src: number, dst: number, nb: number): void;
+}
+
+/** An instantiated codec module with its memory. */
+export interface WasmCodec {
+  /** Decodes one LZ4 block between module addresses; bytes written or a negative error code. */
+  lz4(ip: number, ipEnd: number, op: number, opStart: number, opEnd: number): number;
+  /** Bit-unshuffle of one block (`size` 1, 2 or 4; `nb` bytes per plane, a multiple of 16). */
+  unshuffle(size: 1 | 2 | 4, src: number, dst: number, nb: number): void;
+  /** Grows memory to at least `bytes`; false when that exceeds the module's 1 GiB bound. */
+  reserve(bytes: number): boolean;
+  /** A byte view of the whole memory (renewed after `reserve`). */
+  bytes(): Uint8Array;
+}
+
+let compiled: WebAssembly.Module | null | undefined;
+
+/**
+ * Compiles (once per thread) and instantiates the codec. Returns undefined when the engine has
+ * no WebAssembly SIMD; callers then use the JavaScript decoders.
+ */
+export function createWasmCodec(): WasmCodec | undefined {
+  if (compiled === undefined) {
+    try {
+      compiled = new WebAssembly.Module(assembleWat(codecModuleText()) as Uint8Array<ArrayBuffer>);
+    } catch {
+      compiled = null;
+    }
+  }
+  if (compiled === null) return undefined;
+  const ex = new WebAssembly.Instance(compiled).exports as unknown as CodecExports;
+  const memory = ex.memory;
+  let view = new Uint8Array(memory.buffer);
+  const unshuffles = { 1: ex.unshuffle1, 2: ex.unshuffle2, 4: ex.unshuffle4 } as const;
+  return {
+    lz4: ex.lz4,
+    unshuffle: (size, src, dst, nb) => unshuffles[size](src, dst, nb),
+    reserve(bytes) {
+      const have = memory.buffer.byteLength;
+      if (bytes > have) {
+        if (bytes > MAX_PAGES * 65536) return false;
+        try {
+          memory.grow(Math.ceil((bytes - have) / 65536));
+        } catch {
+          return false;
+        }
+      }
+      if (view.buffer !== memory.buffer) view = new Uint8Array(memory.buffer);
+      return true;
+    },
+    bytes() {
+      if (view.buffer !== memory.buffer) view = new Uint8Array(memory.buffer);
+      return view;
+    },
+  };
+}

@@ -1,0 +1,260 @@
+/**
+ * Decodes stream v2 frames off the event loop: a small pool of workers (`decode_worker.ts`), each
+ * decoding whole frames (CBOR + bslz4/LZ4) and sending the pixel buffers back transferred, not
+ * copied. Results come out in the order the frames went in, whatever order the workers finish
+ * in; connection events pushed in between keep their place. Released image buffers travel back
+ * to the workers with the next frames, so a steady stream allocates no new image memory.
+ *
+ * Bounded: at most `backlog` frames may be waiting (queued, in a worker, or decoded and waiting
+ * for an earlier frame). One more frame is an overflow: an `overflow` event takes its place in
+ * the order (the series collector turns it into the acquisition's error, naming the bound), and
+ * frames are discarded — counted and logged — until the backlog has drained. Memory therefore
+ * stays below about `backlog` × (compressed frame) + workers × 2 × (decoded frame).
+ *
+ * With `workers: 0` (or when workers cannot start) frames are decoded on the calling thread.
+ *
+ * @module
+ */
+
+import { getLog } from "../../core/log.ts";
+import { adoptDecodeBuffers, takeKeptDecodeBuffers } from "./decode_buffers.ts";
+import { decodeFrame } from "./frame_decode.ts";
+import type { StreamEvent } from "./series.ts";
+
+/** Options of {@link StreamDecoder}. */
+export interface DecodePoolOptions {
+  /** Worker threads; 0 decodes on the calling thread (default {@link defaultDecodeWorkers}). */
+  workers: number;
+  /** Frames that may wait for decoding before the series fails (default {@link DEFAULT_BACKLOG}). */
+  backlog: number;
+  /** Test hook: the worker keeps the result of these frames until {@link StreamDecoder.releaseHeld}. */
+  hold?: (seq: number) => boolean;
+  /** Test hook: called when a worker's result for frame `seq` arrives (completion order). */
+  onResult?: (seq: number) => void;
+}
+
+/** Default bound of waiting frames (about 160 MB of 1028×512 uint32 bslz4 frames). */
+export const DEFAULT_BACKLOG = 256;
+
+/** Frames one worker has at most in flight (keeps it busy while a result travels back). */
+const PER_WORKER = 2;
+
+/** Default worker count: one per core, 1..8. */
+export function defaultDecodeWorkers(): number {
+  const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
+  return Math.max(1, Math.min(8, cores));
+}
+
+/** A request to a decode worker. */
+export type WorkerRequest =
+  | { type: "decode"; seq: number; frame: Uint8Array; recycled: ArrayBuffer[]; hold: boolean }
+  | { type: "release"; seq: number };
+
+/** A decode worker's answer. */
+export interface WorkerReply {
+  seq: number;
+  event: StreamEvent;
+}
+
+/** The buffers of an event's pixel arrays, each once (for a transfer list). */
+export function transferablesOf(event: StreamEvent): ArrayBuffer[] {
+  if (event.kind !== "message" || event.message.type !== "image") return [];
+  const buffers = new Set<ArrayBuffer>();
+  for (const channel of Object.values(event.message.data)) {
+    buffers.add(channel.pixels.buffer as ArrayBuffer);
+  }
+  return [...buffers];
+}
+
+interface Slot {
+  worker: Worker;
+  jobs: Set<number>;
+  answered: boolean;
+}
+
+interface Job {
+  seq: number;
+  frame: Uint8Array;
+}
+
+/** Ordered, bounded frame decoding; see the module doc. */
+export class StreamDecoder {
+  #deliver: (event: StreamEvent) => void;
+  #options: DecodePoolOptions;
+  #log = getLog("eiger.decode");
+  #slots: Slot[] = [];
+  #queue: Job[] = [];
+  #nextSeq = 0;
+  #nextOut = 0;
+  #done = new Map<number, { event: StreamEvent; frame: boolean }>();
+  #frames = 0;
+  #discarded = 0;
+  #inline: boolean;
+  #closed = false;
+  #idle: (() => void)[] = [];
+
+  /** Creates a decoder that hands events, in push order, to `deliver`. */
+  constructor(options: Partial<DecodePoolOptions>, deliver: (event: StreamEvent) => void) {
+    this.#options = {
+      ...options,
+      workers: options.workers ?? defaultDecodeWorkers(),
+      backlog: options.backlog ?? DEFAULT_BACKLOG,
+    };
+    this.#deliver = deliver;
+    this.#inline = this.#options.workers <= 0;
+    // Start the workers now: loading and compiling takes a while, better before the first series.
+    for (let i = 0; i < this.#options.workers; i++) this.#startWorker();
+  }
+
+  /** Frames pushed and not yet delivered. */
+  get backlog(): number {
+    return this.#frames;
+  }
+
+  /** Frames discarded after the last overflow. */
+  get discarded(): number {
+    return this.#discarded;
+  }
+
+  /** Decodes `frame` (its buffer may be transferred: the caller gives it up). */
+  push(frame: Uint8Array): void {
+    if (this.#closed) return;
+    if (this.#discarded > 0) {
+      if (this.#frames > 0) {
+        this.#discarded++;
+        return;
+      }
+      this.#log.warn("Decode backlog drained", { discarded: this.#discarded });
+      this.#discarded = 0;
+    }
+    if (this.#frames >= this.#options.backlog) {
+      this.#discarded = 1;
+      const bound = this.#options.backlog;
+      this.#log.warn("Decode backlog overflow", { bound });
+      this.pushEvent({
+        kind: "overflow",
+        message: `decode backlog overflow: more than ${bound} frames waiting for decoding ` +
+          `(EIGER_DECODE_BACKLOG=${bound}); frames arrive faster than they are decoded`,
+      });
+      return;
+    }
+    const seq = this.#nextSeq++;
+    this.#frames++;
+    if (this.#inline) {
+      this.#complete(seq, decodeFrame(frame), true);
+      return;
+    }
+    this.#queue.push({ seq, frame });
+    this.#dispatch();
+  }
+
+  /** Passes a non-frame event (connection change) through in order with the frames. */
+  pushEvent(event: StreamEvent): void {
+    if (this.#closed) return;
+    this.#complete(this.#nextSeq++, event, false);
+  }
+
+  /** Resolves once every pushed frame has been delivered. */
+  idle(): Promise<void> {
+    if (this.#frames === 0 || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Test hook: lets a worker post the result it holds for frame `seq`. */
+  releaseHeld(seq: number): void {
+    for (const slot of this.#slots) {
+      if (slot.jobs.has(seq)) slot.worker.postMessage({ type: "release", seq });
+    }
+  }
+
+  /** Stops the workers; frames still in flight are dropped. */
+  close(): void {
+    this.#closed = true;
+    for (const slot of this.#slots) slot.worker.terminate();
+    this.#slots = [];
+    this.#queue = [];
+    for (const resolve of this.#idle.splice(0)) resolve();
+  }
+
+  #complete(seq: number, event: StreamEvent, frame: boolean): void {
+    this.#done.set(seq, { event, frame });
+    while (true) {
+      const next = this.#done.get(this.#nextOut);
+      if (next === undefined) break;
+      this.#done.delete(this.#nextOut);
+      this.#nextOut++;
+      if (next.frame) this.#frames--;
+      this.#deliver(next.event);
+    }
+    if (this.#frames === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
+  }
+
+  #dispatch(): void {
+    while (this.#queue.length > 0) {
+      if (this.#inline) {
+        const job = this.#queue.shift()!;
+        this.#complete(job.seq, decodeFrame(job.frame), true);
+        continue;
+      }
+      let slot = this.#slots.reduce<Slot | undefined>(
+        (best, s) => (best === undefined || s.jobs.size < best.jobs.size ? s : best),
+        undefined,
+      );
+      if (slot === undefined) slot = this.#startWorker(); // all failed: try a new one
+      if (slot === undefined || slot.jobs.size >= PER_WORKER) return;
+      const job = this.#queue.shift()!;
+      let frame = job.frame;
+      // Only a frame that owns its whole buffer can be transferred; anything else is copied.
+      if (frame.byteOffset !== 0 || frame.byteLength !== frame.buffer.byteLength) {
+        frame = frame.slice();
+      }
+      const recycled = takeKeptDecodeBuffers(PER_WORKER);
+      const hold = this.#options.hold?.(job.seq) ?? false;
+      slot.jobs.add(job.seq);
+      const request: WorkerRequest = { type: "decode", seq: job.seq, frame, recycled, hold };
+      slot.worker.postMessage(request, [frame.buffer as ArrayBuffer, ...recycled]);
+    }
+  }
+
+  #startWorker(): Slot {
+    const worker = new Worker(new URL("./decode_worker.ts", import.meta.url).href, {
+      type: "module",
+    });
+    const slot: Slot = { worker, jobs: new Set(), answered: false };
+    worker.onmessage = (e: MessageEvent<WorkerReply>) => {
+      const { seq, event } = e.data;
+      slot.answered = true;
+      slot.jobs.delete(seq);
+      if (event.kind === "message" && event.message.type === "image") {
+        adoptDecodeBuffers(Object.values(event.message.data).map((c) => c.pixels));
+      }
+      this.#options.onResult?.(seq);
+      if (this.#closed) return;
+      this.#complete(seq, event, true);
+      this.#dispatch();
+    };
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      this.#workerFailed(slot, e.message);
+    };
+    worker.onmessageerror = () => this.#workerFailed(slot, "unreadable message from worker");
+    this.#slots.push(slot);
+    return slot;
+  }
+
+  #workerFailed(slot: Slot, reason: string): void {
+    slot.worker.terminate();
+    this.#slots = this.#slots.filter((s) => s !== slot);
+    if (this.#closed) return;
+    this.#log.error("Decode worker failed", { reason, frames: slot.jobs.size });
+    if (!slot.answered) {
+      // A worker that never answered cannot start here (e.g. no module file): decode inline.
+      this.#log.warn("Decoding on the event loop from now on");
+      this.#inline = true;
+    }
+    for (const seq of slot.jobs) {
+      this.#complete(seq, { kind: "error", message: `decode worker failed: ${reason}` }, true);
+    }
+    this.#dispatch();
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * The stream decode pool (devices/eiger/decode_pool.ts) with real workers: pixel-exact decoding of
+ * messages made independently by Python (cbor2, bitshuffle, python-lz4) for 8/16/32-bit pixels,
+ * delivery in push order when workers finish out of order, and the backlog bound.
+ *
+ * Note: `deno test` type-checks each worker it starts (seconds on a loaded machine), so the pools
+ * here are few and the waits generous (failure detectors only, never synchronisation).
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { StreamDecoder } from "../devices/eiger/decode_pool.ts";
+import { SeriesCollector, type StreamEvent, type StreamImage } from "../devices/eiger/series.ts";
+import { encodeStreamMessage } from "../devices/eiger/stream2.ts";
+import type { DataEvent } from "../devices/contract.ts";
+import { startPy } from "./support/py/peer.ts";
+
+const DTYPES = ["uint8", "uint16", "uint32"] as const;
+const COMPRESSIONS = ["bslz4", "lz4", "none"] as const;
+
+function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+async function pythonMessages(rows: number, cols: number): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "eiger_pool_py_" });
+  const py = startPy("stream_peer.py", ["make", dir, String(rows), String(cols)]);
+  try {
+    assert.equal(await py.line(60_000), "DONE");
+    assert.equal(await py.wait(), 0);
+  } finally {
+    await py.close();
+  }
+  return dir;
+}
+
+/** A decoder whose delivered events can be awaited by count. */
+function recordingDecoder(options: ConstructorParameters<typeof StreamDecoder>[0]) {
+  const events: StreamEvent[] = [];
+  let waiters: (() => void)[] = [];
+  const decoder = new StreamDecoder(options, (event) => {
+    events.push(event);
+    const w = waiters;
+    waiters = [];
+    w.forEach((f) => f());
+  });
+  const count = async (n: number, timeoutMs = 120_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (events.length < n) {
+      if (Date.now() > deadline) throw new Error(`only ${events.length} of ${n} events`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        waiters.push(resolve);
+        timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      });
+      clearTimeout(timer);
+    }
+    return events;
+  };
+  return { decoder, events, count };
+}
+
+function imageFrame(imageId: number, pixels: Uint16Array): Uint8Array {
+  return encodeStreamMessage({
+    type: "image",
+    seriesId: 3,
+    seriesUniqueId: "U3",
+    imageId,
+    realTime: [1, 1000],
+    seriesDate: "2024-05-01T12:00:00Z",
+    startTime: [imageId, 1000],
+    stopTime: [imageId + 1, 1000],
+    data: new Map([["threshold_1", { dims: [16, 32], data: pixels }]]),
+  });
+}
+
+function imageIds(events: StreamEvent[]): (number | string)[] {
+  return events.map((e) =>
+    e.kind === "message" && e.message.type === "image" ? e.message.imageId : e.kind
+  );
+}
+
+Deno.test("decode pool: Python bitshuffle/lz4 messages decode pixel-exactly in the workers, in order", async () => {
+  const small = await pythonMessages(67, 133);
+  const full = await pythonMessages(512, 1028);
+  const { decoder, count } = recordingDecoder({ workers: 2, backlog: 64 });
+  try {
+    const expected: { raw: Uint8Array; what: string; dtype: string }[] = [];
+    for (const dir of [small, full]) {
+      for (const dtype of DTYPES) {
+        const raw = await Deno.readFile(join(dir, `py_${dtype}.raw`));
+        for (const comp of COMPRESSIONS) {
+          decoder.push(await Deno.readFile(join(dir, `py_${dtype}_${comp}.cbor`)));
+          expected.push({
+            raw,
+            what: `${dir === small ? "67x133" : "512x1028"} ${dtype}/${comp}`,
+            dtype,
+          });
+        }
+      }
+    }
+    const events = await count(expected.length);
+    assert.equal(events.length, expected.length);
+    events.forEach((event, i) => {
+      const want = expected[i];
+      assert.equal(event.kind, "message", want.what);
+      const msg = (event as { message: StreamImage }).message;
+      const ch = msg.data.threshold_1;
+      assert.equal(ch.dtype, want.dtype, want.what);
+      assert.deepEqual(bytesOf(ch.pixels), want.raw, `${want.what} pixels`);
+    });
+    assert.equal(decoder.backlog, 0);
+  } finally {
+    decoder.close();
+    await Deno.remove(small, { recursive: true });
+    await Deno.remove(full, { recursive: true });
+  }
+});
+
+Deno.test("decode pool: frames come out in push order although a worker finishes them out of order", async () => {
+  const completed: number[] = [];
+  let secondDone: (() => void) | undefined;
+  const second = new Promise<void>((resolve) => secondDone = resolve);
+  const { decoder, count } = recordingDecoder({
+    workers: 1,
+    backlog: 16,
+    hold: (seq) => seq === 1, // the first frame (seq 0 is the connected event)
+    onResult: (seq) => {
+      completed.push(seq);
+      if (seq === 2) secondDone!();
+    },
+  });
+  try {
+    const pixels = (k: number) => new Uint16Array(512).map((_, i) => (i * k) & 0xfff);
+    decoder.pushEvent({ kind: "connected" });
+    decoder.push(imageFrame(0, pixels(1)));
+    decoder.push(imageFrame(1, pixels(2)));
+    decoder.pushEvent({ kind: "disconnected", reason: "test" });
+    decoder.push(imageFrame(2, pixels(3)));
+    await second; // frame 1 is done while frame 0 is still held in the worker
+    assert.deepEqual(imageIds(await count(1)), ["connected"]);
+    decoder.releaseHeld(1);
+    const events = await count(5);
+    assert.deepEqual(imageIds(events), ["connected", 0, 1, "disconnected", 2]);
+    assert.equal(completed.indexOf(2) < completed.indexOf(1), true, `completion ${completed}`);
+    const img = (events[2] as { message: StreamImage }).message;
+    assert.deepEqual(img.data.threshold_1.pixels, pixels(2));
+  } finally {
+    decoder.close();
+  }
+});
+
+Deno.test("decode pool: more frames than the backlog bound is an overflow event, never silent growth", async () => {
+  const { decoder, count } = recordingDecoder({ workers: 1, backlog: 3, hold: (seq) => seq === 0 });
+  try {
+    const pixels = new Uint16Array(512).fill(7);
+    for (let i = 0; i < 6; i++) decoder.push(imageFrame(i, pixels));
+    assert.equal(decoder.backlog, 3);
+    assert.equal(decoder.discarded, 3); // frames 3..5: the overflow event took frame 3's place
+    decoder.releaseHeld(0);
+    const events = await count(4);
+    assert.deepEqual(imageIds(events).slice(0, 3), [0, 1, 2]);
+    const overflow = events[3];
+    assert.equal(overflow.kind, "overflow");
+    assert.match(
+      (overflow as { message: string }).message,
+      /decode backlog overflow: more than 3 frames .*EIGER_DECODE_BACKLOG=3/,
+    );
+    await decoder.idle();
+    // Drained: the next frame is decoded again.
+    decoder.push(imageFrame(9, pixels));
+    assert.equal(decoder.discarded, 0);
+    assert.deepEqual(imageIds(await count(5)).slice(4), [9]);
+
+    // The series collector turns the overflow into the acquisition's error, naming it.
+    const emitted: DataEvent[] = [];
+    const collector = new SeriesCollector("local", {
+      numImages: 4,
+      channels: ["threshold_1"],
+      width: 32,
+      height: 16,
+      pixelType: "uint16",
+    }, (e) => emitted.push(e));
+    collector.armed(3);
+    collector.handle({
+      kind: "message",
+      message: {
+        type: "start",
+        seriesId: 3,
+        uniqueId: "U3",
+        channels: ["threshold_1"],
+        numberOfImages: 4,
+        width: 32,
+        height: 16,
+      },
+    });
+    for (const event of events.slice(0, 4)) collector.handle(event);
+    assert.match(collector.error ?? "", /^series 3: decode backlog overflow: more than 3 frames/);
+    assert.deepEqual(emitted.map((e) => e.type), [
+      "start-data",
+      "image-data",
+      "image-data",
+      "image-data",
+    ]);
+  } finally {
+    decoder.close();
+  }
+});
+
+Deno.test("decode pool: without workers frames decode on the calling thread, same events", () => {
+  const events: StreamEvent[] = [];
+  const decoder = new StreamDecoder({ workers: 0, backlog: 2 }, (e) => events.push(e));
+  const pixels = new Uint16Array(512).map((_, i) => i);
+  decoder.push(imageFrame(0, pixels));
+  decoder.push(new Uint8Array([0xff, 0x00]));
+  decoder.close();
+  assert.deepEqual(imageIds(events), [0, "error"]);
+  assert.deepEqual((events[0] as { message: StreamImage }).message.data.threshold_1.pixels, pixels);
+});

@@ -1,0 +1,92 @@
+/**
+ * The simulator at detector speed: frames are rendered and compressed once per series (at arm)
+ * and cycled through, and the rate a series was actually sent at is measured.
+ */
+
+import assert from "node:assert/strict";
+import { decompressBslz4 } from "../devices/eiger/bslz4.ts";
+import { FRAME_VARIANTS, SimDetector, type SimMessage } from "../devices/eiger_sim/detector.ts";
+import { makePattern, renderImage } from "../devices/eiger_sim/images.ts";
+import { SeriesRate, type SeriesRateReport } from "../devices/eiger_sim/stream.ts";
+
+Deno.test("eiger sim: a series cycles through frames pre-compressed at arm", async () => {
+  const sent: SimMessage[] = [];
+  const det = new SimDetector({ width: 40, height: 24, bitDepth: 32 });
+  det.output = { send: (m) => sent.push(m), drop: () => {} };
+  det.write("stream", "mode", "enabled");
+  det.write("stream", "format", "cbor");
+  det.write("detector", "count_time", 0.0005);
+  det.write("detector", "nimages", 20);
+  await det.command("detector", "arm", undefined);
+  const armedAt = sent.length;
+  await det.command("detector", "trigger", undefined);
+  const images = sent.filter((m) => m.type === "image");
+  assert.equal(armedAt, 1); // the start message; images only after the trigger
+  assert.equal(images.length, 20);
+  const pattern = makePattern(40, 24);
+  for (const img of images) {
+    if (img.type !== "image") continue;
+    const variant = img.imageId % FRAME_VARIANTS;
+    const want = renderImage(
+      pattern,
+      "uint32",
+      1e-3, // the simulator renders at least 1 ms worth of counts
+      100,
+      7919 + variant * 31,
+    );
+    assert.deepEqual(img.data.threshold_1, want, `image ${img.imageId}`);
+    const payload = img.payloads?.threshold_1;
+    assert.ok(payload !== undefined, "pre-compressed payload");
+    assert.deepEqual(
+      new Uint32Array(decompressBslz4(payload, 4, want.length).buffer),
+      want,
+      `payload of image ${img.imageId}`,
+    );
+    if (img.imageId >= FRAME_VARIANTS) {
+      const first = images[variant];
+      assert.equal(first.type === "image" && first.payloads?.threshold_1, payload, "reused");
+    }
+  }
+  assert.equal(sent.at(-1)?.type, "end");
+});
+
+Deno.test("eiger sim: the rate a series was sent at is reported at its end", () => {
+  const reports: SeriesRateReport[] = [];
+  const rate = new SeriesRate((r) => reports.push(r));
+  const image = (imageId: number): SimMessage => ({
+    type: "image",
+    seriesId: 4,
+    uniqueId: "U",
+    imageId,
+    seriesDate: new Date(0),
+    realTime: [1, 1],
+    startTime: [0, 1],
+    stopTime: [1, 1],
+    width: 1,
+    height: 1,
+    dtype: "uint16",
+    data: {},
+  });
+  rate.sent(
+    {
+      type: "start",
+      seriesId: 4,
+      uniqueId: "U",
+      armDate: new Date(0),
+      channels: [],
+      countTime: 0.001,
+      frameTime: 0.001,
+      width: 1,
+      height: 1,
+      dtype: "uint16",
+      numberOfImages: 101,
+      thresholdEnergy: {},
+      incidentEnergy: 8000,
+      saturationValue: 1,
+    },
+    0,
+  );
+  for (let i = 0; i < 101; i++) rate.sent(image(i), 1000 + i * 1.25); // 800 images/s
+  rate.sent({ type: "end", seriesId: 4, uniqueId: "U" }, 2000);
+  assert.deepEqual(reports, [{ series: 4, images: 101, seconds: 0.125, rate: 800 }]);
+});
