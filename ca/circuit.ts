@@ -404,15 +404,22 @@ export class Circuit {
     return channel;
   }
 
+  /**
+   * A DBR type beyond the last one closes the circuit without a reply, as rsrv does (its
+   * `INVALID_DB_REQ` check makes read, read-notify, event-add and write handlers fail the client).
+   */
+  #checkTypeInRange(h: CaHeader): void {
+    if (h.type > LAST_DBR_TYPE) {
+      throw new CaProtocolError(`DBR type ${h.type} out of range (command ${h.cmd})`);
+    }
+  }
+
   #read(h: CaHeader): void {
+    this.#checkTypeInRange(h);
     const channel = this.#channelFor(h);
     if (!channel) return;
     const { codec } = this.#ctx;
     const target = channel.target;
-    if (!codec.isReadable(h.type) && h.type > LAST_DBR_TYPE) {
-      this.#error(h, channel.cid, ECA.BADTYPE, "bad DBR type");
-      return;
-    }
     if (h.count > target.maxCount) {
       this.#error(h, channel.cid, ECA.BADCOUNT, "count exceeds native count");
       return;
@@ -477,6 +484,7 @@ export class Circuit {
     const notify = h.cmd === CMD.WRITE_NOTIFY;
     const channel = this.#channelFor(h);
     if (!channel) return;
+    this.#checkTypeInRange(h);
     const fail = (status: number, text: string) => {
       // Nothing more for a channel that was removed meanwhile (SERVER_DISCONN already sent).
       if (this.#channels.get(channel.sid) !== channel) return;
@@ -514,7 +522,7 @@ export class Circuit {
       return;
     }
     if (!codec.isWritable(h.type)) {
-      fail(h.type <= LAST_DBR_TYPE ? ECA.PUTFAIL : ECA.BADTYPE, "DBR type not writable");
+      fail(ECA.PUTFAIL, "DBR type not writable");
       return;
     }
     if (h.count === 0 || h.count > target.maxCount) {
@@ -550,6 +558,7 @@ export class Circuit {
 
   #eventAdd(message: CaMessage): void {
     const h = message.header;
+    this.#checkTypeInRange(h);
     const channel = this.#channelFor(h);
     if (!channel) return;
     const target = channel.target;

@@ -20,6 +20,7 @@ import {
   type LogRecord,
   resetSync,
 } from "@logtape/logtape";
+import process from "node:process";
 
 export type { Logger, LogLevel };
 
@@ -98,9 +99,34 @@ function writeStderr(line: string): void {
   while (offset < bytes.length) offset += Deno.stderr.writeSync(bytes.subarray(offset));
 }
 
-/** Configures logging for the whole process (call once at start; again to change). */
+let warningsRouted = false;
+
+/**
+ * Routes the runtime's process warnings (`TimeoutOverflowWarning`, deprecations, anything given
+ * to `process.emitWarning`) into the structured log as `WARN diss.runtime` lines instead of the
+ * runtime's own `(node:PID) ...` line on stderr. In Deno 2 those warnings are `process` events
+ * (not `globalThis` events) printed by a default `warning` listener, which this replaces.
+ * Idempotent; {@link setupLogging} calls it.
+ */
+export function routeRuntimeWarnings(): void {
+  if (warningsRouted) return;
+  warningsRouted = true;
+  process.removeAllListeners("warning");
+  process.on("warning", (warning: Error & { code?: string }) => {
+    getLog("runtime").warning(warning.message, {
+      warning: warning.name,
+      ...(warning.code === undefined ? {} : { code: warning.code }),
+    });
+  });
+}
+
+/**
+ * Configures logging for the whole process (call once at start; again to change). Runtime
+ * warnings go to the same log ({@link routeRuntimeWarnings}).
+ */
 export function setupLogging(options: LoggingOptions = {}): void {
   const write = options.write ?? writeStderr;
+  routeRuntimeWarnings();
   resetSync();
   configureSync({
     sinks: { main: (record: LogRecord) => write(formatLogRecord(record)) },

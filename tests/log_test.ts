@@ -22,3 +22,38 @@ Deno.test("log lines are key=value with category and level", () => {
     /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO diss\.controller msg="State switch" old=INIT new=WARMUP\n$/,
   );
 });
+
+/** A structured log line: `TIME LEVEL category` then only `key=value` pairs. */
+const LOG_LINE = /^\d{4}-\d\d-\d\dT[\d:.]+Z [A-Z]+ [\w.]+( [\w-]+=("([^"\\]|\\.)*"|[^\s"=\\]+))*$/;
+
+Deno.test("runtime warnings (TimeoutOverflowWarning, emitWarning) become key=value lines", async () => {
+  const lib = new URL("../core/log.ts", import.meta.url).href;
+  const script = `
+    import { setupLogging } from ${JSON.stringify(lib)};
+    import process from "node:process";
+    setupLogging();
+    const t = setTimeout(() => {}, 2 ** 31); // the runtime warns and fires at once
+    clearTimeout(t);
+    process.emitWarning("something is old", "DeprecationWarning", "DEP0999");
+    await new Promise((r) => setTimeout(r, 20));
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", script],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.code, 0, stderr);
+  const lines = stderr.split("\n").filter((l) => l !== "");
+  for (const line of lines) assert.match(line, LOG_LINE, `not a structured line: ${line}`);
+  assert.equal(lines.length, 2, stderr);
+  assert.match(
+    lines[0],
+    /WARN diss\.runtime msg="2147483648 does not fit.*warning=TimeoutOverflowWarning$/,
+  );
+  assert.match(
+    lines[1],
+    /WARN diss\.runtime msg="something is old" warning=DeprecationWarning code=DEP0999$/,
+  );
+});
