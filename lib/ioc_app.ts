@@ -135,15 +135,13 @@ export async function runIoc(
   let server;
   // One PV store, served over CA and (unless --pva off) pvAccess.
   const store = new PvStore(defaultCodec);
+  // --write-hosts: the same rule for CA and pvAccess clients.
+  const writeAccess = options.writeHosts === undefined
+    ? undefined
+    : writeHostsAccess(options.writeHosts);
   try {
     // EPICS_CAS_SERVER_PORT=0 asks for OS-assigned ports (tests, several IOCs on one host).
-    server = await startCaServer({
-      env,
-      store,
-      writeAccess: options.writeHosts === undefined
-        ? undefined
-        : writeHostsAccess(options.writeHosts),
-    });
+    server = await startCaServer({ env, store, writeAccess });
   } catch (err) {
     printError(`cannot start the CA server: ${errorMessage(err)}`);
     await controller.stop();
@@ -152,7 +150,7 @@ export async function runIoc(
   let pva: PvaServer | undefined;
   if (options.pva) {
     try {
-      pva = await startPvaServer({ env, store });
+      pva = await startPvaServer({ env, store, writeAccess });
     } catch (err) {
       printError(`cannot start the PVA server: ${errorMessage(err)}`);
       await server.close();
