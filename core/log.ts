@@ -120,6 +120,34 @@ export function routeRuntimeWarnings(): void {
   });
 }
 
+let uncaughtRouted = false;
+
+/**
+ * For the program's entry point: an uncaught exception or unhandled promise rejection is logged
+ * as one `FATAL diss.runtime` line (with the stack) instead of the runtime's own multi-line
+ * report, and the process then exits with code 1 as it would have anyway (so a service manager
+ * restarts it). Idempotent. Not for tests: `deno test` reports such errors itself.
+ */
+export function routeUncaughtErrors(): void {
+  if (uncaughtRouted) return;
+  uncaughtRouted = true;
+  const fail = (kind: string, error: unknown) => {
+    getLog("runtime").fatal(kind, {
+      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      ...(error instanceof Error && error.stack !== undefined ? { stack: error.stack } : {}),
+    });
+    Deno.exit(1);
+  };
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    fail("Uncaught exception", event.error);
+  });
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    fail("Unhandled promise rejection", event.reason);
+  });
+}
+
 /**
  * Configures logging for the whole process (call once at start; again to change). Runtime
  * warnings go to the same log ({@link routeRuntimeWarnings}).

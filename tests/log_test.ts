@@ -57,3 +57,37 @@ Deno.test("runtime warnings (TimeoutOverflowWarning, emitWarning) become key=val
     /WARN diss\.runtime msg="something is old" warning=DeprecationWarning code=DEP0999$/,
   );
 });
+
+Deno.test("uncaught errors and rejections: one FATAL key=value line, exit 1", async () => {
+  const lib = new URL("../core/log.ts", import.meta.url).href;
+  for (
+    const [trigger, kind, text] of [
+      [
+        "setTimeout(() => { throw new Error('boom here'); }, 0);",
+        "Uncaught exception",
+        "Error: boom here",
+      ],
+      ["Promise.reject(new TypeError('nope'));", "Unhandled promise rejection", "TypeError: nope"],
+    ]
+  ) {
+    const script = `
+      import { routeUncaughtErrors, setupLogging } from ${JSON.stringify(lib)};
+      setupLogging();
+      routeUncaughtErrors();
+      ${trigger}
+      await new Promise((r) => setTimeout(r, 5000));
+    `;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--ext=ts", script],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 1, stderr);
+    const lines = stderr.split("\n").filter((l) => l !== "");
+    assert.equal(lines.length, 1, stderr);
+    assert.match(lines[0], LOG_LINE);
+    assert.ok(lines[0].includes(`FATAL diss.runtime msg="${kind}" error="${text}"`), lines[0]);
+  }
+});
