@@ -47,12 +47,18 @@ install_missing() {
     fail $need
   fi
   echo "diss-ioc tests: installing Debian packages: $need" >&2
+  local log
+  log=$(mktemp)
+  # apt's own chatter goes to a file, shown only when the installation fails.
   # shellcheck disable=SC2086
-  if ! "${run[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null ||
+  if ! "${run[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$log" 2>&1 ||
     ! "${run[@]}" env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends $need >/dev/null; then
+      apt-get install -y -qq --no-install-recommends $need >>"$log" 2>&1; then
+    tail -n 5 "$log" >&2
+    rm -f "$log"
     fail $need
   fi
+  rm -f "$log"
   need=$(missing | tr '\n' ' ')
   [ -z "$need" ] || fail ${need% }
 }
