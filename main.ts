@@ -9,7 +9,7 @@
  */
 
 import { runIoc } from "./lib/ioc_app.ts";
-import { setupLogging } from "./core/log.ts";
+import { routeUncaughtErrors, setupLogging } from "./core/log.ts";
 import { runView } from "./lib/view/app.ts";
 import { runEigerSim } from "./devices/eiger_sim/main.ts";
 
@@ -39,5 +39,6 @@ export function main(argv: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  routeUncaughtErrors();
   Deno.exit(await main(Deno.args));
 }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { systemClock } from "../core/clock.ts";
 import { beaconMessage } from "./messages.ts";
 import type { UdpDestination } from "./env.ts";
 
@@ -58,11 +59,8 @@ export interface BeaconClock {
   clearTimeout(handle: unknown): void;
 }
 
-/** The real clock (`setTimeout`/`clearTimeout`). */
-export const REAL_CLOCK: BeaconClock = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as number),
-};
+/** The real clock (the runtime's timers, any period: `EPICS_CAS_BEACON_PERIOD` may be long). */
+export const REAL_CLOCK: BeaconClock = systemClock;
 
 /**
  * Runs the beacon schedule: sends round 0 at once, then each next round after its delay, via

@@ -288,9 +288,11 @@ export class Circuit {
         return;
       case CMD.CLIENT_NAME:
         this.client.user = decodeCString(message.payload).slice(0, 511);
+        this.#updateRights();
         return;
       case CMD.HOST_NAME:
         this.client.host = decodeCString(message.payload).slice(0, 511);
+        this.#updateRights();
         return;
       case CMD.ECHO:
         this.#push(echoHeader(h, message.payload.length ? message.payload : undefined));
@@ -351,15 +353,11 @@ export class Circuit {
     while (this.#channels.has(this.#nextSid)) this.#nextSid = (this.#nextSid + 1) >>> 0;
     const sid = this.#nextSid;
     this.#nextSid = (this.#nextSid + 1) >>> 0;
-    let rights = ACCESS.READ;
-    if (target.writable && (this.#ctx.writeAccess?.(target.record.name, this.client) ?? true)) {
-      rights |= ACCESS.WRITE;
-    }
     const channel: Channel = {
       cid: h.p1,
       sid,
       target,
-      rights,
+      rights: this.#rightsFor(target),
       subscriptions: new Set(),
       disconnect: () => {
         if (!this.#channels.has(sid)) return;
@@ -370,10 +368,29 @@ export class Circuit {
     this.#channels.set(sid, channel);
     target.record.holders.add(channel);
     const count = this.clientMinor < 9 ? Math.min(target.maxCount, 0xfffe) : target.maxCount;
-    this.#push(accessRightsMessage(channel.cid, rights));
+    this.#push(accessRightsMessage(channel.cid, channel.rights));
     this.#push(
       createChanReply(NATIVE_TYPE_CODES[target.native], count, channel.cid, channel.sid),
     );
+  }
+
+  #rightsFor(target: Channel["target"]): number {
+    const write = target.writable &&
+      (this.#ctx.writeAccess?.(target.record.name, this.client) ?? true);
+    return write ? ACCESS.READ | ACCESS.WRITE : ACCESS.READ;
+  }
+
+  /**
+   * After the client changed its user or host name: recomputes every channel's access rights and
+   * sends ACCESS_RIGHTS for those that changed (as rsrv does).
+   */
+  #updateRights(): void {
+    for (const channel of this.#channels.values()) {
+      const rights = this.#rightsFor(channel.target);
+      if (rights === channel.rights) continue;
+      channel.rights = rights;
+      this.#push(accessRightsMessage(channel.cid, rights));
+    }
   }
 
   #dropChannel(channel: Channel): void {
@@ -404,15 +421,22 @@ export class Circuit {
     return channel;
   }
 
+  /**
+   * A DBR type beyond the last one closes the circuit without a reply, as rsrv does (its
+   * `INVALID_DB_REQ` check makes read, read-notify, event-add and write handlers fail the client).
+   */
+  #checkTypeInRange(h: CaHeader): void {
+    if (h.type > LAST_DBR_TYPE) {
+      throw new CaProtocolError(`DBR type ${h.type} out of range (command ${h.cmd})`);
+    }
+  }
+
   #read(h: CaHeader): void {
+    this.#checkTypeInRange(h);
     const channel = this.#channelFor(h);
     if (!channel) return;
     const { codec } = this.#ctx;
     const target = channel.target;
-    if (!codec.isReadable(h.type) && h.type > LAST_DBR_TYPE) {
-      this.#error(h, channel.cid, ECA.BADTYPE, "bad DBR type");
-      return;
-    }
     if (h.count > target.maxCount) {
       this.#error(h, channel.cid, ECA.BADCOUNT, "count exceeds native count");
       return;
@@ -477,6 +501,7 @@ export class Circuit {
     const notify = h.cmd === CMD.WRITE_NOTIFY;
     const channel = this.#channelFor(h);
     if (!channel) return;
+    this.#checkTypeInRange(h);
     const fail = (status: number, text: string) => {
       // Nothing more for a channel that was removed meanwhile (SERVER_DISCONN already sent).
       if (this.#channels.get(channel.sid) !== channel) return;
@@ -514,7 +539,7 @@ export class Circuit {
       return;
     }
     if (!codec.isWritable(h.type)) {
-      fail(h.type <= LAST_DBR_TYPE ? ECA.PUTFAIL : ECA.BADTYPE, "DBR type not writable");
+      fail(ECA.PUTFAIL, "DBR type not writable");
       return;
     }
     if (h.count === 0 || h.count > target.maxCount) {
@@ -550,6 +575,7 @@ export class Circuit {
 
   #eventAdd(message: CaMessage): void {
     const h = message.header;
+    this.#checkTypeInRange(h);
     const channel = this.#channelFor(h);
     if (!channel) return;
     const target = channel.target;

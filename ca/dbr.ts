@@ -47,7 +47,8 @@ export {
   formatFloat32,
   parseEnumString,
   parseFloatPrefix,
-  parseIntegerPrefix,
+  parseWholeFloat,
+  parseWholeInteger,
   stringToCharArray,
   toNativeValue,
 } from "./dbr_convert.ts";

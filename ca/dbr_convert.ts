@@ -195,7 +195,6 @@ export function formatElement(
 
 const FLOAT_PREFIX =
   /^[ \t\n\v\f\r]*([+-]?)(?:0[xX]([0-9a-fA-F]+)|((?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)|(inf(?:inity)?)|(nan))/i;
-const INT_PREFIX = /^[ \t\n\v\f\r]*([+-]?\d+)/;
 
 /**
  * strtod-like parse: leading whitespace skipped, trailing text ignored; decimal, hex integers
@@ -211,9 +210,40 @@ export function parseFloatPrefix(text: string): number | undefined {
   return NaN;
 }
 
-/** Base-10 integer parse that stops at the first non-digit ("1.9" → 1); undefined if no digits. */
-export function parseIntegerPrefix(text: string): number | undefined {
-  const m = INT_PREFIX.exec(text);
+const C_SPACE = "[ \\t\\n\\v\\f\\r]*";
+const WHOLE_FLOAT = new RegExp(
+  `^${C_SPACE}([+-]?)(?:0[xX]([0-9a-fA-F]+)|((?:\\d+\\.?\\d*|\\.\\d+)(?:[eE][+-]?\\d+)?)|` +
+    `(inf(?:inity)?)|(nan(?:\\([^)]*\\))?))${C_SPACE}$`,
+  "i",
+);
+const WHOLE_INT = new RegExp(`^${C_SPACE}([+-]?\\d+)${C_SPACE}$`);
+
+/**
+ * Parses a whole written string as a floating-point number the way EPICS's `epicsParseDouble`
+ * does without a units pointer: white space around the number is allowed, anything else after
+ * it is refused (`"1,5"`, `"2abc"`, `"1e"`). Like `epicsStrtod`, `0x10` reads as the hex
+ * integer 16, and `inf`, `infinity`, `nan` are accepted; a decimal that overflows a double
+ * (`1e400`) is refused. Undefined when the text is not such a number.
+ */
+export function parseWholeFloat(text: string): number | undefined {
+  const m = WHOLE_FLOAT.exec(text);
+  if (!m) return undefined;
+  const sign = m[1] === "-" ? -1 : 1;
+  if (m[2] !== undefined) return sign * parseInt(m[2], 16);
+  if (m[3] !== undefined) {
+    const v = Number(m[3]);
+    return Number.isFinite(v) ? sign * v : undefined;
+  }
+  if (m[4] !== undefined) return sign * Infinity;
+  return NaN;
+}
+
+/**
+ * Parses a whole written string as a base-10 integer (`epicsParseLong(str, &v, 10, NULL)`):
+ * white space around it allowed, nothing else (`"1.9"`, `"0x10"`, `"1,5"` are refused).
+ */
+export function parseWholeInteger(text: string): number | undefined {
+  const m = WHOLE_INT.exec(text);
   return m ? Number(m[1]) : undefined;
 }
 
@@ -336,7 +366,7 @@ function nativeName(code: number): string {
 
 /** Parses one written string for an integer native (SHORT/CHAR/LONG), range-checked. */
 function parseWrittenInteger(text: string, native: number): number {
-  const v = parseIntegerPrefix(text);
+  const v = parseWholeInteger(text);
   if (v === undefined) putFail(`"${text}" is not an integer`);
   const [lo, hi] = INT_RANGE[native];
   if (v < lo || v > hi) putFail(`${v} is out of range for a ${nativeName(native)} field`);
@@ -352,7 +382,7 @@ export function parseEnumString(text: string, enumLabels: readonly string[] | un
     const i = enumLabels.indexOf(text);
     if (i >= 0) return i;
   }
-  const v = parseIntegerPrefix(text);
+  const v = parseWholeInteger(text);
   if (v === undefined) putFail(`"${text}" is not a state of this enum`);
   const limit = enumLimit(enumLabels);
   if (v < 0 || v >= limit) putFail(`enum index ${v} out of range (${limit} states)`);
@@ -372,7 +402,7 @@ export function convertWrittenStrings(
     if (native === DBR.ENUM) {
       out[i] = parseEnumString(text, enumLabels);
     } else if (isFloatBase(native)) {
-      const v = parseFloatPrefix(text);
+      const v = parseWholeFloat(text);
       if (v === undefined) putFail(`"${text}" is not a number`);
       out[i] = castScalar(v, native);
     } else {

@@ -98,14 +98,52 @@ export function parseYesNo(text: string | undefined, fallback: boolean): boolean
   return fallback;
 }
 
-/** Derives the server configuration from an environment record. */
+/** An `EPICS_CAS_*` / `EPICS_CA_*` variable the server cannot use (one-line message). */
+export class CaEnvError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CaEnvError";
+  }
+}
+
+/**
+ * Reads a port variable (the first of `names` that is set and not blank): a decimal number
+ * 1..65535, or 0 when `allowZero` (OS-assigned). Unset → `fallback`; anything else throws
+ * {@link CaEnvError} naming the variable, instead of quietly serving on the default port.
+ */
+export function readPortVariable(
+  env: Record<string, string | undefined>,
+  names: readonly string[],
+  fallback: number,
+  allowZero = false,
+): number {
+  for (const name of names) {
+    const text = env[name]?.trim();
+    if (!text) continue;
+    const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+    if (port >= 1 && port <= 65535 || (allowZero && port === 0)) return port;
+    throw new CaEnvError(
+      `${name}=${JSON.stringify(env[name])}: expected a port number 1-65535` +
+        (allowZero ? " (or 0: any free port)" : ""),
+    );
+  }
+  return fallback;
+}
+
+/**
+ * Derives the server configuration from an environment record. A server or beacon port that is
+ * not a port number throws {@link CaEnvError}; `EPICS_CAS_SERVER_PORT=0` gives port 0.
+ */
 export function readServerEnv(env: Record<string, string | undefined>): CaServerEnvConfig {
-  const serverPort = parsePort(
-    firstDefined(env, "EPICS_CAS_SERVER_PORT", "EPICS_CA_SERVER_PORT"),
+  const serverPort = readPortVariable(
+    env,
+    ["EPICS_CAS_SERVER_PORT", "EPICS_CA_SERVER_PORT"],
     DEFAULT_SERVER_PORT,
+    true,
   );
-  const beaconPort = parsePort(
-    firstDefined(env, "EPICS_CAS_BEACON_PORT", "EPICS_CA_REPEATER_PORT"),
+  const beaconPort = readPortVariable(
+    env,
+    ["EPICS_CAS_BEACON_PORT", "EPICS_CA_REPEATER_PORT"],
     DEFAULT_REPEATER_PORT,
   );
   const periodText = firstDefined(env, "EPICS_CAS_BEACON_PERIOD", "EPICS_CA_BEACON_PERIOD");

@@ -31,9 +31,11 @@ export { defaultCodec } from "./codec_dbr.ts";
 export { DBE } from "./messages.ts";
 export {
   broadcastAddresses,
+  CaEnvError,
   isIPv4,
   parseAddressList,
   parseYesNo,
+  readServerEnv,
   type UdpDestination,
 } from "./env.ts";
 export {

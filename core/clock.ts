@@ -20,26 +20,75 @@ export interface Clock {
   clearTimeout(handle: TimerHandle): void;
 }
 
-interface SystemTimer {
+/**
+ * Longest delay the runtime's `setTimeout` takes (2^31-1 ms, about 24.8 days); a longer one is
+ * cut to 1 ms with a `TimeoutOverflowWarning`. {@link chainLongTimers} waits any length.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+interface ChainedTimer {
+  inner?: TimerHandle;
+  cancelled: boolean;
+}
+
+/**
+ * Wraps a clock whose timers take at most {@link MAX_TIMER_MS} into one whose timers take any
+ * delay, `Infinity` included (never fires): a longer delay is waited as a chain of timers of at
+ * most {@link MAX_TIMER_MS}, each re-armed for what is left of the clock time.
+ */
+export function chainLongTimers(clock: Clock): Clock {
+  return {
+    now: () => clock.now(),
+    setTimeout: (fn, ms): ChainedTimer => {
+      const timer: ChainedTimer = { cancelled: false };
+      const delay = ms > 0 ? ms : 0; // NaN and negative delays: at once
+      const due = clock.now() + delay;
+      const arm = (left: number) => {
+        const capped = left > MAX_TIMER_MS;
+        timer.inner = clock.setTimeout(() => {
+          if (timer.cancelled) return;
+          if (capped) arm(Math.max(0, due - clock.now()));
+          else fn();
+        }, capped ? MAX_TIMER_MS : left);
+      };
+      arm(delay);
+      return timer;
+    },
+    clearTimeout: (handle) => {
+      const timer = handle as ChainedTimer;
+      timer.cancelled = true;
+      if (timer.inner !== undefined) clock.clearTimeout(timer.inner);
+    },
+  };
+}
+
+interface RuntimeTimer {
   immediate?: ReturnType<typeof setImmediate>;
   timeout?: ReturnType<typeof setTimeout>;
 }
 
 /**
- * The real clock: `Date.now()` with sub-millisecond precision and the runtime's timers. Delays
- * below 1 ms use `setImmediate` (runs after pending I/O, without the ~1 ms minimum delay of
- * `setTimeout`), which matters for back-to-back acquisitions.
+ * The runtime's own timers (at most {@link MAX_TIMER_MS}). Delays below 1 ms use `setImmediate`
+ * (runs after pending I/O, without the ~1 ms minimum delay of `setTimeout`), which matters for
+ * back-to-back acquisitions.
  */
-export const systemClock: Clock = {
+const runtimeClock: Clock = {
   now: () => performance.timeOrigin + performance.now(),
-  setTimeout: (fn, ms): SystemTimer =>
+  setTimeout: (fn, ms): RuntimeTimer =>
     ms < 1 ? { immediate: setImmediate(fn) } : { timeout: setTimeout(fn, ms) },
   clearTimeout: (handle) => {
-    const h = handle as SystemTimer;
+    const h = handle as RuntimeTimer;
     if (h.immediate !== undefined) clearImmediate(h.immediate);
     if (h.timeout !== undefined) clearTimeout(h.timeout);
   },
 };
+
+/**
+ * The real clock: `Date.now()` with sub-millisecond precision and the runtime's timers, for any
+ * delay (longer ones chained, see {@link chainLongTimers}). Every timer of the IOC that depends
+ * on a user-given time (duration, overdue) goes through it.
+ */
+export const systemClock: Clock = chainLongTimers(runtimeClock);
 
 /**
  * Resolves after `ms` milliseconds of `clock` time, or rejects with the signal's reason when
@@ -59,6 +108,27 @@ export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<v
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/** An abort signal that fires after a delay, and the function that stops its timer. */
+export interface TimeoutSignal {
+  /** Aborts with a `TimeoutError` `DOMException` after the delay (as `AbortSignal.timeout`). */
+  signal: AbortSignal;
+  /** Stops the timer (call once the guarded operation finished). */
+  clear(): void;
+}
+
+/**
+ * Like `AbortSignal.timeout(ms)` but for any delay on any clock (`AbortSignal.timeout` is limited
+ * to {@link MAX_TIMER_MS}); call `clear` when done so the timer does not linger.
+ */
+export function timeoutSignal(ms: number, clock: Clock = systemClock): TimeoutSignal {
+  const controller = new AbortController();
+  const handle = clock.setTimeout(
+    () => controller.abort(new DOMException("Signal timed out.", "TimeoutError")),
+    ms,
+  );
+  return { signal: controller.signal, clear: () => clock.clearTimeout(handle) };
 }
 
 interface PendingTimer {

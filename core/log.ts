@@ -20,6 +20,7 @@ import {
   type LogRecord,
   resetSync,
 } from "@logtape/logtape";
+import process from "node:process";
 
 export type { Logger, LogLevel };
 
@@ -98,9 +99,62 @@ function writeStderr(line: string): void {
   while (offset < bytes.length) offset += Deno.stderr.writeSync(bytes.subarray(offset));
 }
 
-/** Configures logging for the whole process (call once at start; again to change). */
+let warningsRouted = false;
+
+/**
+ * Routes the runtime's process warnings (`TimeoutOverflowWarning`, deprecations, anything given
+ * to `process.emitWarning`) into the structured log as `WARN diss.runtime` lines instead of the
+ * runtime's own `(node:PID) ...` line on stderr. In Deno 2 those warnings are `process` events
+ * (not `globalThis` events) printed by a default `warning` listener, which this replaces.
+ * Idempotent; {@link setupLogging} calls it.
+ */
+export function routeRuntimeWarnings(): void {
+  if (warningsRouted) return;
+  warningsRouted = true;
+  process.removeAllListeners("warning");
+  process.on("warning", (warning: Error & { code?: string }) => {
+    getLog("runtime").warning(warning.message, {
+      warning: warning.name,
+      ...(warning.code === undefined ? {} : { code: warning.code }),
+    });
+  });
+}
+
+let uncaughtRouted = false;
+
+/**
+ * For the program's entry point: an uncaught exception or unhandled promise rejection is logged
+ * as one `FATAL diss.runtime` line (with the stack) instead of the runtime's own multi-line
+ * report, and the process then exits with code 1 as it would have anyway (so a service manager
+ * restarts it). Idempotent. Not for tests: `deno test` reports such errors itself.
+ */
+export function routeUncaughtErrors(): void {
+  if (uncaughtRouted) return;
+  uncaughtRouted = true;
+  const fail = (kind: string, error: unknown) => {
+    getLog("runtime").fatal(kind, {
+      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+      ...(error instanceof Error && error.stack !== undefined ? { stack: error.stack } : {}),
+    });
+    Deno.exit(1);
+  };
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    fail("Uncaught exception", event.error);
+  });
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    fail("Unhandled promise rejection", event.reason);
+  });
+}
+
+/**
+ * Configures logging for the whole process (call once at start; again to change). Runtime
+ * warnings go to the same log ({@link routeRuntimeWarnings}).
+ */
 export function setupLogging(options: LoggingOptions = {}): void {
   const write = options.write ?? writeStderr;
+  routeRuntimeWarnings();
   resetSync();
   configureSync({
     sinks: { main: (record: LogRecord) => write(formatLogRecord(record)) },

@@ -47,6 +47,8 @@ export interface IocOptions {
   pva: boolean;
   /** Lowest log level written. */
   logLevel: LogLevel;
+  /** Who may write (`--write-hosts`); undefined = every client. */
+  writeHosts: WriteHostEntry[] | undefined;
   /** Print the PV names and exit. */
   listPvs: boolean;
   /** Print usage and exit. */
@@ -72,10 +74,45 @@ Options (each overrides its environment variable):
                                (same bits: 2^32-1 reads as -1; half the bytes)  [DISS_UINT32_AS]
   --pva on|off                 also serve every PV over pvAccess (default on)  [DISS_PVA]
   --log-level L                ${LOG_LEVELS.join("|")} (default info)  [DISS_LOG_LEVEL]
+  --write-hosts LIST           only these clients may write: host names, IPv4
+                               addresses or user@host, comma-separated; others
+                               get read-only access (default: everyone) [DISS_WRITE_HOSTS]
   --list-pvs                   initialize the backend, print the PV names, exit
   --help                       print this help
   --version                    print the version
 `;
+
+/** One entry of `--write-hosts`: a host name or IPv4 address, optionally with a user name. */
+export interface WriteHostEntry {
+  /** User name the client announces (CA CLIENT_NAME); undefined = any user. */
+  user?: string;
+  /** Host name (compared with the client's CA HOST_NAME) or IPv4 address (its peer address). */
+  host: string;
+}
+
+/**
+ * Parses a write-host list: entries `host`, `address` or `user@host`, separated by commas and/or
+ * white space. An empty list is refused (it would make every PV read-only by accident).
+ */
+export function parseWriteHosts(text: string, source: string): WriteHostEntry[] {
+  const entries = text.split(/[\s,]+/).filter((e) => e !== "");
+  if (entries.length === 0) {
+    throw new ConfigError(
+      `${source}: empty list (name hosts or user@host; unset it to let every client write)`,
+    );
+  }
+  return entries.map((entry) => {
+    const at = entry.lastIndexOf("@");
+    const user = at >= 0 ? entry.slice(0, at) : undefined;
+    const host = at >= 0 ? entry.slice(at + 1) : entry;
+    if (user === "" || host === "" || !/^[A-Za-z0-9._-]+$/.test(host)) {
+      throw new ConfigError(
+        `${source}: ${JSON.stringify(entry)} is not a host name, IPv4 address or user@host`,
+      );
+    }
+    return user === undefined ? { host } : { user, host };
+  });
+}
 
 /** Parses an auto-acquire setting: `no/nope/false/off/0/""` → off, `yes/true/on` → 1 s, else seconds > 0. */
 export function parseAutoAcquire(text: string, source: string): number | undefined {
@@ -86,14 +123,45 @@ export function parseAutoAcquire(text: string, source: string): number | undefin
   return v === 0 ? undefined : v;
 }
 
-/** Parses a non-negative finite number of seconds. */
+/** Parses a non-negative finite number of seconds; the error says what is wrong with the value. */
 export function parseSeconds(text: string, source: string): number {
   const t = text.trim();
   const v = t === "" ? NaN : Number(t);
-  if (!Number.isFinite(v) || v < 0) {
-    throw new ConfigError(`${source}=${JSON.stringify(text)}: expected a number of seconds >= 0`);
-  }
+  const quoted = `${source}=${JSON.stringify(text)}`;
+  if (v < 0) throw new ConfigError(`${quoted}: must not be negative (a number of seconds >= 0)`);
+  if (v === Infinity) throw new ConfigError(`${quoted}: must be finite (a number of seconds >= 0)`);
+  if (!Number.isFinite(v)) throw new ConfigError(`${quoted}: expected a number of seconds >= 0`);
   return v;
+}
+
+/**
+ * Joins a string option and a following argument that starts with `-` but is no option
+ * (`--overdue -5` → `--overdue=-5`), so that the value is checked and reported by its own
+ * parser instead of `parseArgs`' "argument is ambiguous".
+ */
+export function joinDashValues(
+  argv: readonly string[],
+  stringOptions: readonly string[],
+  known: readonly string[],
+): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const next = argv[i + 1];
+    const isOption = (a: string) =>
+      a === "--" || known.some((k) => a === `--${k}` || a.startsWith(`--${k}=`)) ||
+      /^-[a-zA-Z]$/.test(a);
+    if (
+      stringOptions.some((o) => arg === `--${o}`) && next !== undefined &&
+      next.startsWith("-") && !isOption(next)
+    ) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 /** Checks a PV prefix: non-empty, printable ASCII, no spaces or quotes, at most 60 characters. */
@@ -115,23 +183,27 @@ export function parseIocOptions(
   env: Readonly<Record<string, string | undefined>>,
 ): IocOptions {
   let values;
+  const options = {
+    backend: { type: "string" },
+    prefix: { type: "string" },
+    "auto-acquire": { type: "string" },
+    overdue: { type: "string" },
+    "uint32-as": { type: "string" },
+    "log-level": { type: "string" },
+    pva: { type: "string" },
+    "write-hosts": { type: "string" },
+    "list-pvs": { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean" },
+  } as const;
+  const names = Object.keys(options);
+  const stringOptions = names.filter((n) => options[n as keyof typeof options].type === "string");
   try {
     ({ values } = parseArgs({
-      args: [...argv],
+      args: joinDashValues(argv, stringOptions, names),
       strict: true,
       allowPositionals: false,
-      options: {
-        backend: { type: "string" },
-        prefix: { type: "string" },
-        "auto-acquire": { type: "string" },
-        overdue: { type: "string" },
-        "uint32-as": { type: "string" },
-        "log-level": { type: "string" },
-        pva: { type: "string" },
-        "list-pvs": { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean" },
-      },
+      options,
     }));
   } catch (err) {
     const text = errorMessage(err);
@@ -206,8 +278,15 @@ export function parseIocOptions(
     );
   }
 
+  const writeHosts = values["write-hosts"] !== undefined
+    ? parseWriteHosts(values["write-hosts"], "--write-hosts")
+    : env.DISS_WRITE_HOSTS !== undefined
+    ? parseWriteHosts(env.DISS_WRITE_HOSTS, "DISS_WRITE_HOSTS")
+    : undefined;
+
   return {
     backend: backend ?? "",
+    writeHosts,
     prefix,
     prefixGiven,
     autoAcquire,

@@ -11,9 +11,10 @@ import { createIocPvs, pvSuffixes } from "./ioc_pvs.ts";
 import { getLog, setupLogging } from "../core/log.ts";
 import { versionString } from "./version.ts";
 import { createSdNotifier } from "./sd_notify.ts";
+import { formatWriteHosts, writeHostsAccess } from "./write_access.ts";
 import { BackendError, resolveBackend } from "../devices/registry.ts";
 import type { DeviceClass } from "../devices/contract.ts";
-import { defaultCodec, PvStore, startCaServer } from "../ca/mod.ts";
+import { CaEnvError, defaultCodec, PvStore, readServerEnv, startCaServer } from "../ca/mod.ts";
 import { errorMessage } from "../core/errors.ts";
 import { type PvaServer, startPvaServer } from "../pva/mod.ts";
 
@@ -43,6 +44,13 @@ async function prepare(
   if (options.version) {
     console.log(`diss-ioc ${versionString()}`);
     return 0;
+  }
+  try {
+    readServerEnv(env); // a bad EPICS_CAS_SERVER_PORT is refused before anything starts
+  } catch (err) {
+    if (!(err instanceof CaEnvError)) throw err;
+    printError(err.message);
+    return 2;
   }
   try {
     return { options, backend: await resolveBackend(options.backend) };
@@ -121,13 +129,19 @@ export async function runIoc(
   if (options.autoAcquire !== undefined) {
     log.info("Auto-acquire", { duration: options.autoAcquire });
   }
+  if (options.writeHosts !== undefined) {
+    log.info("Write access only for", { write_hosts: formatWriteHosts(options.writeHosts) });
+  }
   let server;
   // One PV store, served over CA and (unless --pva off) pvAccess.
   const store = new PvStore(defaultCodec);
+  // --write-hosts: the same rule for CA and pvAccess clients.
+  const writeAccess = options.writeHosts === undefined
+    ? undefined
+    : writeHostsAccess(options.writeHosts);
   try {
     // EPICS_CAS_SERVER_PORT=0 asks for OS-assigned ports (tests, several IOCs on one host).
-    const port = env.EPICS_CAS_SERVER_PORT?.trim() === "0" ? 0 : undefined;
-    server = await startCaServer({ env, port, store });
+    server = await startCaServer({ env, store, writeAccess });
   } catch (err) {
     printError(`cannot start the CA server: ${errorMessage(err)}`);
     await controller.stop();
@@ -136,7 +150,7 @@ export async function runIoc(
   let pva: PvaServer | undefined;
   if (options.pva) {
     try {
-      pva = await startPvaServer({ env, store });
+      pva = await startPvaServer({ env, store, writeAccess });
     } catch (err) {
       printError(`cannot start the PVA server: ${errorMessage(err)}`);
       await server.close();

@@ -168,7 +168,16 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
     writable: true,
     recordType: "bo",
     onWrite: (value) => {
-      if (firstNumber(value) === 0) return acquireValue();
+      const v = firstNumber(value);
+      if (v === 0 && acquireValue() === 1) {
+        log.warning("Write refused", { pv: `${prefix}acquire`, value: v });
+        throw new WriteRefusedError("acquire 0 does not stop an acquisition: write cancel 1");
+      }
+      if (v === 0) return 0; // nothing to do (not acquiring)
+      if (v !== 1) {
+        log.warning("Write refused", { pv: `${prefix}acquire`, value: v });
+        throw new WriteRefusedError(`acquire accepts 1 (start), not ${v}`);
+      }
       const command: CommandRequest = {
         kind: "command",
         command: "Acquire",

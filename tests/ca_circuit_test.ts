@@ -343,25 +343,49 @@ Deno.test("circuit bad input: misaligned payload closes", async () => {
   assert.match(h.closed[0], /misaligned/);
 });
 
-Deno.test("circuit bad input: unknown SID and bad DBR types give ERROR, circuit stays", async () => {
+Deno.test("circuit bad input: unknown SID and unreadable DBR types give ERROR, circuit stays", async () => {
   const h = makeHarness();
   h.store.add({ name: "A", type: "double", writable: true });
   const { sid } = await connect(h, "A", 4);
   const out = await h.exchange(
     readNotifyRequest(6, 1, 12345, 1),
-    readNotifyRequest(999, 1, sid, 2),
-    eventAddRequest(500, 1, sid, 3, DBE.VALUE),
-    writeRequest(CMD.WRITE, 77, 1, sid, 4, f64(1)),
+    eventAddRequest(35, 1, sid, 3, DBE.VALUE),
     writeRequest(CMD.WRITE_NOTIFY, 6, 1, 999, 5, f64(1)),
   );
   assert.deepStrictEqual(out.map((m) => [m.header.cmd, m.header.p2]), [
     [CMD.ERROR, ECA.BADCHID],
     [CMD.ERROR, ECA.BADTYPE],
-    [CMD.ERROR, ECA.BADTYPE],
-    [CMD.ERROR, ECA.BADTYPE],
     [CMD.ERROR, ECA.BADCHID],
   ]);
   assert.equal(out[1].header.p1, 4, "ERROR p1 is the channel's CID");
+  assert.deepStrictEqual(h.closed, []);
+});
+
+Deno.test("circuit bad input: a DBR type out of range closes the circuit without a reply (as rsrv)", async () => {
+  const requests = (sid: number) => [
+    readNotifyRequest(39, 1, sid, 2),
+    readNotifyRequest(0xffff, 1, sid, 2),
+    encodeMessage({ cmd: CMD.READ, type: 999, count: 1, p1: sid, p2: 2 }),
+    eventAddRequest(500, 1, sid, 3, DBE.VALUE),
+    writeRequest(CMD.WRITE, 77, 1, sid, 4, f64(1)),
+    writeRequest(CMD.WRITE_NOTIFY, 39, 1, sid, 5, f64(1)),
+  ];
+  for (let i = 0; i < requests(0).length; i++) {
+    const h = makeHarness();
+    h.store.add({ name: "A", type: "double", writable: true });
+    const { sid } = await connect(h, "A", 4);
+    const out = await h.exchange(requests(sid)[i], readNotifyRequest(6, 1, sid, 9));
+    assert.deepStrictEqual(out, [], `request ${i}: no reply, nothing after it`);
+    assert.equal(h.closed.length, 1, `request ${i} closes`);
+    assert.match(h.closed[0], /DBR type \d+ out of range/);
+    assert.equal(h.circuit.channelCount, 0);
+  }
+  // The last valid type (38, DBR_CLASS_NAME) is answered, not a reason to close.
+  const h = makeHarness({ codec: defaultCodec });
+  h.store.add({ name: "A", type: "double" });
+  const { sid } = await connect(h, "A", 4);
+  const out = await h.exchange(readNotifyRequest(38, 1, sid, 2));
+  assert.equal(out.length, 1);
   assert.deepStrictEqual(h.closed, []);
 });
 

@@ -252,7 +252,6 @@ Deno.test("caput numbers as DBR_STRING: float, integer, whitespace, hex, prefix 
     Float64Array.of(3.5),
   );
   assert.deepEqual(decodeDbrWrite(DBR.STRING, 1, shortString(" 12 "), "long"), Int32Array.of(12));
-  assert.deepEqual(decodeDbrWrite(DBR.STRING, 1, shortString("1.9"), "long"), Int32Array.of(1));
   assert.deepEqual(decodeDbrWrite(DBR.STRING, 1, shortString("-7"), "short"), Int16Array.of(-7));
   assert.deepEqual(
     decodeDbrWrite(DBR.STRING, 1, shortString("0x10"), "double"),
@@ -283,6 +282,29 @@ Deno.test("bad string writes fail with PUTFAIL", () => {
   assertDbrError(() => decodeDbrWrite(0, 1, shortString("3000000000"), "long"), ECA.PUTFAIL);
   assertDbrError(() => decodeDbrWrite(0, 1, shortString("256"), "char"), ECA.PUTFAIL);
   assertDbrError(() => decodeDbrWrite(0, 2, strings("1", "x"), "float"), ECA.PUTFAIL, /"x"/);
+});
+
+Deno.test("string writes parse completely (epicsParseDouble/epicsParseLong without units)", () => {
+  const d = (text: string) => decodeDbrWrite(DBR.STRING, 1, shortString(text), "double");
+  const l = (text: string) => decodeDbrWrite(DBR.STRING, 1, shortString(text), "long");
+  for (const bad of ["1,5", "2abc", "1e", "1.5.", "0x1g", "0x", "1 2", "--1", "1e400", "0x1p3"]) {
+    assertDbrError(() => d(bad), ECA.PUTFAIL, /is not a number/);
+  }
+  for (const bad of ["1,5", "1.9", "1e3", "0x10", "7 x", "+-1"]) {
+    assertDbrError(() => l(bad), ECA.PUTFAIL, /is not an integer/);
+  }
+  assertDbrError(
+    () => decodeDbrWrite(DBR.STRING, 1, shortString("1,5"), "enum", LABELS),
+    ECA.PUTFAIL,
+  );
+  // Accepted: white space around, hex integers (as epicsStrtod), inf/nan, signs.
+  assert.deepEqual(d(" \t-2.5e1 \n"), Float64Array.of(-25));
+  assert.deepEqual(d("0x10"), Float64Array.of(16));
+  assert.deepEqual(d("-0X1f"), Float64Array.of(-31));
+  assert.deepEqual(d("-Infinity"), Float64Array.of(-Infinity));
+  assert.ok(Number.isNaN((d("nan(0x1)") as Float64Array)[0]));
+  assert.deepEqual(d("5."), Float64Array.of(5));
+  assert.deepEqual(l(" +42 "), Int32Array.of(42));
 });
 
 Deno.test("enum writes: label, index string, numeric index; unknown or out of range fails", () => {

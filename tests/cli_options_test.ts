@@ -24,6 +24,7 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
     uint32As: "double",
     pva: true,
     logLevel: "info",
+    writeHosts: undefined,
     listPvs: false,
     help: false,
     version: false,

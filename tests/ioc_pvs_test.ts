@@ -84,6 +84,26 @@ Deno.test("pvs: nonsense writes are refused with WriteRefusedError", async () =>
   await h.close();
 });
 
+Deno.test("pvs: acquire takes 1 to start; 0 while not acquiring does nothing; else refused", async () => {
+  const { h, server, pvs } = await setup({ acquire: () => new Promise(() => {}) });
+  await server.write("T:acquire", 0);
+  await h.advance(0);
+  assert.equal(h.controller.state, "READY", "0 in READY starts nothing");
+  assert.deepEqual(server.read("T:acquire"), [0]);
+  for (const v of [2, -1, 100]) {
+    await assert.rejects(server.write("T:acquire", v), /acquire accepts 1 \(start\), not/);
+    await h.advance(0);
+    assert.equal(h.controller.state, "READY", `${v} starts nothing`);
+  }
+  await server.write("T:acquire", 1);
+  assert.equal(h.controller.state, "INTEGRATE");
+  await assert.rejects(server.write("T:acquire", 0), /does not stop an acquisition/);
+  assert.equal(h.controller.state, "INTEGRATE");
+  assert.deepEqual(server.read("T:acquire"), [1]);
+  pvs.close();
+  await h.close();
+});
+
 Deno.test("pvs: channel metadata writes run ChannelAdjust and serve the read-back", async () => {
   const { h, server, pvs } = await setup({
     adjustChannel: (dev, channel, values) => {

@@ -35,7 +35,7 @@ import {
 import { SeriesCollector, type StreamEvent } from "./series.ts";
 import { zmqStreamOpener } from "./stream_source.ts";
 import { errorMessage } from "../../core/errors.ts";
-import { sleep, systemClock } from "../../core/clock.ts";
+import { sleep, systemClock, type TimerHandle } from "../../core/clock.ts";
 
 /** Opens the image stream; yields events until `signal` aborts (reconnecting by itself). */
 export type StreamOpener = (signal: AbortSignal) => AsyncIterable<StreamEvent>;
@@ -431,9 +431,10 @@ export class EigerDevice implements Device {
       const remaining = deadline === undefined ? undefined : deadline - Date.now();
       if (remaining !== undefined && remaining <= 0) throw new Error(what());
       const waiters: Promise<unknown>[] = [collector.changed()];
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let timer: TimerHandle | undefined;
       if (remaining !== undefined) {
-        waiters.push(new Promise((r) => timer = setTimeout(r, remaining)));
+        // Durations may be long (beyond the runtime's 2^31-1 ms timers): the system clock chains.
+        waiters.push(new Promise<void>((r) => timer = systemClock.setTimeout(r, remaining)));
       }
       let onAbort: (() => void) | undefined;
       waiters.push(
@@ -443,7 +444,7 @@ export class EigerDevice implements Device {
         }),
       );
       await Promise.race(waiters);
-      clearTimeout(timer);
+      if (timer !== undefined) systemClock.clearTimeout(timer);
       if (onAbort) cancel.removeEventListener("abort", onAbort);
     }
   }

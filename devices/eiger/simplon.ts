@@ -1,7 +1,7 @@
 /**
  * SIMPLON REST client for the EIGER2 detector control unit (DCU), over `fetch`.
  *
- * Every request has a timeout (`AbortSignal.timeout`); idempotent requests (GET, config PUT) are
+ * Every request has a timeout (`timeoutSignal`, any length); idempotent requests (GET, config PUT) are
  * retried a bounded number of times on transient failures (network errors, timeouts, HTTP 502,
  * 503, 504). Commands are never retried: `arm` twice would open two series. Every failure is a
  * {@link SimplonError} whose message names the method, the key and the HTTP status.
@@ -10,7 +10,7 @@
  */
 
 import { errorMessage } from "../../core/errors.ts";
-import { sleep, systemClock } from "../../core/clock.ts";
+import { sleep, systemClock, timeoutSignal } from "../../core/clock.ts";
 
 /** SIMPLON subsystems. */
 export type Subsystem = "detector" | "stream" | "monitor" | "filewriter" | "system";
@@ -248,7 +248,8 @@ export class SimplonClient {
     options: RequestOptions & { body?: unknown },
   ): Promise<unknown> {
     const timeoutMs = options.timeoutMs ?? this.#opts.timeoutMs;
-    const timeout = AbortSignal.timeout(timeoutMs);
+    // Not AbortSignal.timeout: a trigger of a long count_time may wait beyond its 2^31-1 ms.
+    const { signal: timeout, clear } = timeoutSignal(timeoutMs);
     const outer = this.#signals(options.signal);
     const signal = outer === undefined ? timeout : AbortSignal.any([timeout, outer]);
     const headers: Record<string, string> = { "Accept": "application/json" };
@@ -274,6 +275,8 @@ export class SimplonClient {
       }
       const reason = errorMessage(error);
       throw new SimplonError(`SIMPLON ${method} ${key} failed: ${reason}`, key);
+    } finally {
+      clear();
     }
     if (response.status < 200 || response.status > 299) {
       const excerpt = text.trim().replace(/\s+/g, " ").slice(0, BODY_EXCERPT);

@@ -139,6 +139,8 @@ export interface RunPyepicsOptions {
   env?: Record<string, string>;
   /** Command-line arguments, available to the script as `sys.argv[1:]`. */
   args?: string[];
+  /** A command that runs Python, e.g. `["setpriv", "--reuid=65534", ...]` (default: none). */
+  runAs?: string[];
 }
 
 /** Result of {@link runPyepics}. */
@@ -192,8 +194,10 @@ export async function runPyepics(
     ...caClientEnv({ udpPort: options.udpPort, marker, repeaterPort: freeUdpPort() }),
     ...options.env,
   };
-  const command = new Deno.Command(PYTHON, {
-    args: ["-c", PYEPICS_PRELUDE + script, ...(options.args ?? [])],
+  const pythonArgs = ["-c", PYEPICS_PRELUDE + script, ...(options.args ?? [])];
+  const runAs = options.runAs ?? [];
+  const command = new Deno.Command(runAs.length > 0 ? runAs[0] : PYTHON, {
+    args: runAs.length > 0 ? [...runAs.slice(1), PYTHON, ...pythonArgs] : pythonArgs,
     env,
     clearEnv: true,
     stdin: "null",
