@@ -98,6 +98,20 @@ export interface SimFaults {
   corruptImage?: number;
   /** Next series: stream messages carry a series id different from the arm reply. */
   wrongSeries?: boolean;
+  /** Next series: when stopped early, its unsent images and its end come late (see SimLeftovers). */
+  leftovers?: SimLeftovers;
+}
+
+/**
+ * Late messages of a series stopped early (disarm/cancel/abort before its last image), as a DCU
+ * may still send them: up to `images` of the unsent images (default all), then the `end`, held
+ * back and sent `at`: `before-start` = at the next arm, before that series' start; `after-start`
+ * = right after the next series' start; `on-request` = when {@link SimDetector.sendLeftovers} is
+ * called (a DCU that is idle again).
+ */
+export interface SimLeftovers {
+  at: "before-start" | "after-start" | "on-request";
+  images?: number;
 }
 
 /** Options of {@link SimDetector}. */
@@ -128,7 +142,7 @@ interface Series {
   dtype: SimDtype;
   stop: AbortController;
   ended: boolean;
-  faults: Pick<SimFaults, "dropAfterImages" | "missingImage" | "corruptImage">;
+  faults: Pick<SimFaults, "dropAfterImages" | "missingImage" | "corruptImage" | "leftovers">;
 }
 
 const ULID_CHARS = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -162,6 +176,7 @@ export class SimDetector {
   #seriesCounter = 0;
   #series: Series | undefined;
   #pattern: Float32Array | undefined;
+  #leftovers: { at: SimLeftovers["at"]; messages: SimMessage[] } | undefined;
 
   /** Creates a DCU in the start state. */
   constructor(options: SimDetectorOptions = {}) {
@@ -306,8 +321,10 @@ export class SimDetector {
         dropAfterImages: f.dropAfterImages,
         missingImage: f.missingImage,
         corruptImage: f.corruptImage,
+        leftovers: f.leftovers,
       },
     };
+    f.leftovers = undefined;
     f.wrongSeries = undefined;
     f.dropAfterImages = undefined;
     f.missingImage = undefined;
@@ -315,6 +332,7 @@ export class SimDetector {
     this.#series = series;
     this.#setStream("dropped", 0);
     this.state = "ready";
+    if (this.#leftovers?.at === "before-start") this.sendLeftovers();
     if (this.#streaming()) {
       this.#setStream("state", "acquire");
       const thresholdEnergy: Record<string, number> = {};
@@ -342,6 +360,7 @@ export class SimDetector {
           : 2 ** 32 - 2,
       });
     }
+    if (this.#leftovers?.at === "after-start") this.sendLeftovers();
     return { "sequence id": id };
   }
 
@@ -476,13 +495,44 @@ export class SimDetector {
     });
   }
 
+  /**
+   * Sends the held-back messages of a series stopped early (leftovers fault) now; returns how
+   * many were sent.
+   */
+  sendLeftovers(): number {
+    const held = this.#leftovers;
+    this.#leftovers = undefined;
+    for (const message of held?.messages ?? []) this.output?.send(message);
+    return held?.messages.length ?? 0;
+  }
+
+  /** Leftovers fault: renders the unsent images and the end of `series` and holds them back. */
+  #holdLeftovers(series: Series, fault: SimLeftovers): void {
+    const messages: SimMessage[] = [];
+    const output = this.output;
+    this.output = { send: (m) => messages.push(m), drop() {} };
+    try {
+      const countTime = this.#cfg("count_time") as number;
+      const last = Math.min(series.total, series.next + (fault.images ?? series.total));
+      while (series.next < last) this.#sendImage(series, countTime, series.next * countTime);
+    } finally {
+      this.output = output;
+    }
+    messages.push({ type: "end", seriesId: series.streamId, uniqueId: series.uniqueId });
+    this.#leftovers = { at: fault.at, messages };
+  }
+
   /** Ends the open series (disarm/abort/cancel/auto-disarm): stream `end`, state idle. */
   #finish(): void {
     const series = this.#series;
     if (series !== undefined && !series.ended) {
       series.ended = true;
       series.stop.abort();
-      if (this.#streaming()) {
+      const leftovers = series.faults.leftovers;
+      if (leftovers !== undefined && series.next < series.total && this.#streaming()) {
+        this.#holdLeftovers(series, leftovers);
+        this.#setStream("state", "ready");
+      } else if (this.#streaming()) {
         this.output?.send({ type: "end", seriesId: series.streamId, uniqueId: series.uniqueId });
         this.#setStream("state", "ready");
       }
