@@ -10,12 +10,13 @@ import assert from "node:assert/strict";
 import type { DeviceEvent, ErrorEvent, StartDataEvent } from "../devices/contract.ts";
 import { dataEvents, type EigerRig, startEigerRig } from "./support/eiger.ts";
 import { startControllerRig } from "./support/eiger_controller_rig.ts";
+import type { EigerSimOptions } from "../devices/eiger_sim/main.ts";
 
 const DROPPED = /Dropped late stream messages of a series/;
 
-function rig(zmq = false): Promise<EigerRig> {
+function rig(zmq = false, sim: EigerSimOptions = {}): Promise<EigerRig> {
   return startEigerRig({
-    sim: { loopback: !zmq, gateFrequency: 1000 },
+    sim: { loopback: !zmq, gateFrequency: 1000, ...sim },
     env: { EIGER_GATING_FREQUENCY: "1000", EIGER_DEVICE_MODE: "double" },
     initialize: true,
   });
@@ -30,13 +31,14 @@ function errors(events: DeviceEvent[]): string[] {
 }
 
 /** Series 1 is cancelled before its gates; the simulator holds its two images and end back. */
-async function cancelFirstSeries(r: EigerRig, at: string): Promise<void> {
-  await r.sim.control("fault", { kind: "leftovers", at });
+async function cancelFirstSeries(r: EigerRig, at?: string): Promise<void> {
+  if (at !== undefined) await r.sim.control("fault", { kind: "leftovers", at });
+  const from = r.rec.events.length;
   const acquiring = r.device.acquire(0.2, AbortSignal.timeout(10_000));
-  await r.rec.waitFor((e) => e.type === "start-data");
+  await r.rec.waitFor((e) => e.type === "start-data", { from });
   await r.device.cancel();
   await acquiring;
-  assert.deepEqual(types(r.rec.events), ["start-data", "cancel-data"]);
+  assert.deepEqual(types(r.rec.events.slice(from)), ["start-data", "cancel-data"]);
 }
 
 /** Runs series 2 (gated: two images); `during` runs after its start-data arrived. */
@@ -117,6 +119,28 @@ Deno.test("eiger leftovers: sent while idle", async () => {
     assert.deepEqual(r.rec.events.slice(from), [], "no data event, no error");
     await secondSeries(r);
     assertOneReport(r);
+  } finally {
+    await r.close();
+  }
+});
+
+Deno.test("eiger leftovers: eiger-sim --leftovers sends them for every cancelled series", async () => {
+  const r = await rig(false, { leftovers: { at: "after-start" } });
+  try {
+    await cancelFirstSeries(r);
+    await cancelFirstSeries(r); // series 2; series 1's rest arrives after its start
+    const from = r.rec.events.length;
+    const next = r.device.acquire(0.2, AbortSignal.timeout(10_000));
+    const start = await r.rec.waitFor((e) => e.type === "start-data", { from });
+    assert.equal((start as StartDataEvent).seriesNumber, 3);
+    await r.sim.control("gate");
+    await next;
+    const reports = r.rec.warnings.filter((w) => DROPPED.test(w.message));
+    assert.deepEqual(reports.map((w) => [w.fields.series, w.fields.dropped]), [
+      [1, "images 0-1 (2), end"],
+      [2, "images 0-1 (2), end"],
+    ]);
+    assert.deepEqual(errors(r.rec.events), []);
   } finally {
     await r.close();
   }

@@ -128,6 +128,8 @@ export interface SimDetectorOptions {
   autoEnd?: boolean;
   /** Gate frequency used for `real_time` in extg (Hz, default 104500). */
   gateFrequency?: number;
+  /** Every series stopped early sends leftovers like this (default: only on a fault request). */
+  leftovers?: SimLeftovers;
 }
 
 interface Series {
@@ -173,6 +175,7 @@ export class SimDetector {
   readonly bitDepth: number;
   #initializeDelayMs: number;
   #gateFrequency: number;
+  #alwaysLeftovers: SimLeftovers | undefined;
   #seriesCounter = 0;
   #series: Series | undefined;
   #pattern: Float32Array | undefined;
@@ -187,6 +190,7 @@ export class SimDetector {
     this.autoEnd = options.autoEnd ?? true;
     this.#initializeDelayMs = options.initializeDelayMs ?? 50;
     this.#gateFrequency = options.gateFrequency ?? 104500;
+    this.#alwaysLeftovers = options.leftovers;
     this.params = new Map([
       [
         "detector/config",
@@ -321,7 +325,7 @@ export class SimDetector {
         dropAfterImages: f.dropAfterImages,
         missingImage: f.missingImage,
         corruptImage: f.corruptImage,
-        leftovers: f.leftovers,
+        leftovers: f.leftovers ?? this.#alwaysLeftovers,
       },
     };
     f.leftovers = undefined;
