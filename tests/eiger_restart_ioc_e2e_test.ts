@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { runPyepics } from "./support/epics_env.ts";
+import { PYEPICS_ACQUIRE_ONCE, runPyepics } from "./support/epics_env.ts";
 import { startIoc } from "./support/ioc_process.ts";
 
 const DENO = new URL("../node_modules/.bin/deno", import.meta.url).pathname;
@@ -62,7 +62,11 @@ async function startSimProcess(apiPort = 0, streamPort = 0): Promise<SimProcess>
     apiPort: Number(ports[1]),
     streamPort: Number(ports[2]),
     async kill() {
-      child.kill("SIGKILL");
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Already exited.
+      }
       await child.status;
       await drain;
     },
@@ -81,21 +85,21 @@ Deno.test("eiger e2e: the simulator is killed and restarted under a running IOC"
       EIGER_REQUEST_TIMEOUT: "5",
     });
     try {
-      const acquire = `
-P = sys.argv[1]
-res = {'ready': wait(P + 'state', 'READY', 30)}
-epics.caput(P + 'duration', 0.05, wait=True)
-epics.caput(P + 'acquire', 1, wait=True)
-res['done'] = wait(P + 'acquire', 0, 30)
-res['state'] = epics.caget(P + 'state', use_monitor=False)
+      // One script for both phases; `recover` first expects ERROR and clears it.
+      const script = `
+P, phase = sys.argv[1], sys.argv[2]
+res = {}
+if phase == 'recover':
+    res['error_state'] = wait(P + 'state', 'ERROR', 30)
+    res['error'] = epics.caget(P + 'error', as_string=True, use_monitor=False)
+    epics.caput(P + 'clear', 1, wait=True)
+${PYEPICS_ACQUIRE_ONCE}
 res['numid'] = int(epics.caget(P + 'numid', use_monitor=False))
 out(res)
 `;
-      const first = await runPyepics(acquire, {
-        udpPort: ioc.udpPort,
-        args: [P],
-        timeoutMs: 60_000,
-      });
+      const run = (phase: string) =>
+        runPyepics(script, { udpPort: ioc.udpPort, args: [P, phase], timeoutMs: 90_000 });
+      const first = await run("acquire");
       assert.equal(first.code, 0, first.stderr + first.stdout + ioc.lines.join("\n"));
       assert.deepEqual(first.json, { ready: true, done: true, state: "READY", numid: 1 });
 
@@ -103,23 +107,7 @@ out(res)
       sim = await startSimProcess(apiPort, streamPort);
       await ioc.waitForLine(/DCU lost its configuration/);
 
-      const recover = `
-P = sys.argv[1]
-res = {'error_state': wait(P + 'state', 'ERROR', 30)}
-res['error'] = epics.caget(P + 'error', as_string=True, use_monitor=False)
-epics.caput(P + 'clear', 1, wait=True)
-res['ready'] = wait(P + 'state', 'READY', 30)
-epics.caput(P + 'acquire', 1, wait=True)
-res['done'] = wait(P + 'acquire', 0, 30)
-res['state'] = epics.caget(P + 'state', use_monitor=False)
-res['numid'] = int(epics.caget(P + 'numid', use_monitor=False))
-out(res)
-`;
-      const second = await runPyepics(recover, {
-        udpPort: ioc.udpPort,
-        args: [P],
-        timeoutMs: 90_000,
-      });
+      const second = await run("recover");
       assert.equal(second.code, 0, second.stderr + second.stdout + ioc.lines.join("\n"));
       const res = second.json as Record<string, unknown>;
       assert.equal(res.error_state, true, ioc.lines.join("\n"));
