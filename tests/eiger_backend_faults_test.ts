@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { EigerDevice } from "../devices/eiger/backend.ts";
 import type { DeviceEvent, ErrorEvent, ImageDataEvent } from "../devices/contract.ts";
 import {
+  clearLikeController,
   dataEvents,
   type EigerRig,
   recordingContext,
@@ -32,7 +33,7 @@ function types(events: DeviceEvent[]): string[] {
 /** After a fault: remove it, clear, and prove a full acquisition works again. */
 async function recovers(r: Rig, gated = false): Promise<void> {
   await r.sim.control("clear");
-  await r.device.clear();
+  await clearLikeController(r.device);
   const from = r.rec.events.length;
   const acquiring = r.device.acquire(0.05, AbortSignal.timeout(10_000));
   if (gated) {
@@ -51,9 +52,10 @@ Deno.test("eiger faults: HTTP error on arm names key and status; clear recovers"
     await r.sim.control("fault", { kind: "http", key: "detector/command/arm", status: 500 });
     await assert.rejects(
       r.device.acquire(0.05, AbortSignal.timeout(10_000)),
-      /SIMPLON PUT detector\/command\/arm: HTTP 500/,
+      /SIMPLON PUT detector\/command\/arm: HTTP 500 .*; the DCU needs initialization \(arm failed: .*\): clear initializes it again/,
     );
     assert.deepEqual(types(r.rec.events), []);
+    assert.equal(r.device.isInitialized(), false, "a failed arm asks for a new initialize");
     await recovers(r);
   } finally {
     await r.close();

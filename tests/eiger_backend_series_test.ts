@@ -66,16 +66,17 @@ Deno.test("eiger series: messages before the arm reply are replayed in order", (
   assert.equal(c.error, undefined);
 });
 
-Deno.test("eiger series: leftovers of an earlier series are ignored", () => {
+Deno.test("eiger series: a message of another series before the start is an error", () => {
+  // Leftovers of series the backend abandoned are dropped before they reach the collector
+  // (tests/eiger_cancelled_series_test.ts); what still arrives here belongs to nobody.
   const { c, out } = collector(1);
   c.armed(5);
-  c.handle(end(4));
   c.handle(image(0, { id: 4 }));
-  c.handle(start(5, 1));
-  c.handle(image(0));
-  c.handle(end());
-  assert.equal(c.error, undefined);
-  assert.deepEqual(out.map((e) => e.type), ["start-data", "image-data", "end-data"]);
+  assert.match(
+    c.error ?? "",
+    /stream image of unknown series 4 \(U\) before the start of series 5/,
+  );
+  assert.deepEqual(out, []);
 });
 
 Deno.test("eiger series: each bad message is an error naming the series", () => {

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type { DeviceEvent, ErrorEvent, ImageDataEvent } from "../devices/contract.ts";
 import { makePattern, renderImage } from "../devices/eiger_sim/images.ts";
-import { dataEvents, type EigerRig, startEigerRig } from "./support/eiger.ts";
+import { clearLikeController, dataEvents, type EigerRig, startEigerRig } from "./support/eiger.ts";
 
 type Rig = EigerRig;
 
@@ -89,7 +89,8 @@ Deno.test("eiger e2e: stream connection dropped mid-series; reconnects for the n
     await assert.rejects(acquiring, /image stream connection lost during series 1/);
     const images = r.rec.events.filter((e) => e.type === "image-data") as ImageDataEvent[];
     assert.deepEqual(images.map((e) => e.index), [0], "the complete first image was delivered");
-    await r.device.clear();
+    assert.equal(r.device.isInitialized(), false, "a lost stream asks for a new initialize");
+    await clearLikeController(r.device);
     const from = r.rec.events.length;
     const next = r.device.acquire(0.2, AbortSignal.timeout(10_000));
     await r.rec.waitFor((e) => e.type === "start-data", { from });

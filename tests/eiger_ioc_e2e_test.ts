@@ -4,7 +4,7 @@
  * read through real libca (pyepics) must equal, pixel for pixel, what the simulator streamed.
  */
 import assert from "node:assert/strict";
-import { runPyepics } from "./support/epics_env.ts";
+import { PYEPICS_ACQUIRE_ONCE, runPyepics } from "./support/epics_env.ts";
 import { startIoc } from "./support/ioc_process.ts";
 import { startTestSim } from "./support/eiger.ts";
 import type { SimImage, SimMessage } from "../devices/eiger_sim/detector.ts";
@@ -33,12 +33,8 @@ Deno.test("eiger e2e: IOC against eiger-sim, two thresholds, images equal what w
       const r = await runPyepics(
         `
 P = sys.argv[1]
-res = {'ready': wait(P + 'state', 'READY', 30)}
-epics.caput(P + 'duration', 0.05, wait=True)
-epics.caput(P + 'acquire', 1, wait=True)
-res['done'] = wait(P + 'acquire', 0, 30)
-res['state'] = epics.caget(P + 'state', use_monitor=False)
-res['channels'] = list(epics.caget(P + 'channels'))
+res = {}
+${PYEPICS_ACQUIRE_ONCE}res['channels'] = list(epics.caget(P + 'channels'))
 for c in res['channels']:
     n = [int(epics.caget(P + c + ':asize%d' % i)) for i in range(3)]
     img = epics.caget(P + c + ':image', use_monitor=False)

@@ -50,4 +50,10 @@ Deno.test("eiger sim cli: bad flags exit 2, bad values exit 1", async () => {
   const bad = await run(["--api-port", "0", "--stream-port", "0", "--bit-depth", "12"]);
   assert.equal(bad.code, 1);
   assert.match(new TextDecoder().decode(bad.stderr), /bit depth must be 8, 16 or 32/);
+  const leftovers = await run(["--api-port", "0", "--stream-port", "0", "--leftovers", "later"]);
+  assert.equal(leftovers.code, 1);
+  assert.match(
+    new TextDecoder().decode(leftovers.stderr),
+    /--leftovers: before-start, after-start or on-request/,
+  );
 });

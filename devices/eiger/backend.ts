@@ -32,7 +32,9 @@ import {
   type SimplonValue,
   type Subsystem,
 } from "./simplon.ts";
-import { SeriesCollector, type StreamEvent } from "./series.ts";
+import { SeriesCollector, type StreamEvent, type StreamMessage } from "./series.ts";
+import { CancelledSeries, type DroppedReport } from "./cancelled_series.ts";
+import { releaseDecodeBuffers } from "./decode_buffers.ts";
 import { zmqStreamOpener } from "./stream_source.ts";
 import { errorMessage } from "../../core/errors.ts";
 import { sleep, systemClock, type TimerHandle } from "../../core/clock.ts";
@@ -56,6 +58,14 @@ const END_WAIT_MS = 10_000;
 const PIXEL_TYPES: Record<number, PixelType> = { 8: "uint8", 16: "uint16", 32: "uint32" };
 
 type Write = [Subsystem, string, SimplonValue];
+
+/** Equal SIMPLON values (numbers within a relative 1e-9, as a DCU may store floats rounded). */
+function sameValue(a: SimplonValue, b: SimplonValue): boolean {
+  if (typeof a === "number" && typeof b === "number") {
+    return Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a), Math.abs(b));
+  }
+  return JSON.stringify(a) === JSON.stringify(b);
+}
 
 /** The configuration writes of a mode, in order (fixing the original's threshold/2/mode bug). */
 export function modeWrites(settings: EigerSettings): Write[] {
@@ -115,6 +125,19 @@ export class EigerDevice implements Device {
   #dcuErrorReported = false;
   #streamUp = false;
   #streamWaiters: (() => void)[] = [];
+  /** Why the DCU's configuration is no longer trusted (cleared by a successful initialize). */
+  #lost: string | undefined;
+  /** Threshold energies to write at (re-)initialization: the settings, then channel adjusts. */
+  #thresholds: { 1?: number; 2?: number };
+  /** Settings written at initialization and read back, checked one per poll (`sub/config/key`). */
+  #expected = new Map<string, { sub: Subsystem; key: string; value: SimplonValue }>();
+  #expectedVersion = 0;
+  #checkIndex = 0;
+  #adjusting = 0;
+  /** Series this IOC abandoned; their late messages are dropped. */
+  #abandoned = new CancelledSeries((report) => this.#reportDropped(report));
+  /** Number of the last series that ended normally (an abort reply naming it is no news). */
+  #lastCompleted: number | undefined;
 
   /** Reads the settings from `ctx.env`; throws with a clear message when one is invalid. */
   constructor(ctx: DeviceContext, options: EigerDeviceOptions = {}) {
@@ -134,6 +157,10 @@ export class EigerDevice implements Device {
         decode: { workers: this.#settings.decodeWorkers, backlog: this.#settings.decodeBacklog },
       });
     this.#statePollMs = options.statePollMs ?? 250;
+    this.#thresholds = {
+      1: this.#settings.threshold1Energy,
+      2: this.#settings.threshold2Energy,
+    };
   }
 
   /** The parsed settings (read-only view). */
@@ -153,6 +180,7 @@ export class EigerDevice implements Device {
     this.#stop.abort(new Error("teardown"));
     this.#cancel?.abort(new Error("teardown"));
     await Promise.allSettled(this.#tasks);
+    this.#abandoned.flush();
   }
 
   /** EIGER_IMAGE_OVERDUE: the controller waits this (plus its margin) before giving up. */
@@ -160,7 +188,7 @@ export class EigerDevice implements Device {
     return this.settings.imageOverdue;
   }
 
-  /** True after a successful initialize. */
+  /** True after a successful initialize, until the DCU is found to have lost its configuration. */
   isInitialized(): boolean {
     return this.#initialized;
   }
@@ -191,24 +219,113 @@ export class EigerDevice implements Device {
           } else if (event.kind === "error" || event.kind === "overflow") {
             log.warn("Bad stream message", { error: event.message });
           }
+          if (event.kind === "message" && this.#dropAbandoned(event.message)) continue;
           const collector = this.#collector;
-          if (collector !== undefined) collector.handle(event);
-          else if (event.kind === "message") {
-            log.debug("Stream message outside an acquisition", {
-              type: event.message.type,
-              series: event.message.seriesId,
-            });
-          }
+          if (collector !== undefined && !collector.closed) collector.handle(event);
+          else if (event.kind === "message") this.#foreignMessage(event.message);
+          if (event.kind === "disconnected") this.#streamLost(event.reason);
         }
       } catch (error) {
         this.#setStreamUp(false);
         if (signal.aborted) break;
         log.warn("Image stream failed", { error: errorMessage(error) });
         this.#collector?.handle({ kind: "disconnected", reason: errorMessage(error) });
+        this.#streamLost(errorMessage(error));
       }
       if (signal.aborted) break;
       await sleep(systemClock, 1000, signal).catch(() => {});
     }
+  }
+
+  /** Drops (and counts) a message of a series this IOC abandoned; true when it was one. */
+  #dropAbandoned(msg: StreamMessage): boolean {
+    if (!this.#abandoned.claim(msg)) return false;
+    this.#ctx.log.debug("Dropped stream message of an abandoned series", {
+      type: msg.type,
+      series: msg.seriesId,
+      image: msg.type === "image" ? msg.imageId : undefined,
+    });
+    if (msg.type === "image") releaseDecodeBuffers(Object.values(msg.data).map((d) => d.pixels));
+    return true;
+  }
+
+  #reportDropped(report: DroppedReport): void {
+    const fields = {
+      series: report.seriesId,
+      uniqueId: report.uniqueId,
+      dropped: report.dropped,
+      why: report.why,
+    };
+    if (report.unexpected) this.#ctx.log.warn("Dropped late stream messages of a series", fields);
+    else this.#ctx.log.debug("Dropped the end of an abandoned series", fields);
+  }
+
+  /**
+   * A message of a series that is neither running nor abandoned by this IOC. Before the first
+   * initialize it predates this IOC (initialize aborts such a series) and is dropped; later it is
+   * a series someone else armed: an error. Its further messages are dropped with one report.
+   */
+  #foreignMessage(msg: StreamMessage): void {
+    const why = this.#config === undefined
+      ? "predates this IOC"
+      : this.#collector !== undefined
+      ? "cancelled"
+      : "armed by someone else";
+    this.#abandoned.add(msg.seriesId, msg.uniqueId, why);
+    this.#dropAbandoned(msg);
+    // Before the first initialize, or while a given-up acquisition still winds down (a cancel
+    // during `arm` learns the series number only from the abort reply), the series is not foreign.
+    if (this.#config === undefined || this.#collector !== undefined) return;
+    this.#ctx.emit({
+      type: "error",
+      message:
+        `stream ${msg.type} of unknown series ${msg.seriesId} (${msg.uniqueId}) while no acquisition runs: was the DCU armed by another client?`,
+    });
+  }
+
+  /**
+   * Remembers a series this IOC gives up on, so its late messages are dropped: `cancelled` or
+   * `failed` (aborted after an error).
+   */
+  #abandon(collector: SeriesCollector, why: "cancelled" | "failed"): void {
+    if (collector.seriesNumber !== undefined) {
+      this.#abandoned.add(collector.seriesNumber, collector.uniqueId, why);
+    }
+    const rejected = collector.rejectedStart;
+    if (rejected !== undefined) this.#abandoned.add(rejected.seriesId, rejected.uniqueId, why);
+    collector.close();
+  }
+
+  /** Records the series an abort/disarm reply names (a series this IOC stopped). */
+  #abandonReply(reply: unknown, why: string): void {
+    const n = sequenceIdOf(reply);
+    if (n !== undefined && n !== this.#lastCompleted && n > 0) {
+      this.#abandoned.add(n, undefined, why);
+    }
+  }
+
+  /** The stream connection dropped: the DCU (or its stream service) may have restarted. */
+  #streamLost(reason: string): void {
+    this.#abandoned.flush();
+    this.#configLost(`image stream connection lost (${reason})`, true);
+  }
+
+  /**
+   * The DCU may have lost the configuration this IOC wrote (restart, state `na`, changed
+   * settings, failed arm): until the next initialize the backend reports itself uninitialized, so
+   * that the controller's clear initializes it again. With `report`, says so as an error (through
+   * the running series, if any).
+   */
+  #configLost(reason: string, report: boolean): void {
+    if (!this.#initialized) return;
+    this.#initialized = false;
+    this.#lost = reason;
+    this.#ctx.log.warn("DCU configuration lost", { reason });
+    if (!report) return;
+    const collector = this.#collector;
+    const text = `DCU lost its configuration: ${reason}; clear initializes it again`;
+    if (collector !== undefined && !collector.closed) collector.fail(`${collector.label}: ${text}`);
+    else this.#ctx.emit({ type: "error", message: text });
   }
 
   #setStreamUp(up: boolean): void {
@@ -255,21 +372,22 @@ export class EigerDevice implements Device {
 
   async #pollRuntime(signal?: AbortSignal): Promise<void> {
     await this.#client.discoverVersion({ signal });
+    const state = await this.#client.getValue("detector", "status", "state", { signal });
     // Before initialization only the state is sure to exist (a DCU in `na` has nothing else).
-    const keys: [Subsystem, string, string][] = this.#initialized
+    const keys: [Subsystem, string, string][] = this.#initialized && state !== "na"
       ? [
-        ["detector", "state", "state"],
         ["detector", "temperature", "temperature"],
         ["detector", "humidity", "humidity"],
         ["detector", "high_voltage/state", "high_voltage"],
         ["stream", "state", "stream_state"],
         ["stream", "dropped", "stream_dropped"],
       ]
-      : [["detector", "state", "state"]];
+      : [];
     const values = await Promise.all(
       keys.map(([sub, key]) => this.#client.getValue(sub, "status", key, { signal })),
     );
     const runtime: RuntimeStateEvent["values"] = {};
+    if (typeof state === "string") runtime.state = state;
     keys.forEach(([, , name], i) => {
       const v = values[i];
       if (typeof v === "number" || typeof v === "string" || typeof v === "boolean") {
@@ -288,7 +406,10 @@ export class EigerDevice implements Device {
       if (state === "error" && this.#initialized && !this.#dcuErrorReported) {
         this.#dcuErrorReported = true;
         this.#ctx.emit({ type: "error", message: "DCU reports detector state error" });
+        this.#configLost("detector state error", false);
       } else if (state !== "error") this.#dcuErrorReported = false;
+      if (state === "na") this.#configLost("detector state na (restarted?)", true);
+      await this.#checkOneSetting(signal);
     } catch (error) {
       if (signal.aborted) return;
       if (!this.#pollFailing) {
@@ -296,6 +417,25 @@ export class EigerDevice implements Device {
         this.#ctx.emit({ type: "error", message: `status poll: ${errorMessage(error)}` });
       }
       this.#ctx.log.debug("Runtime poll failed", { error: errorMessage(error) });
+    }
+  }
+
+  /**
+   * Reads back one of the settings written at initialization (a different one each poll) and
+   * reports the configuration lost when it changed behind this IOC's back.
+   */
+  async #checkOneSetting(signal: AbortSignal): Promise<void> {
+    const entries = [...this.#expected.values()];
+    if (!this.#initialized || this.#adjusting > 0 || entries.length === 0) return;
+    const { sub, key, value } = entries[this.#checkIndex++ % entries.length];
+    const version = this.#expectedVersion;
+    const now = await this.#client.getValue(sub, "config", key, { signal });
+    if (version !== this.#expectedVersion || this.#adjusting > 0) return;
+    if (!sameValue(now, value)) {
+      this.#configLost(
+        `${sub}/config/${key} is ${JSON.stringify(now)}, was ${JSON.stringify(value)}`,
+        true,
+      );
     }
   }
 
@@ -322,8 +462,14 @@ export class EigerDevice implements Device {
       }
       if ((state === "ready" || state === "acquire") && !disarmed) {
         this.#ctx.log.info("DCU is armed: disarming", { state });
-        await this.#client.command("abort", { signal });
-        await this.#client.command("disarm", { signal });
+        this.#abandonReply(
+          await this.#client.command("abort", { signal }),
+          "aborted at initialize",
+        );
+        this.#abandonReply(
+          await this.#client.command("disarm", { signal }),
+          "aborted at initialize",
+        );
         disarmed = true;
         continue;
       }
@@ -392,18 +538,61 @@ export class EigerDevice implements Device {
     };
   }
 
-  /** Initialize: wait for a usable DCU, initialize if needed, write the mode, read back config. */
+  /**
+   * Initialize: wait for a usable DCU, initialize if needed, write the mode, read back config.
+   * The same complete sequence runs again after the DCU lost its configuration (the controller's
+   * clear calls it): the API version is asked again and channel adjustments are written again.
+   */
   async initialize(signal: AbortSignal): Promise<void> {
     const s = AbortSignal.any([signal, this.#stop.signal]);
     this.#initialized = false;
+    this.#expected.clear();
+    this.#expectedVersion++;
+    const previous = this.#config;
+    if (previous !== undefined) {
+      this.#ctx.log.info("Initializing the DCU again", { reason: this.#lost ?? "clear" });
+    }
+    this.#client.forgetVersion();
     const version = await this.#client.discoverVersion({ signal: s });
     this.#ctx.log.info("SIMPLON API", { version, host: this.#settings.host });
     await this.#bringToIdle(s);
-    for (const [sub, key, value] of modeWrites(this.#settings)) {
+    // Series numbers may have restarted (initialize, DCU restart): forget numbers without ids.
+    this.#abandoned.numbersRestart();
+    this.#lastCompleted = undefined;
+    const writes = modeWrites({
+      ...this.#settings,
+      threshold1Energy: this.#thresholds[1],
+      threshold2Energy: this.#thresholds[2],
+    });
+    for (const [sub, key, value] of writes) {
       await this.#client.put(sub, key, value, { signal: s });
     }
-    this.#config = await this.#readConfig(s);
+    const config = await this.#readConfig(s);
+    const expected = new Map<string, { sub: Subsystem; key: string; value: SimplonValue }>();
+    for (const [sub, key] of writes) {
+      const value = await this.#client.getValue(sub, "config", key, { signal: s });
+      expected.set(`${sub}/${key}`, { sub, key, value });
+    }
+    for (const ch of config.channels) {
+      const key = `threshold/${ch.name.slice("threshold_".length)}/energy`;
+      const value = ch.meta.threshold_energy;
+      if (typeof value === "number") {
+        expected.set(`detector/${key}`, { sub: "detector", key, value });
+      }
+    }
+    this.#config = config;
+    this.#expected = expected;
+    this.#expectedVersion++;
+    this.#lost = undefined;
     this.#initialized = true;
+    if (previous !== undefined) {
+      // Threshold energies may differ after a restart: publish what the DCU has now.
+      for (const ch of config.channels) {
+        if (previous.channels.some((p) => p.name === ch.name)) {
+          this.#ctx.emit({ type: "channel-state", channel: ch.name, values: { ...ch.meta } });
+        }
+      }
+    }
     const c = this.#config;
     this.#ctx.log.info("EIGER initialized", {
       mode: this.#settings.mode,
@@ -452,7 +641,10 @@ export class EigerDevice implements Device {
   /** Acquire one series of `duration` seconds; see the module doc for the mode sequences. */
   async acquire(duration: number, signal: AbortSignal): Promise<void> {
     const config = this.#config;
-    if (!this.#initialized || config === undefined) throw new Error("EIGER not initialized");
+    if (!this.#initialized || config === undefined) {
+      const why = this.#lost === undefined ? "" : ` (${this.#lost}): clear initializes it again`;
+      throw new Error(`EIGER not initialized${why}`);
+    }
     if (!(duration > 0) || !Number.isFinite(duration)) {
       throw new Error(`invalid duration ${duration}`);
     }
@@ -491,11 +683,15 @@ export class EigerDevice implements Device {
       const reply = await this.#client.command("arm", {
         timeoutMs: ARM_TIMEOUT_MS,
         signal: stopAll,
+      }).catch((error) => {
+        if (!stopAll.aborted) this.#configLost(`arm failed: ${errorMessage(error)}`, false);
+        throw error;
       });
       const seriesNumber = sequenceIdOf(reply);
       if (seriesNumber === undefined) {
         throw new Error(`arm reply carries no sequence id: ${JSON.stringify(reply)}`);
       }
+      this.#abandoned.armed(seriesNumber);
       collector.armed(seriesNumber);
       this.#ctx.log.info("Armed", { series: seriesNumber, duration, mode: settings.mode });
       deadline = overdue > 0 ? Date.now() + (seriesSeconds + overdue) * 1000 : undefined;
@@ -511,7 +707,13 @@ export class EigerDevice implements Device {
         deadline,
         stopAll,
         overdueText,
-      );
+      ).catch((error) => {
+        // Armed, but the DCU never started streaming the series: its stream setup is gone.
+        if (!collector.started && collector.error === undefined) {
+          this.#configLost("no stream start after arm", false);
+        }
+        throw error;
+      });
       if (outcome === "done") {
         await this.#client.command("disarm", { signal: stopAll });
         const endBy = Date.now() + END_WAIT_MS;
@@ -531,13 +733,17 @@ export class EigerDevice implements Device {
         }
       }
       if (outcome === "cancelled") {
-        collector.close();
+        this.#abandon(collector, "cancelled");
         this.#ctx.emit({ type: "cancel-data", seriesId: collector.id });
         if (cancel.signal.aborted) await this.#cancelling.catch(() => {});
         else if (!this.#stop.signal.aborted) await this.#stopDcuSeries();
+      } else {
+        this.#lastCompleted = seriesNumber;
+        // Whatever earlier series still had in the pipeline was sent before this one ended.
+        this.#abandoned.flush();
       }
     } catch (error) {
-      collector.close();
+      this.#abandon(collector, cancel.signal.aborted ? "cancelled" : "failed");
       if (cancel.signal.aborted && !this.#stop.signal.aborted) {
         // The abort of a pending trigger/arm request is the cancel itself.
         this.#ctx.emit({ type: "cancel-data", seriesId: collector.id });
@@ -545,10 +751,13 @@ export class EigerDevice implements Device {
         return;
       }
       await this.#stopDcuSeries();
-      if (collector.error !== undefined && !(error instanceof SimplonError)) {
-        throw new Error(collector.error);
+      let message = collector.error !== undefined && !(error instanceof SimplonError)
+        ? collector.error
+        : errorMessage(error);
+      if (this.#lost !== undefined && !message.includes("clear initializes it again")) {
+        message += `; the DCU needs initialization (${this.#lost}): clear initializes it again`;
       }
-      throw error instanceof Error ? error : new Error(String(error));
+      throw new Error(message);
     } finally {
       this.#collector = undefined;
       this.#cancel = undefined;
@@ -559,7 +768,8 @@ export class EigerDevice implements Device {
   async #stopDcuSeries(): Promise<void> {
     for (const name of ["abort", "disarm"]) {
       try {
-        await this.#client.command(name, { signal: this.#stop.signal });
+        const reply = await this.#client.command(name, { signal: this.#stop.signal });
+        this.#abandonReply(reply, "failed");
       } catch (error) {
         this.#ctx.log.warn("Cleanup command failed", { command: name, error: errorMessage(error) });
       }
@@ -568,9 +778,12 @@ export class EigerDevice implements Device {
 
   /** Cancel: abort and disarm the DCU; the running acquire emits CancelData. */
   async cancel(): Promise<void> {
+    // From now on, late messages of the running series are dropped, not taken as foreign.
+    if (this.#collector !== undefined) this.#abandon(this.#collector, "cancelled");
     const stopDcu = async () => {
-      await this.#client.command("abort", { signal: this.#stop.signal });
-      await this.#client.command("disarm", { signal: this.#stop.signal });
+      const signal = this.#stop.signal;
+      this.#abandonReply(await this.#client.command("abort", { signal }), "cancelled");
+      this.#abandonReply(await this.#client.command("disarm", { signal }), "cancelled");
     };
     const done = stopDcu();
     // The acquire task waits for these commands before it returns, so that they cannot hit
@@ -580,7 +793,11 @@ export class EigerDevice implements Device {
     await done;
   }
 
-  /** Clear: checks the DCU answers and is usable again; throws while the fault persists. */
+  /**
+   * Clear: checks the DCU answers and is usable again; throws while the fault persists. When the
+   * DCU lost its configuration the backend stays uninitialized, and the controller runs
+   * {@link EigerDevice.initialize} next.
+   */
   async clear(): Promise<void> {
     const signal = this.#stop.signal;
     this.#pollFailing = false;
@@ -604,13 +821,21 @@ export class EigerDevice implements Device {
         throw new Error(`${channel}:threshold_energy must be a positive number, not ${value}`);
       }
       const path = `threshold/${match[1]}/energy`;
-      await this.#client.put("detector", path, value, { signal: this.#stop.signal });
-      const readBack = await this.#client.getValue("detector", "config", path, {
-        signal: this.#stop.signal,
-      });
-      if (typeof readBack !== "number") throw new Error(`DCU ${path} read back ${readBack}`);
-      result[key] = readBack;
-      entry.meta[key] = readBack;
+      this.#adjusting++;
+      try {
+        await this.#client.put("detector", path, value, { signal: this.#stop.signal });
+        this.#thresholds[match[1] === "1" ? 1 : 2] = value;
+        const readBack = await this.#client.getValue("detector", "config", path, {
+          signal: this.#stop.signal,
+        });
+        if (typeof readBack !== "number") throw new Error(`DCU ${path} read back ${readBack}`);
+        result[key] = readBack;
+        entry.meta[key] = readBack;
+        this.#expected.set(`detector/${path}`, { sub: "detector", key: path, value: readBack });
+      } finally {
+        this.#expectedVersion++;
+        this.#adjusting--;
+      }
     }
     this.#ctx.emit({ type: "channel-state", channel, values: result });
   }

@@ -82,6 +82,7 @@ export class SeriesCollector {
   #armed: number | undefined;
   #pending: StreamEvent[] = [];
   #start: StreamStart | undefined;
+  #rejectedStart: StreamStart | undefined;
   #received = new Set<number>();
   #ended = false;
   #closed = false;
@@ -113,6 +114,10 @@ export class SeriesCollector {
   get complete(): boolean {
     return this.#received.size === this.#expect.numImages;
   }
+  /** True after {@link SeriesCollector.close}: the series was given up, nothing more is emitted. */
+  get closed(): boolean {
+    return this.#closed;
+  }
   /** True after a regular end (EndData emitted). */
   get ended(): boolean {
     return this.#ended;
@@ -123,6 +128,14 @@ export class SeriesCollector {
     return this.#received.size > 1 && seconds > 0 ? (this.#received.size - 1) / seconds : 0;
   }
 
+  /** `series_unique_id` of the accepted start message, once known. */
+  get uniqueId(): string | undefined {
+    return this.#start?.uniqueId;
+  }
+  /** A start message refused because its series id differed from the armed one. */
+  get rejectedStart(): StreamStart | undefined {
+    return this.#rejectedStart;
+  }
   /** The sequence id of the armed series, once known. */
   get seriesNumber(): number | undefined {
     return this.#armed;
@@ -194,14 +207,17 @@ export class SeriesCollector {
   #message(msg: StreamMessage): void {
     const armed = this.#armed!;
     if (this.#start === undefined) {
+      // Leftovers of series this IOC abandoned are filtered out before they get here.
       if (msg.type !== "start") {
-        // Leftovers of an earlier (cancelled) series are expected; ours must start first.
-        if (msg.seriesId === armed) {
-          this.fail(`series ${armed}: stream ${msg.type} message before its start`);
-        }
+        this.fail(
+          msg.seriesId === armed
+            ? `series ${armed}: stream ${msg.type} message before its start`
+            : `stream ${msg.type} of unknown series ${msg.seriesId} (${msg.uniqueId}) before the start of series ${armed}`,
+        );
         return;
       }
       if (msg.seriesId !== armed) {
+        this.#rejectedStart = msg;
         this.fail(`stream series id ${msg.seriesId} does not match armed series ${armed}`);
         return;
       }

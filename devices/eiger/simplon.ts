@@ -109,6 +109,14 @@ export class SimplonClient {
     return this.#version;
   }
 
+  /**
+   * Forgets a discovered API version so that the next {@link SimplonClient.discoverVersion} asks
+   * the DCU again (after a restart it may run other firmware); a version given explicitly stays.
+   */
+  forgetVersion(): void {
+    this.#version = this.#opts.version;
+  }
+
   /** Base URL `http://host:port`. */
   get baseUrl(): string {
     const host = this.#opts.host.includes(":") ? `[${this.#opts.host}]` : this.#opts.host;

@@ -101,6 +101,20 @@ export interface SimFaults {
   corruptImage?: number;
   /** Next series: stream messages carry a series id different from the arm reply. */
   wrongSeries?: boolean;
+  /** Next series: when stopped early, its unsent images and its end come late (see SimLeftovers). */
+  leftovers?: SimLeftovers;
+}
+
+/**
+ * Late messages of a series stopped early (disarm/cancel/abort before its last image), as a DCU
+ * may still send them: up to `images` of the unsent images (default all), then the `end`, held
+ * back and sent `at`: `before-start` = at the next arm, before that series' start; `after-start`
+ * = right after the next series' start; `on-request` = when {@link SimDetector.sendLeftovers} is
+ * called (a DCU that is idle again).
+ */
+export interface SimLeftovers {
+  at: "before-start" | "after-start" | "on-request";
+  images?: number;
 }
 
 /** Options of {@link SimDetector}. */
@@ -117,6 +131,8 @@ export interface SimDetectorOptions {
   autoEnd?: boolean;
   /** Gate frequency used for `real_time` in extg (Hz, default 104500). */
   gateFrequency?: number;
+  /** Every series stopped early sends leftovers like this (default: only on a fault request). */
+  leftovers?: SimLeftovers;
 }
 
 interface Series {
@@ -131,7 +147,7 @@ interface Series {
   dtype: SimDtype;
   stop: AbortController;
   ended: boolean;
-  faults: Pick<SimFaults, "dropAfterImages" | "missingImage" | "corruptImage">;
+  faults: Pick<SimFaults, "dropAfterImages" | "missingImage" | "corruptImage" | "leftovers">;
   /** Pre-rendered, pre-compressed frames by `variant/channel/exposure`. */
   frames: Map<string, { pixels: SimPixels; payload: Uint8Array }>;
 }
@@ -170,9 +186,11 @@ export class SimDetector {
   readonly bitDepth: number;
   #initializeDelayMs: number;
   #gateFrequency: number;
+  #alwaysLeftovers: SimLeftovers | undefined;
   #seriesCounter = 0;
   #series: Series | undefined;
   #pattern: Float32Array | undefined;
+  #leftovers: { at: SimLeftovers["at"]; messages: SimMessage[] } | undefined;
 
   /** Creates a DCU in the start state. */
   constructor(options: SimDetectorOptions = {}) {
@@ -183,6 +201,7 @@ export class SimDetector {
     this.autoEnd = options.autoEnd ?? true;
     this.#initializeDelayMs = options.initializeDelayMs ?? 50;
     this.#gateFrequency = options.gateFrequency ?? 104500;
+    this.#alwaysLeftovers = options.leftovers;
     this.params = new Map([
       [
         "detector/config",
@@ -317,9 +336,11 @@ export class SimDetector {
         dropAfterImages: f.dropAfterImages,
         missingImage: f.missingImage,
         corruptImage: f.corruptImage,
+        leftovers: f.leftovers ?? this.#alwaysLeftovers,
       },
       frames: new Map(),
     };
+    f.leftovers = undefined;
     f.wrongSeries = undefined;
     f.dropAfterImages = undefined;
     f.missingImage = undefined;
@@ -328,6 +349,7 @@ export class SimDetector {
     if (this.#streaming()) this.#prepareFrames(series, mode === "extg" ? undefined : "count_time");
     this.#setStream("dropped", 0);
     this.state = "ready";
+    if (this.#leftovers?.at === "before-start") this.sendLeftovers();
     if (this.#streaming()) {
       this.#setStream("state", "acquire");
       const thresholdEnergy: Record<string, number> = {};
@@ -355,6 +377,7 @@ export class SimDetector {
           : 2 ** 32 - 2,
       });
     }
+    if (this.#leftovers?.at === "after-start") this.sendLeftovers();
     return { "sequence id": id };
   }
 
@@ -530,13 +553,44 @@ export class SimDetector {
     });
   }
 
+  /**
+   * Sends the held-back messages of a series stopped early (leftovers fault) now; returns how
+   * many were sent.
+   */
+  sendLeftovers(): number {
+    const held = this.#leftovers;
+    this.#leftovers = undefined;
+    for (const message of held?.messages ?? []) this.output?.send(message);
+    return held?.messages.length ?? 0;
+  }
+
+  /** Leftovers fault: renders the unsent images and the end of `series` and holds them back. */
+  #holdLeftovers(series: Series, fault: SimLeftovers): void {
+    const messages: SimMessage[] = [];
+    const output = this.output;
+    this.output = { send: (m) => messages.push(m), drop() {} };
+    try {
+      const countTime = this.#cfg("count_time") as number;
+      const last = Math.min(series.total, series.next + (fault.images ?? series.total));
+      while (series.next < last) this.#sendImage(series, countTime, series.next * countTime);
+    } finally {
+      this.output = output;
+    }
+    messages.push({ type: "end", seriesId: series.streamId, uniqueId: series.uniqueId });
+    this.#leftovers = { at: fault.at, messages };
+  }
+
   /** Ends the open series (disarm/abort/cancel/auto-disarm): stream `end`, state idle. */
   #finish(): void {
     const series = this.#series;
     if (series !== undefined && !series.ended) {
       series.ended = true;
       series.stop.abort();
-      if (this.#streaming()) {
+      const leftovers = series.faults.leftovers;
+      if (leftovers !== undefined && series.next < series.total && this.#streaming()) {
+        this.#holdLeftovers(series, leftovers);
+        this.#setStream("state", "ready");
+      } else if (this.#streaming()) {
         this.output?.send({ type: "end", seriesId: series.streamId, uniqueId: series.uniqueId });
         this.#setStream("state", "ready");
       }

@@ -7,7 +7,7 @@
 
 import { parseArgs } from "node:util";
 import { getLog } from "../../core/log.ts";
-import { SimDetector, type SimStreamOutput } from "./detector.ts";
+import { SimDetector, type SimLeftovers, type SimStreamOutput } from "./detector.ts";
 import { createSimHandler } from "./server.ts";
 import { startZmqStreamOutput } from "./stream.ts";
 
@@ -30,6 +30,8 @@ export interface EigerSimOptions {
   apiVersion?: string;
   /** Frequency of the simulated gates in Hz, for `real_time` in extg (default 104500). */
   gateFrequency?: number;
+  /** Every series stopped early sends its rest late (see SimLeftovers; `--leftovers`). */
+  leftovers?: SimLeftovers;
   /** Use this stream output instead of a ZeroMQ PUSH socket (in-process tests). */
   output?: SimStreamOutput;
 }
@@ -58,6 +60,7 @@ export async function startEigerSim(options: EigerSimOptions = {}): Promise<Eige
     startState: options.startState,
     autoEnd: options.autoEnd,
     gateFrequency: options.gateFrequency,
+    leftovers: options.leftovers,
   });
   const shutdown = new AbortController();
   let streamPort = 0;
@@ -120,7 +123,10 @@ const USAGE = `usage: diss-ioc eiger-sim [options]
   --start-state S      idle (default) or na (needs initialize)
   --no-auto-end        extg series wait for a disarm instead of ending after the last image
   --api-version V      served SIMPLON version (default 1.8.0)
-  --gate-frequency HZ  simulated gate frequency for real_time in extg (default 104500)`;
+  --gate-frequency HZ  simulated gate frequency for real_time in extg (default 104500)
+  --leftovers AT       every series stopped early sends its rest late: before-start (before the
+                       next series' start), after-start (after it) or on-request
+                       (PUT /sim/control/leftovers)`;
 
 /** Runs the simulator until SIGINT/SIGTERM; returns the process exit code. */
 export async function runEigerSim(argv: string[]): Promise<number> {
@@ -140,6 +146,7 @@ export async function runEigerSim(argv: string[]): Promise<number> {
         "no-auto-end": { type: "boolean" },
         "api-version": { type: "string" },
         "gate-frequency": { type: "string" },
+        leftovers: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -161,6 +168,12 @@ export async function runEigerSim(argv: string[]): Promise<number> {
     if (width < 1 || height < 1) throw new Error("--width/--height must be >= 1");
     const gateFrequency = Number(values["gate-frequency"] ?? 104500);
     if (!(gateFrequency > 0)) throw new Error("--gate-frequency must be > 0");
+    const at = values.leftovers;
+    if (
+      at !== undefined && at !== "before-start" && at !== "after-start" && at !== "on-request"
+    ) {
+      throw new Error("--leftovers: before-start, after-start or on-request");
+    }
     sim = await startEigerSim({
       hostname: values.hostname ?? "127.0.0.1",
       apiPort: intOption(values["api-port"], "api-port", 8080),
@@ -172,6 +185,7 @@ export async function runEigerSim(argv: string[]): Promise<number> {
       autoEnd: !values["no-auto-end"],
       apiVersion: values["api-version"],
       gateFrequency,
+      leftovers: at === undefined ? undefined : { at },
     });
   } catch (error) {
     console.error(`eiger-sim: ${(error as Error).message}`);

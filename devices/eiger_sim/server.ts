@@ -9,7 +9,9 @@
  *   `{"kind": "http", "key": "detector/config/count_time", "status": 500, "count"?: n}`,
  *   `{"kind": "delay", "key": "...", "ms": 2000}`, `{"kind": "drop-stream", "afterImages": 0}`,
  *   `{"kind": "missing-image", "imageId": 0}`, `{"kind": "corrupt-image", "imageId": 0}`,
- *   `{"kind": "wrong-series"}`, `{"kind": "state", "state": "error"}`
+ *   `{"kind": "wrong-series"}`, `{"kind": "state", "state": "error"}`,
+ *   `{"kind": "leftovers", "at": "before-start" | "after-start" | "on-request", "images"?: n}`
+ * - `PUT /sim/control/leftovers`: send held-back leftovers now (`on-request`)
  * - `PUT /sim/control/clear`: remove all faults
  * - `PUT /sim/control/auto-end` `{"value": false}`: extg series wait for a disarm
  * - `GET /sim/control/status`: state, series id, images sent
@@ -175,12 +177,15 @@ async function control(detector: SimDetector, req: Request, action: string): Pro
       f.delays.clear();
       f.dropAfterImages = f.missingImage = f.corruptImage = undefined;
       f.wrongSeries = undefined;
+      f.leftovers = undefined;
       return Response.json({});
     case "auto-end":
       detector.autoEnd = body.value !== false;
       return Response.json({ autoEnd: detector.autoEnd });
     case "fault":
       return Response.json(setFault(detector, body));
+    case "leftovers":
+      return Response.json({ messages: detector.sendLeftovers() });
     default:
       return text(404, `unknown control action ${action}`);
   }
@@ -221,6 +226,17 @@ function setFault(detector: SimDetector, body: Record<string, unknown>): unknown
     case "wrong-series":
       f.wrongSeries = true;
       break;
+    case "leftovers": {
+      const at = body.at ?? "on-request";
+      if (at !== "before-start" && at !== "after-start" && at !== "on-request") {
+        throw new ParamError(400, "leftovers: at must be before-start, after-start or on-request");
+      }
+      f.leftovers = {
+        at,
+        images: body.images === undefined ? undefined : intField(body, "images"),
+      };
+      break;
+    }
     case "state":
       if (typeof body.state !== "string") throw new ParamError(400, "state fault needs a state");
       detector.state = body.state;

@@ -72,8 +72,15 @@ export async function startTestSim(
 export interface RecordingContext {
   ctx: DeviceContext;
   events: DeviceEvent[];
+  /** Warning lines the backend logged: message and fields. */
+  warnings: { message: string; fields: Record<string, unknown> }[];
   /** Aborts `ctx.signal`. */
   abort(): void;
+  /** Resolves with the first warning (at index >= `from`) whose message matches. */
+  waitForWarning(
+    match: RegExp,
+    options?: { from?: number; timeoutMs?: number },
+  ): Promise<{ message: string; fields: Record<string, unknown> }>;
   /**
    * Resolves with the first event at index >= `from` that matches; rejects after `timeoutMs`
    * (a safety bound, not a synchronisation device).
@@ -87,23 +94,64 @@ export interface RecordingContext {
 /** Creates a recording context with the given environment. */
 export function recordingContext(env: Record<string, string>): RecordingContext {
   const events: DeviceEvent[] = [];
+  const warnings: RecordingContext["warnings"] = [];
   const controller = new AbortController();
   let waiters: (() => void)[] = [];
+  const wake = () => {
+    const w = waiters;
+    waiters = [];
+    w.forEach((f) => f());
+  };
+  const base = getLog("test.eiger");
+  // The real logger (lines still go to the log), with warnings also recorded for assertions.
+  const log = new Proxy(base, {
+    get(target, prop) {
+      if (prop === "warn" || prop === "warning") {
+        return (message: string, fields: Record<string, unknown> = {}) => {
+          warnings.push({ message, fields });
+          target.warn(message, fields);
+          wake();
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
   const ctx: DeviceContext = {
     emit(event) {
       events.push(event);
-      const w = waiters;
-      waiters = [];
-      w.forEach((f) => f());
+      wake();
     },
-    log: getLog("test.eiger"),
+    log,
     env,
     signal: controller.signal,
   };
+  const waitUntil = <T>(find: () => T | undefined, what: () => string, timeoutMs: number) =>
+    new Promise<T>((resolve, reject) => {
+      const check = () => {
+        const found = find();
+        if (found === undefined) return void waiters.push(check);
+        clearTimeout(timer);
+        resolve(found);
+      };
+      const timer = setTimeout(() => {
+        waiters = waiters.filter((w) => w !== check);
+        reject(new Error(what()));
+      }, timeoutMs);
+      check();
+    });
   return {
     ctx,
     events,
+    warnings,
     abort: () => controller.abort(),
+    waitForWarning(match, options = {}) {
+      return waitUntil(
+        () => warnings.slice(options.from ?? 0).find((w) => match.test(w.message)),
+        () => `no warning ${match}; got ${warnings.map((w) => w.message).join(" | ")}`,
+        options.timeoutMs ?? 10_000,
+      );
+    },
     waitFor(match, options = {}) {
       const from = options.from ?? 0;
       const deadline = Date.now() + (options.timeoutMs ?? 10_000);
@@ -173,6 +221,15 @@ export async function startEigerRig(options: EigerRigOptions = {}): Promise<Eige
     throw err;
   }
   return { sim, device, rec, close };
+}
+
+/**
+ * What the controller does on `clear`: the backend's clear, then a complete initialize when the
+ * backend reports itself uninitialized (the DCU lost its configuration).
+ */
+export async function clearLikeController(device: EigerDevice): Promise<void> {
+  await device.clear();
+  if (!device.isInitialized()) await device.initialize(AbortSignal.timeout(10_000));
 }
 
 /** The data events (`*-data`) among `events`. */

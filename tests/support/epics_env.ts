@@ -181,6 +181,20 @@ export const PYEPICS_PRELUDE = [
 ].join("\n");
 
 /**
+ * Python lines for a script (after {@link PYEPICS_PRELUDE}) with the IOC prefix in `P` and a dict
+ * `res`: waits for READY, acquires once for 0.05 s, waits until `acquire` is back at 0; sets
+ * `res['ready']`, `res['done']` and `res['state']`.
+ */
+export const PYEPICS_ACQUIRE_ONCE = [
+  "res['ready'] = wait(P + 'state', 'READY', 30)",
+  "epics.caput(P + 'duration', 0.05, wait=True)",
+  "epics.caput(P + 'acquire', 1, wait=True)",
+  "res['done'] = wait(P + 'acquire', 0, 30)",
+  "res['state'] = epics.caget(P + 'state', use_monitor=False)",
+  "",
+].join("\n");
+
+/**
  * Runs `script` (after {@link PYEPICS_PRELUDE}) with `/usr/bin/python3` against a server whose UDP
  * search port is `udpPort`, in the isolated client environment. Returns exit code, output and the
  * last stdout line parsed as JSON. Afterwards kills any process left behind with the run's marker.
