@@ -38,6 +38,15 @@ def control(text):
         f.write(text + '\\n')
 def error():
     return epics.caget(P + 'error', use_monitor=False)
+def wait_error(prefix, t=20):
+    # the error PV is emptied by clear and set again when the new initialize fails
+    end = time.time() + t
+    while time.time() < end:
+        text = error()
+        if text.startswith(prefix):
+            return text
+        time.sleep(0.01)
+    return error()
 res = {'ready': wait(P + 'state', 'READY', 30)}
 ${body}
 out(res)
@@ -106,7 +115,8 @@ for call in ['ClearHistMem', 'StartMeas', 'CTCStatus', 'StopMeas', 'GetFlags', '
 control('unplug')
 res['unplug'] = [wait(P + 'state', 'ERROR', 10), error()]
 epics.caput(P + 'clear', 1, wait=True)
-res['still_gone'] = [wait(P + 'state', 'ERROR', 10), error()]
+gone_text = wait_error('Initialize failed')
+res['still_gone'] = [wait(P + 'state', 'ERROR', 10), gone_text]
 control('')
 epics.caput(P + 'clear', 1, wait=True)
 res['back'] = wait(P + 'state', 'READY', 30)
