@@ -116,15 +116,23 @@ export class WriteRefusedError extends Error {
 }
 
 /**
+ * Returned by a write handler: the write is accepted, but the server stores and posts nothing —
+ * the PV's owner posts the value itself (e.g. a state machine that reacts to the write), so the PV
+ * has one writer.
+ */
+export const OWNER_POSTS: unique symbol = Symbol("OWNER_POSTS");
+
+/**
  * Handles a validated client write (already converted to the native type).
  * Resolve to accept: the server then stores and posts the written value, unless the handler
- * returns a value, which is stored and posted instead. Throw to refuse (client gets ECA_PUTFAIL;
- * the stored value is unchanged). WRITE_NOTIFY completes only when the handler has settled.
+ * returns a value, which is stored and posted instead, or {@link OWNER_POSTS}, after which the
+ * server posts nothing. Throw to refuse (client gets ECA_PUTFAIL; the stored value is unchanged).
+ * WRITE_NOTIFY completes only when the handler has settled.
  */
 export type WriteHandler = (
   value: NativeValue,
   client: ClientInfo,
-) => void | PvValue | Promise<void | PvValue>;
+) => void | PvValue | typeof OWNER_POSTS | Promise<void | PvValue | typeof OWNER_POSTS>;
 
 /** Definition of one PV. */
 export interface PvDefinition extends PvMetadata {

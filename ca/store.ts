@@ -13,6 +13,7 @@ import {
   type NativeType,
   type NativeValue,
   type NumericArray,
+  OWNER_POSTS,
   type PostOptions,
   type PvDefinition,
   type PvHandle,
@@ -458,6 +459,7 @@ export class PvRecord implements PvHandle {
     }
     const handler = this.definition.onWrite;
     const result = handler ? await handler(value, client) : undefined;
+    if (result === OWNER_POSTS) return;
     if (result !== undefined) this.post(result);
     else this.storeNative(value);
   }

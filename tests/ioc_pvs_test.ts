@@ -60,6 +60,13 @@ Deno.test("pvs: acquire publishes images and timestamps before acquire returns t
     order.join(" "),
   );
   assert.ok(iTs < i0 && iTs > 0, order.join(" "));
+  assert.deepEqual(
+    order.filter((o) => o.startsWith("T:acquire=")),
+    ["T:acquire=1", "T:acquire=0"],
+    "acquire has one writer (the state hook): no second post from the write",
+  );
+  await server.write("T:acquire", 0);
+  assert.equal(server.posts.filter((p) => p.name === "T:acquire").length, 2, "writing 0: no post");
   assert.equal(server.read("T:a:image").length, 24);
   assert.deepEqual(server.read("T:ssqcnt"), [0]);
   assert.deepEqual(server.read("T:numid"), [7]);
