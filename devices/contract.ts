@@ -146,6 +146,21 @@ export interface ImageDataEvent {
   release?: () => void;
 }
 
+/**
+ * The one rule for image order within a series: images arrive in index order `0, 1, …,
+ * numImages-1`, each exactly once. Returns what is wrong with image `index` when `received`
+ * images came before it, or undefined when it is the expected one.
+ */
+export function imageOrderProblem(
+  index: number,
+  received: number,
+  numImages: number,
+): string | undefined {
+  if (received >= numImages) return `Too many images: more than ${numImages}`;
+  if (index !== received) return `Image index ${index} out of order (expected ${received})`;
+  return undefined;
+}
+
 /** Regular end of an image series. */
 export interface EndDataEvent {
   type: "end-data";
