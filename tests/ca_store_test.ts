@@ -97,17 +97,17 @@ Deno.test("store: a narrower array posted without copy is still not aliased", ()
 });
 
 Deno.test("store: a write handler answering OWNER_POSTS leaves storing and posting to the owner", async () => {
-  let pv: PvRecord | undefined;
+  const owner: { pv?: PvRecord } = {};
   const pvr = new PvRecord({
     name: "S:go",
     type: "long",
     writable: true,
     onWrite: (value) => {
-      if (value[0] === 2) pv!.post(1); // the owner's own post, e.g. from a state hook
+      if (value[0] === 2) owner.pv!.post(1); // the owner's own post, e.g. from a state hook
       return OWNER_POSTS;
     },
   }, defaultCodec);
-  pv = pvr;
+  owner.pv = pvr;
   const version = pvr.version;
   await pvr.write(new Int32Array([5]), { user: "", host: "", address: "127.0.0.1" });
   assert.deepEqual(Array.from(pvr.value() as Int32Array), [0], "written value not stored");
