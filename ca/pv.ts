@@ -164,6 +164,13 @@ export interface PostOptions {
    * native element type is kept as is.
    */
   copy?: boolean;
+  /**
+   * The caller hands the array over and will not write to it while it is the PV's value (the
+   * pixel ownership rule of `devices/contract.ts`): it is kept as is, also when its element type
+   * is narrower than the native one (uint32 pixels on a DOUBLE PV). Without it, only arrays of
+   * the native element type are kept by reference.
+   */
+  keep?: boolean;
 }
 
 /** A served PV. */

@@ -391,6 +391,8 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
     error.post(text.length > ERROR_TEXT_MAX ? text.slice(0, ERROR_TEXT_MAX) : text);
   };
 
+  /** Gives back the frame whose pixels the image PVs serve now. */
+  let heldFrame: (() => void) | undefined;
   const unsubscribe = controller.subscribe({
     config: addChannels,
     state: ({ state: s }) => {
@@ -408,6 +410,8 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
     },
     seriesStart: (series) => numid.post(series.seriesNumber),
     data: (frame) => {
+      // The PVs read the frame's pixels in place (no copy) until the next frame replaced them.
+      const giveBack = frame.retain();
       const timestamp = frame.timestamps[0] * 1000;
       published++;
       for (const [name, pixels] of Object.entries(frame.images)) {
@@ -437,11 +441,12 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
         const value = pixels instanceof Uint32Array && pv.definition.type === "long"
           ? new Int32Array(pixels.buffer, pixels.byteOffset, pixels.length)
           : pixels;
-        // The frame's pixels are lent (the backend reuses them): the PV keeps its own copy.
-        pv.post(value, { timestamp, copy: true });
+        pv.post(value, { timestamp, keep: true });
       }
       startTs?.post(frame.timestamps, { timestamp });
       acqTd?.post(frame.exposures, { timestamp });
+      heldFrame?.();
+      heldFrame = giveBack;
     },
     channel: (channel, values) => {
       for (const [key, value] of Object.entries(values)) meta[channel]?.[key]?.post(value);
@@ -454,6 +459,7 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
 
   return {
     names: () => [...added],
+    // The last frame stays with the PVs (they still serve it): it is not given back.
     close: unsubscribe,
   };
 }

@@ -116,3 +116,14 @@ Deno.test("store: a write handler answering OWNER_POSTS leaves storing and posti
   assert.deepEqual(Array.from(pvr.value() as Int32Array), [1], "only the owner's post");
   assert.equal(pvr.version, version + 1);
 });
+
+Deno.test("store: a narrower array handed over with keep is served in place", () => {
+  const n = 2048;
+  const pv = new PvRecord({ name: "S:keep", type: "double", maxCount: n }, defaultCodec);
+  const pixels = new Uint32Array(n).fill(0xffff_ffff);
+  pv.post(pixels, { keep: true });
+  assert.equal(pv.snapshot().value, pixels, "kept by reference, unconverted");
+  assert.deepEqual(Array.from(readDoubles(pv, 2)), [4294967295, 4294967295]);
+  pv.post(new Uint32Array(n).fill(1));
+  assert.equal(pixels[0], 0xffff_ffff, "a handed-over array is never written by the store");
+});
