@@ -402,9 +402,11 @@ export function createController(options: ControllerOptions): Controller {
         let resolve!: () => void;
         const promise = new Promise<void>((r) => (resolve = r));
         clearing = { promise, resolve };
+        // Handled as soon as the device answered (not behind queued events), as before the
+        // table: the error list stays empty no longer than the device's Clear takes.
         callDevice(() => device.clear?.()).then(
-          () => enqueue({ type: "clear-done" }),
-          (err) => enqueue({ type: "clear-done", error: errorMessage(err) }),
+          () => handle({ type: "clear-done" }),
+          (err) => handle({ type: "clear-done", error: errorMessage(err) }),
         );
         return;
       }
@@ -646,6 +648,7 @@ export function createController(options: ControllerOptions): Controller {
         );
         return;
       case "clear-done": {
+        if (finished) return;
         const waiting = clearing;
         clearing = undefined;
         feed(
