@@ -402,6 +402,11 @@ export function createController(options: ControllerOptions): Controller {
         let resolve!: () => void;
         const promise = new Promise<void>((r) => (resolve = r));
         clearing = { promise, resolve };
+        if (device.clear === undefined) {
+          // Nothing to wait for: recover at once, before the request returns (as before).
+          handle({ type: "clear-done" });
+          return;
+        }
         // Handled as soon as the device answered (not behind queued events), as before the
         // table: the error list stays empty no longer than the device's Clear takes.
         callDevice(() => device.clear?.()).then(
