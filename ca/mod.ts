@@ -15,6 +15,7 @@ export {
   type NativeType,
   type NativeValue,
   type NumericArray,
+  OWNER_POSTS,
   type PostOptions,
   type PvDefinition,
   type PvHandle,

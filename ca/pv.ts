@@ -116,15 +116,23 @@ export class WriteRefusedError extends Error {
 }
 
 /**
+ * Returned by a write handler: the write is accepted, but the server stores and posts nothing —
+ * the PV's owner posts the value itself (e.g. a state machine that reacts to the write), so the PV
+ * has one writer.
+ */
+export const OWNER_POSTS: unique symbol = Symbol("OWNER_POSTS");
+
+/**
  * Handles a validated client write (already converted to the native type).
  * Resolve to accept: the server then stores and posts the written value, unless the handler
- * returns a value, which is stored and posted instead. Throw to refuse (client gets ECA_PUTFAIL;
- * the stored value is unchanged). WRITE_NOTIFY completes only when the handler has settled.
+ * returns a value, which is stored and posted instead, or {@link OWNER_POSTS}, after which the
+ * server posts nothing. Throw to refuse (client gets ECA_PUTFAIL; the stored value is unchanged).
+ * WRITE_NOTIFY completes only when the handler has settled.
  */
 export type WriteHandler = (
   value: NativeValue,
   client: ClientInfo,
-) => void | PvValue | Promise<void | PvValue>;
+) => void | PvValue | typeof OWNER_POSTS | Promise<void | PvValue | typeof OWNER_POSTS>;
 
 /** Definition of one PV. */
 export interface PvDefinition extends PvMetadata {
@@ -156,6 +164,13 @@ export interface PostOptions {
    * native element type is kept as is.
    */
   copy?: boolean;
+  /**
+   * The caller hands the array over and will not write to it while it is the PV's value (the
+   * pixel ownership rule of `devices/contract.ts`): it is kept as is, also when its element type
+   * is narrower than the native one (uint32 pixels on a DOUBLE PV). Without it, only arrays of
+   * the native element type are kept by reference.
+   */
+  keep?: boolean;
 }
 
 /** A served PV. */

@@ -13,6 +13,7 @@ import {
   type NativeType,
   type NativeValue,
   type NumericArray,
+  OWNER_POSTS,
   type PostOptions,
   type PvDefinition,
   type PvHandle,
@@ -345,7 +346,8 @@ export class PvRecord implements PvHandle {
    * (uint32 pixels on a DOUBLE PV) is stored as it is, without conversion: the encoders convert
    * while writing the payload, so a value nobody reads costs nothing and one that is read costs a
    * single pass. It is copied (into the array this record already owns when type and length
-   * match) unless it is of the native type and {@link PostOptions.copy} is not set. Other values
+   * match) unless it is of the native type (or handed over with {@link PostOptions.keep}) and
+   * {@link PostOptions.copy} is not set. Other values
    * are converted to the native type.
    */
   post(value: PvValue, options: PostOptions = {}): void {
@@ -354,9 +356,10 @@ export class PvRecord implements PvHandle {
     const asIs = this.#storesAsIs(value);
     if (asIs !== undefined) {
       const current = this.#value;
-      // Zero-copy only for arrays of the native type, as documented; narrower ones are copied.
-      if (!copy && asIs instanceof NATIVE_ARRAYS[this.native]) stored = asIs;
-      else if (
+      // Zero-copy for arrays of the native type, and for narrower ones handed over with `keep`.
+      if (!copy && (options.keep === true || asIs instanceof NATIVE_ARRAYS[this.native])) {
+        stored = asIs;
+      } else if (
         this.#ownsValue && !Array.isArray(current) && current.constructor === asIs.constructor &&
         current.length === asIs.length
       ) {
@@ -458,6 +461,7 @@ export class PvRecord implements PvHandle {
     }
     const handler = this.definition.onWrite;
     const result = handler ? await handler(value, client) : undefined;
+    if (result === OWNER_POSTS) return;
     if (result !== undefined) this.post(result);
     else this.storeNative(value);
   }

@@ -12,6 +12,15 @@
  * - {@link CommandRequest}: the commands an application asks the controller to run.
  * - {@link DeviceConfig} and its checks ({@link configProblems}, {@link configChange}).
  *
+ * ## Who owns the pixels
+ *
+ * Pixels are lent along the image path, never copied by it: the arrays of an ImageData event stay
+ * the backend's, and every later holder (the controller, data hooks, the PVs) only reads them,
+ * taking a reference with `Frame.retain()` to keep reading after its hook returned. The backend
+ * may write to an array again only after the event's `release` was called, which the controller
+ * does once the last holder gave its reference back (a multi-image series is copied into the
+ * controller's series stack, so its images are released right after that copy).
+ *
  * Backends import this module (and `core/` for logging, clocks, bytes); nothing else of the
  * program.
  *
@@ -135,15 +144,34 @@ export interface ImageDataEvent {
   timestamp: number;
   /** Real exposure time in seconds. */
   exposure: number;
-  /** Pixels by channel name, each `height*width` elements. Ownership passes to the controller. */
+  /**
+   * Pixels by channel name, each `height*width` elements: lent, read in place by everyone after
+   * (see "Who owns the pixels" above); the backend does not write to them until `release`.
+   */
   images: Record<string, PixelArray>;
   /**
    * Optional: lets a backend reuse its image buffers. The controller calls it (at most once) when
-   * nothing reads `images` any more: after copying them into a multi-image series, or after the
-   * data hooks of a single-image series settled. It may never be called (a dropped or cancelled
-   * series): then the arrays are simply left to the garbage collector.
+   * nobody reads `images` any more: right after copying them into a multi-image series, or when
+   * the last reader of a single-image frame gave it back (the data hooks settled and, e.g., the
+   * PVs replaced it with the next frame). It may never be called (a dropped or cancelled series,
+   * or a frame still served at shutdown): then the arrays are left to the garbage collector.
    */
   release?: () => void;
+}
+
+/**
+ * The one rule for image order within a series: images arrive in index order `0, 1, …,
+ * numImages-1`, each exactly once. Returns what is wrong with image `index` when `received`
+ * images came before it, or undefined when it is the expected one.
+ */
+export function imageOrderProblem(
+  index: number,
+  received: number,
+  numImages: number,
+): string | undefined {
+  if (received >= numImages) return `Too many images: more than ${numImages}`;
+  if (index !== received) return `Image index ${index} out of order (expected ${received})`;
+  return undefined;
 }
 
 /** Regular end of an image series. */

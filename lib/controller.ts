@@ -17,6 +17,10 @@
  * any → ERROR (left with a Clear request; re-entered while the fault persists); any → FAIL
  * (unrecoverable; {@link Controller.done} resolves with `failed: true`).
  *
+ * This module is the runner: it owns the queue, the clock, the device calls and the hooks. What
+ * happens in which state is decided by the pure table in `lib/controller_table.ts`; the data
+ * protocol is checked by `lib/series_assembler.ts`.
+ *
  * @module
  */
 
@@ -24,30 +28,31 @@ import {
   type CommandRequest,
   configChange,
   configProblems,
-  type DataEvent,
   type Device,
   type DeviceConfig,
   type DeviceContext,
   type DeviceEvent,
   type MetaValue,
-  PIXEL_ARRAY_TYPES,
-  type PixelArray,
   type RuntimeStateEvent,
 } from "../devices/contract.ts";
 import { type Clock, systemClock, type TimerHandle } from "../core/clock.ts";
 import { getLog, type Logger } from "../core/log.ts";
 import { errorMessage } from "../core/errors.ts";
+import {
+  type ControllerState,
+  type Effect,
+  type Fault,
+  initialMachine,
+  type Input,
+  type Machine,
+  refusalOf,
+  step,
+  type TimerName,
+} from "./controller_table.ts";
+import { type Frame, SeriesAssembler, type SeriesInfo } from "./series_assembler.ts";
 
-/** Controller states (served as strings on the `state` PV). */
-export type ControllerState =
-  | "INIT"
-  | "WARMUP"
-  | "READY"
-  | "INTEGRATE"
-  | "PROCESS"
-  | "CANCEL"
-  | "ERROR"
-  | "FAIL";
+export type { ControllerState } from "./controller_table.ts";
+export type { Frame, SeriesInfo } from "./series_assembler.ts";
 
 /** Numeric codes of the states, as in the original implementation (3 is unused). */
 export const STATE_CODES: Readonly<Record<ControllerState, number>> = {
@@ -69,34 +74,6 @@ export class RequestRefusedError extends Error {
   }
 }
 
-/** The acquisition currently running (or last started). */
-export interface SeriesInfo {
-  /** Locally generated UUID of the series. */
-  uuid: string;
-  /** Short sequence counter 0..15, incremented per started acquisition. */
-  ssqcnt: number;
-  /** Requested exposure duration in seconds. */
-  duration: number;
-  /** The device's series id (from StartData), undefined before StartData. */
-  seriesId?: string;
-  /** The device's numeric series number (from StartData), -1 when unknown. */
-  seriesNumber: number;
-  /** Start of the acquisition (clock ms). */
-  startedAt: number;
-}
-
-/** A complete image series handed to data hooks in PROCESS. */
-export interface Frame extends Readonly<SeriesInfo> {
-  /** Configuration the images follow. */
-  config: DeviceConfig;
-  /** Pixels by channel, `numImages*height*width` elements each, row-major [image][y][x]. */
-  images: Record<string, PixelArray>;
-  /** Start time of each image, Unix seconds. */
-  timestamps: Float64Array;
-  /** Real exposure time of each image, seconds. */
-  exposures: Float64Array;
-}
-
 /** A state switch as seen by state hooks. */
 export interface StateChange {
   old: ControllerState;
@@ -113,8 +90,8 @@ export interface ControllerHooks {
   seriesStart?(series: Readonly<SeriesInfo>): void;
   /**
    * Called in PROCESS with the complete series; READY follows when all data hooks settled. The
-   * pixel arrays are lent: they are valid until the hook returns (or its promise settles) and
-   * may be reused for later series afterwards, so a hook that keeps pixels must copy them.
+   * pixels are readable until the hook returns (or its promise settles); a hook that keeps them
+   * longer calls {@link Frame.retain} and gives them back later (the rule: `devices/contract.ts`).
    */
   data?(frame: Frame): void | Promise<void>;
   /** Called when a channel's metadata changed (device read-back). */
@@ -195,32 +172,15 @@ export interface Controller {
   readonly done: Promise<ControllerExit>;
 }
 
-interface ActiveSeries extends SeriesInfo {
-  received: number;
-  images: Record<string, PixelArray>;
-  /** {@link ImageDataEvent.release} of images the frame holds without a copy. */
-  releases: (() => void)[];
-  timestamps: Float64Array;
-  exposures: Float64Array;
-  closed?: "end" | "cancel";
-  taskDone: boolean;
-  abort: AbortController;
-}
-
 type QueueItem =
   | DeviceEvent
   | { type: "acquire-done"; uuid: string; error?: string }
   | { type: "initialize-done"; token: number; error?: string }
-  | { type: "deadline"; uuid: string; what: "acquire" | "cancel" }
-  | { type: "auto-acquire" }
-  | { type: "init-poll" };
+  | { type: "clear-done"; error?: string }
+  /** A timer of the table; `uuid` ties series timers to their series (stale ones are dropped). */
+  | { type: "timer"; input: Input; uuid?: string };
 
-const DATA_NAMES: Record<DataEvent["type"], string> = {
-  "start-data": "StartData",
-  "image-data": "ImageData",
-  "end-data": "EndData",
-  "cancel-data": "CancelData",
-};
+const DATA_TYPES = new Set(["start-data", "image-data", "end-data", "cancel-data"]);
 
 /** Longest wait for each backend step (cancel, teardown) while shutting down, ms. */
 const SHUTDOWN_STEP_MS = 3000;
@@ -234,6 +194,15 @@ function deviceOverdue(device: Device): number {
   return own === 0 ? 0 : own + OVERDUE_MARGIN;
 }
 
+/** Calls into the device: a throw becomes a rejected promise, a plain value a resolved one. */
+function callDevice<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
 /** Creates a controller for one backend. Call {@link Controller.start} to run it. */
 export function createController(options: ControllerOptions): Controller {
   const clock = options.clock ?? systemClock;
@@ -244,31 +213,32 @@ export function createController(options: ControllerOptions): Controller {
   const runtimeInterval = options.runtimeInterval ?? 1000;
   const shutdown = new AbortController();
 
-  let state: ControllerState = "INIT";
+  let machine: Machine = initialMachine({ autoAcquire: options.autoAcquire !== undefined });
   let config: DeviceConfig | undefined;
   let errors: string[] = [];
-  let series: ActiveSeries | undefined;
-  let lastSeries: ActiveSeries | undefined;
-  /** Series stacks (multi-image series) whose data hooks settled, for reuse by the next series. */
-  let spareStacks: Record<string, PixelArray> = {};
-  let lastClosed: { seriesId: string; how: string } | undefined;
+  let lastSeries: SeriesInfo | undefined;
   let ssqcnt = -1;
   let channelMeta: Record<string, Record<string, MetaValue>> = {};
   let runtime: RuntimeStateEvent["values"] = {};
-  let acquireRunning = false;
   let initToken = 0;
-  let clearing = false;
-  let processing = false;
-  let stopping = false;
+  /** Duration of the acquisition being requested (read by the open-series effect). */
+  let requestedDuration = 0;
+  /** Aborts the open series' acquire task. */
+  let seriesAbort: AbortController | undefined;
+  /** The data hooks of the frame in PROCESS, resolving to the table's input. */
+  let hooksRun: Promise<Input> | undefined;
+  let clearing: { promise: Promise<void>; resolve: () => void } | undefined;
   const timers = new Set<TimerHandle>();
-  let acquireDeadline: TimerHandle | undefined;
-  let warmupDeadline: TimerHandle | undefined;
+  const tableTimers = new Map<TimerName, TimerHandle>();
   const hooks = new Set<ControllerHooks>();
   const queue: QueueItem[] = [];
   let draining = false;
   let resolveDone!: (exit: ControllerExit) => void;
   const done = new Promise<ControllerExit>((resolve) => (resolveDone = resolve));
   let finished = false;
+  const assembler = new SeriesAssembler((err) =>
+    log.warning("Image release failed", { error: errorMessage(err) })
+  );
 
   const ctx: DeviceContext = {
     emit: (event) => enqueue(event),
@@ -308,25 +278,6 @@ export function createController(options: ControllerOptions): Controller {
     }
   }
 
-  function setState(next: ControllerState): void {
-    if (next === state) return;
-    const old = state;
-    state = next;
-    log.info("State switch", { old, new: next });
-    stopTimer(warmupDeadline);
-    if (next === "WARMUP") {
-      warmupDeadline = startTimer(
-        () => raiseError(`Initialization timed out after ${warmupTimeout} s`),
-        warmupTimeout * 1000,
-      );
-    }
-    callHooks("state", { old, state: next });
-    if (next === "READY" && options.autoAcquire !== undefined && !stopping) {
-      // Through a timer, not a microtask: a backend that finishes at once must not starve I/O.
-      startTimer(() => enqueue({ type: "auto-acquire" }), 0);
-    }
-  }
-
   function enqueue(item: QueueItem): void {
     if (finished) return;
     queue.push(item);
@@ -341,14 +292,20 @@ export function createController(options: ControllerOptions): Controller {
       while (queue.length > 0 && !finished) {
         const item = queue.shift()!;
         try {
-          const pending = handle(item);
-          if (pending instanceof Promise) await pending;
+          handle(item);
+          // Data hooks run one frame at a time: further events wait until they settled.
+          while (hooksRun !== undefined) {
+            const run = hooksRun;
+            const outcome = await run;
+            if (hooksRun === run) hooksRun = undefined;
+            feed(outcome);
+          }
         } catch (err) {
           log.error("Internal error while handling an event", {
             event: item.type,
             error: errorMessage(err),
           });
-          raiseError(`Internal error: ${errorMessage(err)}`);
+          feed({ kind: "device-error", detail: `Internal error: ${errorMessage(err)}` });
         }
       }
     } finally {
@@ -356,62 +313,316 @@ export function createController(options: ControllerOptions): Controller {
     }
   }
 
-  function fail(reason: string): void {
-    if (state === "FAIL") return;
-    log.fatal("Unrecoverable failure", { reason });
-    errors = [...errors, reason];
-    callHooks("errors", errors);
-    abortSeries();
-    setState("FAIL");
-    void finish({ failed: true, reason });
+  /** Feeds one input to the table and carries out its effects; returns a refusal. */
+  function feed(input: Input): string | undefined {
+    if (finished) return "Controller stopped";
+    const from = machine.state;
+    const result = step(machine, input);
+    if (result.refused !== undefined) return result.refused;
+    machine = result.machine;
+    for (const effect of result.effects) perform(effect, from);
+    return undefined;
   }
 
-  function raiseError(message: string): void {
-    if (state === "FAIL" || finished) return;
-    if (!errors.includes(message)) {
-      errors = [...errors, message];
-      log.error("Error", { error: message, state });
-      callHooks("errors", errors);
+  /** Carries out one effect of the table (`from`: the state before the step). */
+  function perform(effect: Effect, from: ControllerState): void {
+    switch (effect.kind) {
+      case "ask-initialized": {
+        let answer: Input;
+        try {
+          answer = { kind: device.isInitialized() ? "initialized" : "not-initialized" };
+        } catch (err) {
+          answer = { kind: "query-failed", detail: errorMessage(err) };
+        }
+        if (machine.state !== "WARMUP") {
+          log.info("Config", {
+            initialized: answer.kind === "initialized",
+            configured: config !== undefined,
+          });
+        }
+        feed(answer);
+        return;
+      }
+      case "read-config":
+        feed(readConfig());
+        return;
+      case "run-initialize": {
+        const token = ++initToken;
+        callDevice(() => device.initialize(shutdown.signal)).then(
+          () => enqueue({ type: "initialize-done", token }),
+          (err) => enqueue({ type: "initialize-done", token, error: errorMessage(err) }),
+        );
+        return;
+      }
+      case "open-series": {
+        ssqcnt = (ssqcnt + 1) % 16;
+        const info: SeriesInfo = {
+          uuid: crypto.randomUUID(),
+          ssqcnt,
+          duration: requestedDuration,
+          seriesNumber: -1,
+          startedAt: clock.now(),
+        };
+        assembler.open(info, config!);
+        lastSeries = info;
+        seriesAbort = new AbortController();
+        log.info("Acquire", { uuid: info.uuid, ssqcnt, duration: info.duration });
+        return;
+      }
+      case "run-acquire": {
+        const info = assembler.series!;
+        const signal = AbortSignal.any([seriesAbort!.signal, shutdown.signal]);
+        callDevice(() => device.acquire(info.duration, signal)).then(
+          () => enqueue({ type: "acquire-done", uuid: info.uuid }),
+          (err) => enqueue({ type: "acquire-done", uuid: info.uuid, error: errorMessage(err) }),
+        );
+        return;
+      }
+      case "run-cancel":
+        void runDeviceCancel();
+        return;
+      case "abort-series":
+        if (machine.taskRunning && seriesAbort !== undefined) {
+          seriesAbort.abort(new Error("acquisition aborted"));
+          void runDeviceCancel();
+        }
+        seriesAbort = undefined;
+        assembler.abort();
+        return;
+      case "run-hooks":
+        hooksRun = runDataHooks(assembler.frame());
+        return;
+      case "close-series":
+        assembler.close();
+        seriesAbort = undefined;
+        return;
+      case "run-clear": {
+        log.info("Clearing errors", { errors: errors.length });
+        setErrors([]);
+        let resolve!: () => void;
+        const promise = new Promise<void>((r) => (resolve = r));
+        clearing = { promise, resolve };
+        if (device.clear === undefined) {
+          // Nothing to wait for: recover at once, before the request returns (as before).
+          handle({ type: "clear-done" });
+          return;
+        }
+        // Handled as soon as the device answered (not behind queued events), as before the
+        // table: the error list stays empty no longer than the device's Clear takes.
+        callDevice(() => device.clear?.()).then(
+          () => handle({ type: "clear-done" }),
+          (err) => handle({ type: "clear-done", error: errorMessage(err) }),
+        );
+        return;
+      }
+      case "forget-errors":
+        if (errors.length > 0) setErrors([]);
+        return;
+      case "announce-series": {
+        const info = assembler.series!;
+        log.info("Series started", {
+          uuid: info.uuid,
+          ssqcnt: info.ssqcnt,
+          series: info.seriesId,
+          numid: info.seriesNumber,
+        });
+        callHooks("seriesStart", { ...info });
+        return;
+      }
+      case "start-timer":
+        startTableTimer(effect.timer);
+        return;
+      case "stop-timer":
+        stopTimer(tableTimers.get(effect.timer));
+        tableTimers.delete(effect.timer);
+        return;
+      case "raise":
+        raise(faultMessage(effect.fault, effect.detail), from);
+        return;
+      case "switch":
+        log.info("State switch", { old: effect.old, new: effect.state });
+        callHooks("state", { old: effect.old, state: effect.state });
+        return;
+      case "note": {
+        const uuid = assembler.series?.uuid;
+        const fields: Record<string, unknown> = uuid === undefined ? {} : { uuid };
+        if (effect.message === "Auto-acquire") fields.duration = options.autoAcquire;
+        if (effect.level === "info") log.info(effect.message, fields);
+        else log.warning(effect.message, fields);
+        return;
+      }
+      case "finish":
+        void finish({ failed: true, reason: errors.at(-1) });
+        return;
     }
-    abortSeries();
-    setState("ERROR");
   }
 
-  function abortSeries(): void {
-    stopTimer(acquireDeadline);
-    acquireDeadline = undefined;
-    const s = series;
-    if (s === undefined) return;
-    series = undefined;
-    if (s.seriesId !== undefined) lastClosed = { seriesId: s.seriesId, how: "abort" };
-    if (!s.taskDone) {
-      s.abort.abort(new Error("acquisition aborted"));
-      runDeviceCancel();
+  function setErrors(next: string[]): void {
+    errors = next;
+    callHooks("errors", errors);
+  }
+
+  /** Records an error (ERROR) or the failure (the machine just entered FAIL). */
+  function raise(message: string, from: ControllerState): void {
+    if (machine.state === "FAIL" && from !== "FAIL") {
+      log.fatal("Unrecoverable failure", { reason: message });
+      setErrors([...errors, message]);
+      return;
+    }
+    if (errors.includes(message)) return;
+    log.error("Error", { error: message, state: from });
+    setErrors([...errors, message]);
+  }
+
+  /** The text of a fault, with the numbers the runner knows. */
+  function faultMessage(fault: Fault, detail = ""): string {
+    const info = assembler.series;
+    const numImages = config?.numImages ?? 0;
+    const within = (info?.duration ?? 0) + overdue;
+    switch (fault) {
+      case "startup-failed":
+        return `Device startup failed: ${detail}`;
+      case "query-failed":
+        return `IsInitialized failed: ${detail}`;
+      case "initialize-failed":
+        return `Initialize failed: ${detail}`;
+      case "warmup-timeout":
+        return `Initialization timed out after ${warmupTimeout} s`;
+      case "config-invalid":
+        return `Invalid device configuration: ${detail}`;
+      case "task-failed":
+        return `Acquire failed: ${detail}`;
+      case "task-without-end":
+        return `Acquire returned without EndData or CancelData (${assembler.received} of ${numImages} images)`;
+      case "acquire-timeout":
+        return `Acquisition timed out after ${within} s (duration ${info?.duration} s + ` +
+          `overdue ${overdue} s; ${assembler.received} of ${numImages} images)`;
+      case "task-timeout":
+        return `Acquire task did not return within ${within} s`;
+      case "cancel-timeout":
+        return `Cancel not confirmed by the device within ${cancelTimeout} s`;
+      case "hooks-failed":
+        return `Data hook failed: ${detail}`;
+      case "clear-failed":
+        return `Clear failed: ${detail}`;
+      case "still-running":
+        return "Previous acquisition is still running on the device";
+      case "config-error":
+      case "device-error":
+      case "device-fatal":
+      case "data-violation":
+        return detail;
+    }
+  }
+
+  function startTableTimer(timer: TimerName): void {
+    stopTimer(tableTimers.get(timer));
+    const uuid = assembler.series?.uuid;
+    const fire = (input: Input, id?: string) => () => {
+      tableTimers.delete(timer);
+      enqueue({ type: "timer", input, uuid: id });
+    };
+    let handle: TimerHandle | undefined;
+    switch (timer) {
+      case "warmup":
+        handle = startTimer(fire({ kind: "warmup-timeout" }), warmupTimeout * 1000);
+        break;
+      case "init-poll":
+        handle = startTimer(fire({ kind: "init-poll" }), initPollInterval);
+        break;
+      case "acquire":
+        if (overdue > 0) {
+          const ms = ((assembler.series?.duration ?? 0) + overdue) * 1000;
+          handle = startTimer(fire({ kind: "acquire-deadline" }, uuid), ms);
+        }
+        break;
+      case "cancel":
+        handle = startTimer(fire({ kind: "cancel-deadline" }, uuid), cancelTimeout * 1000);
+        break;
+      case "auto-acquire":
+        // Through a timer, not a microtask: a backend that finishes at once must not starve I/O.
+        handle = startTimer(fire({ kind: "auto-acquire" }), 0);
+        break;
+    }
+    if (handle !== undefined) tableTimers.set(timer, handle);
+  }
+
+  /** Answers read-config: the configuration checked against the first one. */
+  function readConfig(): Input {
+    let cfg: DeviceConfig | undefined;
+    try {
+      cfg = device.getConfig();
+    } catch (err) {
+      return { kind: "config-error", detail: `GetConfig failed: ${errorMessage(err)}` };
+    }
+    if (cfg === undefined) {
+      return {
+        kind: "config-error",
+        detail: "Device reports no configuration although initialized",
+      };
+    }
+    if (config !== undefined) {
+      const change = configChange(config, cfg);
+      return change === undefined ? { kind: "config-ok" } : {
+        kind: "config-error",
+        detail: `Device configuration changed: ${change}; restart the IOC`,
+      };
+    }
+    const problems = configProblems(cfg);
+    if (problems.length > 0) return { kind: "config-invalid", detail: problems.join("; ") };
+    config = structuredClone(cfg);
+    channelMeta = Object.fromEntries(config.channels.map((ch) => [ch.name, { ...ch.meta }]));
+    log.info("Detector initialized", {
+      channels: config.channels.map((c) => c.name).join(","),
+      num_images: config.numImages,
+      image_size: `${config.width}x${config.height}`,
+      pixel_type: config.pixelType,
+    });
+    callHooks("config", config);
+    return { kind: "config-ok" };
+  }
+
+  /** Runs the data hooks one after the other; holds the frame's pixels until they settled. */
+  async function runDataHooks(frame: Frame): Promise<Input> {
+    const giveBack = frame.retain();
+    try {
+      for (const h of [...hooks]) {
+        if (h.data === undefined) continue;
+        const r = h.data(frame);
+        if (r !== undefined) await r;
+      }
+      return { kind: "hooks-settled" };
+    } catch (err) {
+      return { kind: "hooks-failed", detail: errorMessage(err) };
+    } finally {
+      giveBack();
     }
   }
 
   function runDeviceCancel(): Promise<void> {
-    let p: Promise<void>;
-    try {
-      p = Promise.resolve(device.cancel());
-    } catch (err) {
-      p = Promise.reject(err);
-    }
-    return p.catch((err) => {
+    return callDevice(() => device.cancel()).catch((err) => {
       enqueue({ type: "error", message: `Cancel failed: ${errorMessage(err)}` });
     });
   }
 
-  function handle(item: QueueItem): Promise<void> | void {
+  /** Turns one queued item into inputs of the table. */
+  function handle(item: QueueItem): void {
+    if (DATA_TYPES.has(item.type)) {
+      feed(assembler.accept(item as Parameters<SeriesAssembler["accept"]>[0]));
+      return;
+    }
     switch (item.type) {
       case "init-state":
-        if (state === "WARMUP" && item.initialized) finishWarmup();
+        if (item.initialized) feed({ kind: "device-initialized" });
         return;
       case "config": {
         if (config === undefined) return;
         const change = configChange(config, item.config);
         if (change !== undefined) {
-          raiseError(`Device configuration changed: ${change}; restart the IOC`);
+          feed({
+            kind: "device-error",
+            detail: `Device configuration changed: ${change}; restart the IOC`,
+          });
         }
         return;
       }
@@ -422,31 +633,41 @@ export function createController(options: ControllerOptions): Controller {
       case "channel-state":
         return handleChannelState(item.channel, item.values);
       case "error":
-        if (item.fatal) fail(item.message);
-        else raiseError(item.message);
+        feed({ kind: item.fatal ? "device-fatal" : "device-error", detail: item.message });
         return;
-      case "start-data":
-      case "image-data":
-      case "end-data":
-      case "cancel-data":
-        return handleData(item);
-      case "acquire-done":
-        return handleAcquireDone(item.uuid, item.error);
-      case "initialize-done":
-        if (item.token !== initToken || state !== "WARMUP") return;
-        if (item.error !== undefined) raiseError(`Initialize failed: ${item.error}`);
-        else pollInitialized();
-        return;
-      case "deadline":
-        return handleDeadline(item.uuid, item.what);
-      case "init-poll":
-        pollInitialized();
-        return;
-      case "auto-acquire":
-        if (state === "READY" && !stopping) {
-          log.info("Auto-acquire", { duration: options.autoAcquire });
-          startAcquire(options.autoAcquire!);
+      case "acquire-done": {
+        const current = assembler.series?.uuid === item.uuid;
+        if (item.error === undefined) {
+          feed({ kind: current ? "task-returned" : "stale-task-returned" });
+        } else {
+          feed({ kind: current ? "task-failed" : "stale-task-failed", detail: item.error });
         }
+        return;
+      }
+      case "initialize-done":
+        if (item.token !== initToken) return;
+        feed(
+          item.error === undefined
+            ? { kind: "initialize-done" }
+            : { kind: "initialize-failed", detail: item.error },
+        );
+        return;
+      case "clear-done": {
+        if (finished) return;
+        const waiting = clearing;
+        clearing = undefined;
+        feed(
+          item.error === undefined
+            ? { kind: "clear-done" }
+            : { kind: "clear-failed", detail: item.error },
+        );
+        waiting?.resolve();
+        return;
+      }
+      case "timer":
+        if (item.uuid !== undefined && item.uuid !== assembler.series?.uuid) return;
+        if (item.input.kind === "auto-acquire") requestedDuration = options.autoAcquire ?? 0;
+        feed(item.input);
         return;
     }
   }
@@ -458,396 +679,16 @@ export function createController(options: ControllerOptions): Controller {
       return;
     }
     if (meta === undefined) {
-      raiseError(`Channel state for unknown channel ${channel}`);
+      feed({ kind: "device-error", detail: `Channel state for unknown channel ${channel}` });
       return;
     }
     Object.assign(meta, values);
     callHooks("channel", channel, { ...meta });
   }
 
-  function handleData(ev: DataEvent): Promise<void> | void {
-    const name = DATA_NAMES[ev.type];
-    if (state === "ERROR" || state === "FAIL") {
-      log.warning("Ignoring data event while in error", { event: name, series: ev.seriesId });
-      return;
-    }
-    const s = series;
-    if (s === undefined || s.closed !== undefined) {
-      const closed = s?.closed !== undefined
-        ? { seriesId: s.seriesId ?? "", how: s.closed }
-        : lastClosed;
-      if (closed !== undefined && closed.seriesId === ev.seriesId) {
-        const after = closed.how === "cancel"
-          ? "CancelData"
-          : closed.how === "end"
-          ? "EndData"
-          : "abort";
-        raiseError(`${name} after ${after} of series ${ev.seriesId}`);
-      } else raiseError(`${name} outside an acquisition (series ${ev.seriesId})`);
-      return;
-    }
-    const cfg = config!;
-    if (ev.type === "start-data") {
-      if (s.seriesId !== undefined) {
-        raiseError(`Second StartData (series ${ev.seriesId}) in series ${s.seriesId}`);
-        return;
-      }
-      s.seriesId = ev.seriesId;
-      s.seriesNumber = ev.seriesNumber;
-      log.info("Series started", {
-        uuid: s.uuid,
-        ssqcnt: s.ssqcnt,
-        series: ev.seriesId,
-        numid: ev.seriesNumber,
-      });
-      callHooks("seriesStart", { ...publicSeries(s) });
-      return;
-    }
-    if (s.seriesId === undefined) {
-      raiseError(`${name} before StartData (series ${ev.seriesId})`);
-      return;
-    }
-    if (ev.seriesId !== s.seriesId) {
-      raiseError(`${name} of wrong series ${ev.seriesId} (expected ${s.seriesId})`);
-      return;
-    }
-    if (ev.type === "image-data") {
-      if (s.received >= cfg.numImages) {
-        raiseError(`Too many images: more than ${cfg.numImages} in series ${s.seriesId}`);
-        return;
-      }
-      if (ev.index !== s.received) {
-        raiseError(`Image index ${ev.index} out of order (expected ${s.received})`);
-        return;
-      }
-      const problem = storeImages(s, ev.images, cfg);
-      if (problem !== undefined) {
-        raiseError(problem);
-        return;
-      }
-      if (ev.release !== undefined) {
-        // A single image is handed to the hooks as is; more are copied into the series stack.
-        if (cfg.numImages === 1) s.releases.push(ev.release);
-        else releaseImages(ev.release);
-      }
-      s.timestamps[s.received] = ev.timestamp;
-      s.exposures[s.received] = ev.exposure;
-      s.received++;
-      return;
-    }
-    if (ev.type === "end-data") {
-      if (s.received < cfg.numImages) {
-        raiseError(`Series ended after ${s.received} of ${cfg.numImages} images`);
-        return;
-      }
-      s.closed = "end";
-      lastClosed = { seriesId: s.seriesId, how: "end" };
-      if (state === "CANCEL") {
-        log.info("Series completed before the cancel took effect; discarded", { uuid: s.uuid });
-        return maybeFinish();
-      }
-      return process(s, cfg);
-    }
-    // cancel-data
-    s.closed = "cancel";
-    lastClosed = { seriesId: s.seriesId, how: "cancel" };
-    if (state === "INTEGRATE") {
-      if (!stopping) log.warning("Device cancelled the series on its own", { uuid: s.uuid });
-      setState("CANCEL");
-    }
-    return maybeFinish();
-  }
-
-  function storeImages(
-    s: ActiveSeries,
-    images: Record<string, PixelArray>,
-    cfg: DeviceConfig,
-  ): string | undefined {
-    const size = cfg.width * cfg.height;
-    const Ctor = PIXEL_ARRAY_TYPES[cfg.pixelType];
-    for (const name of Object.keys(images)) {
-      if (!(name in channelMeta)) return `Image of unknown channel ${name}`;
-    }
-    for (const ch of cfg.channels) {
-      const img = images[ch.name];
-      if (img === undefined) return `Image ${s.received} lacks channel ${ch.name}`;
-      if (!(img instanceof Ctor)) {
-        return `Image of channel ${ch.name} is ${img.constructor.name}, expected ${Ctor.name}`;
-      }
-      if (img.length !== size) {
-        return `Image of channel ${ch.name} has ${img.length} pixels, expected ${size}`;
-      }
-    }
-    for (const ch of cfg.channels) {
-      const img = images[ch.name];
-      if (cfg.numImages === 1) s.images[ch.name] = img;
-      else {
-        s.images[ch.name] ??= takeSpareStack(ch.name, Ctor, size * cfg.numImages) ??
-          new Ctor(size * cfg.numImages);
-        s.images[ch.name].set(img, s.received * size);
-      }
-    }
-    return undefined;
-  }
-
-  /** A series stack of an earlier processed series, if it has the wanted type and length. */
-  function takeSpareStack(
-    channel: string,
-    Ctor: (typeof PIXEL_ARRAY_TYPES)[keyof typeof PIXEL_ARRAY_TYPES],
-    length: number,
-  ): PixelArray | undefined {
-    const spare = spareStacks[channel];
-    if (spare === undefined || !(spare instanceof Ctor) || spare.length !== length) {
-      return undefined;
-    }
-    delete spareStacks[channel];
-    return spare;
-  }
-
-  /** Calls a backend's image release; a failing one is only logged (the images are done). */
-  function releaseImages(release: () => void): void {
-    try {
-      release();
-    } catch (err) {
-      log.warning("Image release failed", { error: errorMessage(err) });
-    }
-  }
-
-  /** After the data hooks settled: the frame's pixels may be reused. */
-  function recycleFrame(s: ActiveSeries, cfg: DeviceConfig): void {
-    const releases = s.releases;
-    s.releases = [];
-    for (const release of releases) releaseImages(release);
-    if (cfg.numImages > 1) spareStacks = { ...s.images };
-  }
-
-  async function process(s: ActiveSeries, cfg: DeviceConfig): Promise<void> {
-    setState("PROCESS");
-    const frame: Frame = {
-      ...publicSeries(s),
-      config: cfg,
-      images: s.images,
-      timestamps: s.timestamps,
-      exposures: s.exposures,
-    };
-    processing = true;
-    try {
-      for (const h of [...hooks]) {
-        if (h.data === undefined) continue;
-        const r = h.data(frame);
-        if (r !== undefined) await r;
-      }
-    } catch (err) {
-      raiseError(`Data hook failed: ${errorMessage(err)}`);
-      return;
-    } finally {
-      processing = false;
-      recycleFrame(s, cfg);
-    }
-    if (series === s) maybeFinish();
-  }
-
-  function maybeFinish(): void {
-    const s = series;
-    if (s === undefined || s.closed === undefined || !s.taskDone || processing) return;
-    stopTimer(acquireDeadline);
-    acquireDeadline = undefined;
-    series = undefined;
-    setState("READY");
-  }
-
-  function handleAcquireDone(uuid: string, error: string | undefined): void {
-    const s = series;
-    if (s === undefined || s.uuid !== uuid) {
-      if (error !== undefined && state !== "ERROR") {
-        raiseError(`Acquire failed: ${error}`);
-      }
-      return;
-    }
-    s.taskDone = true;
-    if (error !== undefined) {
-      raiseError(`Acquire failed: ${error}`);
-      return;
-    }
-    if (s.closed === undefined) {
-      raiseError(
-        `Acquire returned without EndData or CancelData (${s.received} of ${
-          config!.numImages
-        } images)`,
-      );
-      return;
-    }
-    maybeFinish();
-  }
-
-  function handleDeadline(uuid: string, what: "acquire" | "cancel"): void {
-    const s = series;
-    if (s === undefined || s.uuid !== uuid) return;
-    if (what === "cancel") {
-      if (state === "CANCEL") {
-        raiseError(`Cancel not confirmed by the device within ${cancelTimeout} s`);
-      }
-      return;
-    }
-    if (s.closed !== undefined) {
-      raiseError(`Acquire task did not return within ${s.duration + overdue} s`);
-    } else {
-      raiseError(
-        `Acquisition timed out after ${s.duration + overdue} s (duration ${s.duration} s + ` +
-          `overdue ${overdue} s; ${s.received} of ${config!.numImages} images)`,
-      );
-    }
-  }
-
-  function publicSeries(s: ActiveSeries): SeriesInfo {
-    return {
-      uuid: s.uuid,
-      ssqcnt: s.ssqcnt,
-      duration: s.duration,
-      seriesId: s.seriesId,
-      seriesNumber: s.seriesNumber,
-      startedAt: s.startedAt,
-    };
-  }
-
-  function startAcquire(duration: number): void {
-    const cfg = config!;
-    ssqcnt = (ssqcnt + 1) % 16;
-    const s: ActiveSeries = {
-      uuid: crypto.randomUUID(),
-      ssqcnt,
-      duration,
-      seriesNumber: -1,
-      startedAt: clock.now(),
-      received: 0,
-      images: {},
-      releases: [],
-      timestamps: new Float64Array(cfg.numImages),
-      exposures: new Float64Array(cfg.numImages),
-      taskDone: false,
-      abort: new AbortController(),
-    };
-    series = s;
-    lastSeries = s;
-    log.info("Acquire", { uuid: s.uuid, ssqcnt, duration });
-    setState("INTEGRATE");
-    if (overdue > 0) {
-      acquireDeadline = startTimer(
-        () => enqueue({ type: "deadline", uuid: s.uuid, what: "acquire" }),
-        (duration + overdue) * 1000,
-      );
-    }
-    acquireRunning = true;
-    let task: Promise<void>;
-    try {
-      task = Promise.resolve(
-        device.acquire(duration, AbortSignal.any([s.abort.signal, shutdown.signal])),
-      );
-    } catch (err) {
-      task = Promise.reject(err);
-    }
-    task.then(
-      () => {
-        acquireRunning = false;
-        enqueue({ type: "acquire-done", uuid: s.uuid });
-      },
-      (err) => {
-        acquireRunning = false;
-        enqueue({ type: "acquire-done", uuid: s.uuid, error: errorMessage(err) });
-      },
-    );
-  }
-
-  /** The device's IsInitialized answer, or undefined after raising the error it threw. */
-  function askInitialized(): boolean | undefined {
-    try {
-      return device.isInitialized();
-    } catch (err) {
-      raiseError(`IsInitialized failed: ${errorMessage(err)}`);
-      return undefined;
-    }
-  }
-
-  function runInit(): void {
-    const initialized = askInitialized();
-    if (initialized === undefined) return;
-    log.info("Config", { initialized, configured: config !== undefined });
-    if (initialized) {
-      finishWarmup();
-      return;
-    }
-    setState("WARMUP");
-    const token = ++initToken;
-    let task: Promise<void>;
-    try {
-      task = Promise.resolve(device.initialize(shutdown.signal));
-    } catch (err) {
-      task = Promise.reject(err);
-    }
-    task.then(
-      () => enqueue({ type: "initialize-done", token }),
-      (err) => enqueue({ type: "initialize-done", token, error: errorMessage(err) }),
-    );
-  }
-
-  function pollInitialized(): void {
-    if (state !== "WARMUP") return;
-    const initialized = askInitialized();
-    if (initialized === undefined) return;
-    if (initialized) finishWarmup();
-    else startTimer(() => enqueue({ type: "init-poll" }), initPollInterval);
-  }
-
-  function safeInitialized(): boolean {
-    try {
-      return device.isInitialized();
-    } catch {
-      return false;
-    }
-  }
-
-  function readConfig(): DeviceConfig | string {
-    try {
-      const cfg = device.getConfig();
-      return cfg ?? "Device reports no configuration although initialized";
-    } catch (err) {
-      return `GetConfig failed: ${errorMessage(err)}`;
-    }
-  }
-
-  function finishWarmup(): void {
-    const cfg = readConfig();
-    if (typeof cfg === "string") {
-      raiseError(cfg);
-      return;
-    }
-    if (config === undefined) {
-      const problems = configProblems(cfg);
-      if (problems.length > 0) {
-        fail(`Invalid device configuration: ${problems.join("; ")}`);
-        return;
-      }
-      config = structuredClone(cfg);
-      channelMeta = Object.fromEntries(config.channels.map((ch) => [ch.name, { ...ch.meta }]));
-      log.info("Detector initialized", {
-        channels: config.channels.map((c) => c.name).join(","),
-        num_images: config.numImages,
-        image_size: `${config.width}x${config.height}`,
-        pixel_type: config.pixelType,
-      });
-      callHooks("config", config);
-    } else {
-      const change = configChange(config, cfg);
-      if (change !== undefined) {
-        raiseError(`Device configuration changed: ${change}; restart the IOC`);
-        return;
-      }
-    }
-    setState("READY");
-  }
-
   function pollRuntime(): void {
     if (finished) return;
+    const state = machine.state;
     if (state !== "INIT" && state !== "WARMUP" && state !== "FAIL") {
       try {
         if (device.getRuntime !== undefined) {
@@ -862,44 +703,6 @@ export function createController(options: ControllerOptions): Controller {
       }
     }
     startTimer(pollRuntime, runtimeInterval);
-  }
-
-  async function clear(): Promise<void> {
-    if (state !== "ERROR") {
-      if (errors.length > 0) {
-        errors = [];
-        callHooks("errors", errors);
-      }
-      return;
-    }
-    if (clearing) return;
-    clearing = true;
-    log.info("Clearing errors", { errors: errors.length });
-    errors = [];
-    callHooks("errors", errors);
-    try {
-      if (device.clear !== undefined) await device.clear();
-    } catch (err) {
-      clearing = false;
-      raiseError(`Clear failed: ${errorMessage(err)}`);
-      return;
-    }
-    clearing = false;
-    if (state !== "ERROR" || errors.length > 0 || finished) return;
-    if (acquireRunning) {
-      raiseError("Previous acquisition is still running on the device");
-      return;
-    }
-    if (config === undefined) {
-      setState("INIT");
-      runInit();
-      return;
-    }
-    if (!safeInitialized()) {
-      runInit();
-      return;
-    }
-    finishWarmup();
   }
 
   function adjustRefusal(channel: string, values: Record<string, MetaValue>): string | undefined {
@@ -927,28 +730,28 @@ export function createController(options: ControllerOptions): Controller {
     }
   }
 
+  const REQUEST_INPUTS = {
+    Acquire: "acquire",
+    Cancel: "cancel",
+    Clear: "clear",
+    ChannelAdjust: "adjust",
+  } as const;
+
   function refusal(command: CommandRequest): string | undefined {
     if (finished) return "Controller stopped";
-    if (state === "FAIL") return "Controller failed";
-    switch (command.command) {
-      case "Acquire": {
-        const d = command.duration;
-        if (typeof d !== "number" || !Number.isFinite(d) || d < 0) {
-          return `Invalid duration ${d}: must be a finite number >= 0`;
-        }
-        return state === "READY" ? undefined : `Cannot acquire in state ${state}`;
+    if (command.command === "Initialize") return "Initialize is run by the controller itself";
+    const byState = refusalOf(machine, REQUEST_INPUTS[command.command]);
+    if (machine.state === "FAIL") return byState;
+    if (command.command === "Acquire") {
+      const d = command.duration;
+      if (typeof d !== "number" || !Number.isFinite(d) || d < 0) {
+        return `Invalid duration ${d}: must be a finite number >= 0`;
       }
-      case "Cancel":
-        return state === "CANCEL" || (state === "INTEGRATE" && series !== undefined)
-          ? undefined
-          : `Nothing to cancel in state ${state}`;
-      case "Clear":
-        return undefined;
-      case "ChannelAdjust":
-        return adjustRefusal(command.channel, command.values);
-      case "Initialize":
-        return "Initialize is run by the controller itself";
     }
+    if (command.command === "ChannelAdjust") {
+      return adjustRefusal(command.channel, command.values) ?? byState;
+    }
+    return byState;
   }
 
   function request(command: CommandRequest): Promise<void> {
@@ -956,23 +759,17 @@ export function createController(options: ControllerOptions): Controller {
     if (reason !== undefined) return refuse(reason);
     switch (command.command) {
       case "Acquire":
-        startAcquire(command.duration);
+        requestedDuration = command.duration;
+        feed({ kind: "acquire" });
         return Promise.resolve();
-      case "Cancel": {
-        if (state === "CANCEL") return Promise.resolve();
-        const s = series!;
-        log.info("Cancel", { uuid: s.uuid });
-        setState("CANCEL");
-        startTimer(
-          () => enqueue({ type: "deadline", uuid: s.uuid, what: "cancel" }),
-          cancelTimeout * 1000,
-        );
-        void runDeviceCancel();
+      case "Cancel":
+        feed({ kind: "cancel" });
         return Promise.resolve();
-      }
       case "Clear":
-        return clear();
+        feed({ kind: "clear" });
+        return clearing?.promise ?? Promise.resolve();
       case "ChannelAdjust":
+        feed({ kind: "adjust" });
         return adjust(command.channel, command.values);
       default:
         return refuse("Unsupported request");
@@ -980,7 +777,7 @@ export function createController(options: ControllerOptions): Controller {
   }
 
   function refuse(message: string): Promise<void> {
-    log.warning("Request refused", { reason: message, state });
+    log.warning("Request refused", { reason: message, state: machine.state });
     return Promise.reject(new RequestRefusedError(message));
   }
 
@@ -1005,17 +802,13 @@ export function createController(options: ControllerOptions): Controller {
     finished = true;
     for (const t of timers) clock.clearTimeout(t);
     timers.clear();
+    tableTimers.clear();
     shutdown.abort(new Error("shutdown"));
-    let teardown: Promise<void>;
-    try {
-      teardown = Promise.resolve(device.teardown?.());
-    } catch (err) {
-      teardown = Promise.reject(err);
-    }
-    teardown = teardown.catch((err) => {
+    const teardown = callDevice(() => device.teardown?.()).catch((err) => {
       log.error("Teardown failed", { error: errorMessage(err) });
     });
     await bounded(teardown, SHUTDOWN_STEP_MS, "teardown");
+    clearing?.resolve();
     resolveDone(exit);
   }
 
@@ -1024,19 +817,19 @@ export function createController(options: ControllerOptions): Controller {
       await done;
       return;
     }
-    stopping = true;
-    const s = series;
-    if (s !== undefined && !s.taskDone) {
-      log.info("Cancelling the running acquisition before shutdown", { uuid: s.uuid });
-      s.abort.abort(new Error("shutdown"));
+    feed({ kind: "stop" });
+    const info = assembler.series;
+    if (info !== undefined && machine.taskRunning && seriesAbort !== undefined) {
+      log.info("Cancelling the running acquisition before shutdown", { uuid: info.uuid });
+      seriesAbort.abort(new Error("shutdown"));
       await bounded(runDeviceCancel(), SHUTDOWN_STEP_MS, "cancel");
     }
-    await finish({ failed: state === "FAIL", reason: errors.at(-1) });
+    await finish({ failed: machine.state === "FAIL", reason: errors.at(-1) });
   }
 
   return {
     get state() {
-      return state;
+      return machine.state;
     },
     get config() {
       return config;
@@ -1045,8 +838,8 @@ export function createController(options: ControllerOptions): Controller {
       return errors;
     },
     get series() {
-      const s = series ?? lastSeries;
-      return s === undefined ? undefined : publicSeries(s);
+      const info = assembler.series ?? lastSeries;
+      return info === undefined ? undefined : { ...info };
     },
     get channelMeta() {
       return channelMeta;
@@ -1059,15 +852,15 @@ export function createController(options: ControllerOptions): Controller {
       return () => hooks.delete(h);
     },
     async start() {
-      log.info("Waiting for initialization", { state });
+      log.info("Waiting for initialization", { state: machine.state });
       try {
         await device.startup?.();
       } catch (err) {
-        fail(`Device startup failed: ${errorMessage(err)}`);
+        feed({ kind: "startup-failed", detail: errorMessage(err) });
         return;
       }
       if (finished) return;
-      runInit();
+      feed({ kind: "start" });
       if (runtimeInterval > 0) startTimer(pollRuntime, runtimeInterval);
     },
     request,

@@ -15,6 +15,7 @@ import {
   type CaServer,
   type NativeType,
   type NativeValue,
+  OWNER_POSTS,
   type PvHandle,
   Severity,
   WriteRefusedError,
@@ -161,6 +162,8 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
   const numid = add({ name: `${prefix}numid`, type: "long", initial: -1, recordType: "longin" });
   const acquireValue = () =>
     controller.state === "INTEGRATE" || controller.state === "CANCEL" ? 1 : 0;
+  // One writer: the state hook below posts `acquire` (1 in INTEGRATE/CANCEL, 0 afterwards); a
+  // client write only asks the controller and leaves the posting to it.
   const acquire = add({
     name: `${prefix}acquire`,
     type: "long",
@@ -173,7 +176,7 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
         log.warning("Write refused", { pv: `${prefix}acquire`, value: v });
         throw new WriteRefusedError("acquire 0 does not stop an acquisition: write cancel 1");
       }
-      if (v === 0) return 0; // nothing to do (not acquiring)
+      if (v === 0) return OWNER_POSTS; // nothing to do (not acquiring)
       if (v !== 1) {
         log.warning("Write refused", { pv: `${prefix}acquire`, value: v });
         throw new WriteRefusedError(`acquire accepts 1 (start), not ${v}`);
@@ -187,13 +190,7 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
       controller.request(command).catch((err) =>
         log.error("Acquire failed", { error: String(err) })
       );
-      // The server stores what we return after this handler; re-check once it did, in case the
-      // whole acquisition already finished (duration 0) before the store.
-      setTimeout(() => {
-        const want = acquireValue();
-        if (firstNumber(acquire.value()) !== want) acquire.post(want);
-      }, 0);
-      return acquireValue();
+      return OWNER_POSTS;
     },
   });
   const duration: PvHandle = add({
@@ -394,6 +391,8 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
     error.post(text.length > ERROR_TEXT_MAX ? text.slice(0, ERROR_TEXT_MAX) : text);
   };
 
+  /** Gives back the frame whose pixels the image PVs serve now. */
+  let heldFrame: (() => void) | undefined;
   const unsubscribe = controller.subscribe({
     config: addChannels,
     state: ({ state: s }) => {
@@ -411,6 +410,8 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
     },
     seriesStart: (series) => numid.post(series.seriesNumber),
     data: (frame) => {
+      // The PVs read the frame's pixels in place (no copy) until the next frame replaced them.
+      const giveBack = frame.retain();
       const timestamp = frame.timestamps[0] * 1000;
       published++;
       for (const [name, pixels] of Object.entries(frame.images)) {
@@ -440,11 +441,12 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
         const value = pixels instanceof Uint32Array && pv.definition.type === "long"
           ? new Int32Array(pixels.buffer, pixels.byteOffset, pixels.length)
           : pixels;
-        // The frame's pixels are lent (the backend reuses them): the PV keeps its own copy.
-        pv.post(value, { timestamp, copy: true });
+        pv.post(value, { timestamp, keep: true });
       }
       startTs?.post(frame.timestamps, { timestamp });
       acqTd?.post(frame.exposures, { timestamp });
+      heldFrame?.();
+      heldFrame = giveBack;
     },
     channel: (channel, values) => {
       for (const [key, value] of Object.entries(values)) meta[channel]?.[key]?.post(value);
@@ -457,6 +459,7 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
 
   return {
     names: () => [...added],
+    // The last frame stays with the PVs (they still serve it): it is not given back.
     close: unsubscribe,
   };
 }

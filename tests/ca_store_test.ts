@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { PvRecord } from "../ca/store.ts";
+import { OWNER_POSTS } from "../ca/pv.ts";
 import { defaultCodec } from "../ca/codec_dbr.ts";
 import { DBR, decodeDbr } from "../ca/dbr.ts";
 import { assertSameBytes } from "./support/bytes.ts";
@@ -93,4 +94,36 @@ Deno.test("store: a narrower array posted without copy is still not aliased", ()
   mine.fill(6); // allowed: only native-typed arrays are kept by reference
   assert.equal(pv.value()[0], 5);
   assert.deepEqual(Array.from(readDoubles(pv, 1)), [5]);
+});
+
+Deno.test("store: a write handler answering OWNER_POSTS leaves storing and posting to the owner", async () => {
+  const owner: { pv?: PvRecord } = {};
+  const pvr = new PvRecord({
+    name: "S:go",
+    type: "long",
+    writable: true,
+    onWrite: (value) => {
+      if (value[0] === 2) owner.pv!.post(1); // the owner's own post, e.g. from a state hook
+      return OWNER_POSTS;
+    },
+  }, defaultCodec);
+  owner.pv = pvr;
+  const version = pvr.version;
+  await pvr.write(new Int32Array([5]), { user: "", host: "", address: "127.0.0.1" });
+  assert.deepEqual(Array.from(pvr.value() as Int32Array), [0], "written value not stored");
+  assert.equal(pvr.version, version, "nothing posted");
+  await pvr.write(new Int32Array([2]), { user: "", host: "", address: "127.0.0.1" });
+  assert.deepEqual(Array.from(pvr.value() as Int32Array), [1], "only the owner's post");
+  assert.equal(pvr.version, version + 1);
+});
+
+Deno.test("store: a narrower array handed over with keep is served in place", () => {
+  const n = 2048;
+  const pv = new PvRecord({ name: "S:keep", type: "double", maxCount: n }, defaultCodec);
+  const pixels = new Uint32Array(n).fill(0xffff_ffff);
+  pv.post(pixels, { keep: true });
+  assert.equal(pv.snapshot().value, pixels, "kept by reference, unconverted");
+  assert.deepEqual(Array.from(readDoubles(pv, 2)), [4294967295, 4294967295]);
+  pv.post(new Uint32Array(n).fill(1));
+  assert.equal(pixels[0], 0xffff_ffff, "a handed-over array is never written by the store");
 });

@@ -3,7 +3,7 @@ import { WriteRefusedError } from "../ca/pv.ts";
 import { createIocPvs, ERROR_TEXT_MAX, IMAGE_CA_TYPES, pvSuffixes } from "../lib/ioc_pvs.ts";
 import { startHarness } from "./support/controller_harness.ts";
 import { FakeCaServer } from "./support/fake_ca_server.ts";
-import { fakeConfig, type FakeScript } from "./support/fake_device.ts";
+import { fakeConfig, fakeImages, type FakeScript } from "./support/fake_device.ts";
 
 async function setup(script: FakeScript = {}) {
   const h = await startHarness(script);
@@ -60,6 +60,13 @@ Deno.test("pvs: acquire publishes images and timestamps before acquire returns t
     order.join(" "),
   );
   assert.ok(iTs < i0 && iTs > 0, order.join(" "));
+  assert.deepEqual(
+    order.filter((o) => o.startsWith("T:acquire=")),
+    ["T:acquire=1", "T:acquire=0"],
+    "acquire has one writer (the state hook): no second post from the write",
+  );
+  await server.write("T:acquire", 0);
+  assert.equal(server.posts.filter((p) => p.name === "T:acquire").length, 2, "writing 0: no post");
   assert.equal(server.read("T:a:image").length, 24);
   assert.deepEqual(server.read("T:ssqcnt"), [0]);
   assert.deepEqual(server.read("T:numid"), [7]);
@@ -134,6 +141,43 @@ Deno.test("pvs: clear writes clear the error and recover", async () => {
   assert.deepEqual(server.read("T:state"), ["READY"]);
   assert.deepEqual(server.read("T:error"), [""]);
   assert.deepEqual(server.read("T:clear"), [0]);
+  pvs.close();
+  await h.close();
+});
+
+Deno.test("pvs: image PVs serve the frame's pixels in place and give them back at the next frame", async () => {
+  const released: number[] = [];
+  const served: unknown[] = [];
+  let n = 0;
+  const { h, server, pvs } = await setup({
+    config: { ...fakeConfig(), numImages: 1 },
+    acquire: (dev) => {
+      const series = n++;
+      dev.ctx.emit({ type: "start-data", seriesId: `s${series}`, seriesNumber: series });
+      const images = fakeImages(dev.config!, series);
+      served.push(images.a);
+      dev.ctx.emit({
+        type: "image-data",
+        seriesId: `s${series}`,
+        index: 0,
+        timestamp: 100,
+        exposure: 0.1,
+        images,
+        release: () => released.push(series),
+      });
+      dev.ctx.emit({ type: "end-data", seriesId: `s${series}` });
+      return Promise.resolve();
+    },
+  });
+  await server.write("T:acquire", 1);
+  await h.advance(0);
+  const post = server.posts.findLast((p) => p.name === "T:a:image")!;
+  assert.equal(post.value, served[0], "posted without a copy");
+  assert.equal(post.options?.keep, true, "handed over: kept as is by the CA store");
+  assert.deepEqual(released, [], "still served by the PV after the hooks settled");
+  await server.write("T:acquire", 1);
+  await h.advance(0);
+  assert.deepEqual(released, [0], "given back once the next frame replaced it");
   pvs.close();
   await h.close();
 });

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { DataEvent, PixelArray, PixelType } from "../contract.ts";
+import { type DataEvent, imageOrderProblem, type PixelArray, type PixelType } from "../contract.ts";
 import { releaseDecodeBuffers } from "./decode_buffers.ts";
 
 /** Decoded `start` message (only the fields the backend uses). */
@@ -282,6 +282,12 @@ export class SeriesCollector {
     }
     if (this.#received.has(msg.imageId)) {
       this.fail(`series ${armed}: image id ${msg.imageId} received twice`);
+      return;
+    }
+    // The contract's one image-order rule (the controller's assembler applies it too).
+    const order = imageOrderProblem(msg.imageId, this.#received.size, e.numImages);
+    if (order !== undefined) {
+      this.fail(`series ${armed}: ${order}`);
       return;
     }
     const images: Record<string, PixelArray> = {};

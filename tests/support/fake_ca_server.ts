@@ -14,6 +14,7 @@ import type {
   PvMetadata,
   PvValue,
 } from "../../ca/pv.ts";
+import { OWNER_POSTS } from "../../ca/pv.ts";
 
 /** One recorded post. */
 export interface PostRecord {
@@ -74,7 +75,10 @@ export class FakeCaServer implements CaServer {
     return Promise.resolve();
   }
 
-  /** Writes like a client: runs the handler, then stores its result or the written value. */
+  /**
+   * Writes like a client: runs the handler, then stores its result or the written value (nothing
+   * when the handler answers OWNER_POSTS).
+   */
   async write(name: string, value: PvValue): Promise<void> {
     const entry = this.#pvs.get(name);
     if (entry === undefined) throw new Error(`no PV ${name}`);
@@ -83,6 +87,7 @@ export class FakeCaServer implements CaServer {
     const result = entry.def.onWrite
       ? await entry.def.onWrite(native, { user: "t", host: "h", address: "127.0.0.1" })
       : undefined;
+    if (result === OWNER_POSTS) return;
     entry.handle.post(result !== undefined ? result : native);
   }
 

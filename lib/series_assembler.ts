@@ -1,0 +1,295 @@
+/**
+ * The series assembler: the one place that checks a backend's data events against the data
+ * protocol of the contract — StartData, exactly `numImages` ImageData in index order
+ * ({@link imageOrderProblem}), then EndData or CancelData, all of one series id, images of the
+ * configured channels, geometry and pixel type — and assembles the accepted images into a
+ * {@link Frame}. Free of I/O: the controller's runner feeds it events and turns its outcomes into
+ * inputs of the state table (`lib/controller_table.ts`).
+ *
+ * Pixels follow the ownership rule of the contract (`devices/contract.ts`): a single-image series
+ * hands the backend's arrays on as they are; a multi-image series is copied into one stack per
+ * channel (reused by the next series of the same geometry once the frame is released), and each
+ * image is released to its backend right after its copy.
+ *
+ * @module
+ */
+
+import {
+  type DataEvent,
+  type DeviceConfig,
+  imageOrderProblem,
+  PIXEL_ARRAY_TYPES,
+  type PixelArray,
+} from "../devices/contract.ts";
+
+/** The acquisition currently running (or last started). */
+export interface SeriesInfo {
+  /** Locally generated UUID of the series. */
+  uuid: string;
+  /** Short sequence counter 0..15, incremented per started acquisition. */
+  ssqcnt: number;
+  /** Requested exposure duration in seconds. */
+  duration: number;
+  /** The device's series id (from StartData), undefined before StartData. */
+  seriesId?: string;
+  /** The device's numeric series number (from StartData), -1 when unknown. */
+  seriesNumber: number;
+  /** Start of the acquisition (clock ms). */
+  startedAt: number;
+}
+
+/** A complete image series handed to data hooks in PROCESS. */
+export interface Frame extends Readonly<SeriesInfo> {
+  /** Configuration the images follow. */
+  config: DeviceConfig;
+  /** Pixels by channel, `numImages*height*width` elements each, row-major [image][y][x]. */
+  images: Record<string, PixelArray>;
+  /** Start time of each image, Unix seconds. */
+  timestamps: Float64Array;
+  /** Real exposure time of each image, seconds. */
+  exposures: Float64Array;
+  /**
+   * Keeps the pixels readable beyond the data hook (see the ownership rule in
+   * `devices/contract.ts`): returns the function that gives them back. Until every such function
+   * was called (at most once each counts), nobody writes to `images`.
+   */
+  retain(): () => void;
+}
+
+/** What an accepted or refused data event means for the state table. */
+export type AssemblyOutcome =
+  | { kind: "series-start" }
+  | { kind: "image" }
+  | { kind: "series-end" }
+  | { kind: "series-cancel" }
+  | { kind: "data-violation"; detail: string };
+
+const DATA_NAMES: Record<DataEvent["type"], string> = {
+  "start-data": "StartData",
+  "image-data": "ImageData",
+  "end-data": "EndData",
+  "cancel-data": "CancelData",
+};
+
+interface OpenSeries {
+  info: SeriesInfo;
+  config: DeviceConfig;
+  received: number;
+  images: Record<string, PixelArray>;
+  /** Backend releases of images the frame holds without a copy (single-image series). */
+  releases: (() => void)[];
+  timestamps: Float64Array;
+  exposures: Float64Array;
+  closed?: "end" | "cancel";
+}
+
+/** Assembles one series at a time; see the module doc. */
+export class SeriesAssembler {
+  #open: OpenSeries | undefined;
+  #lastClosed: { seriesId: string; how: string } | undefined;
+  /** Stacks of released multi-image frames, by channel, for the next series. */
+  #spareStacks: Record<string, PixelArray> = {};
+  #onReleaseError: (err: unknown) => void;
+
+  /** `onReleaseError` hears of a backend release function that threw (the images are done). */
+  constructor(onReleaseError: (err: unknown) => void = () => {}) {
+    this.#onReleaseError = onReleaseError;
+  }
+
+  /** The open series (until {@link close} or {@link abort}). */
+  get series(): Readonly<SeriesInfo> | undefined {
+    return this.#open?.info;
+  }
+
+  /** Images accepted in the open series. */
+  get received(): number {
+    return this.#open?.received ?? 0;
+  }
+
+  /** Opens a series (an acquisition started); a still open one is aborted first. */
+  open(info: SeriesInfo, config: DeviceConfig): void {
+    if (this.#open !== undefined) this.abort();
+    this.#open = {
+      info,
+      config,
+      received: 0,
+      images: {},
+      releases: [],
+      timestamps: new Float64Array(config.numImages),
+      exposures: new Float64Array(config.numImages),
+    };
+  }
+
+  /** Checks one data event and stores its images; the outcome says what it meant. */
+  accept(ev: DataEvent): AssemblyOutcome {
+    const name = DATA_NAMES[ev.type];
+    const s = this.#open;
+    if (s === undefined || s.closed !== undefined) {
+      const closed = s?.closed !== undefined
+        ? { seriesId: s.info.seriesId ?? "", how: s.closed }
+        : this.#lastClosed;
+      if (closed !== undefined && closed.seriesId === ev.seriesId) {
+        const after = closed.how === "cancel"
+          ? "CancelData"
+          : closed.how === "end"
+          ? "EndData"
+          : "abort";
+        return violation(`${name} after ${after} of series ${ev.seriesId}`);
+      }
+      return violation(`${name} outside an acquisition (series ${ev.seriesId})`);
+    }
+    const cfg = s.config;
+    if (ev.type === "start-data") {
+      if (s.info.seriesId !== undefined) {
+        return violation(`Second StartData (series ${ev.seriesId}) in series ${s.info.seriesId}`);
+      }
+      s.info.seriesId = ev.seriesId;
+      s.info.seriesNumber = ev.seriesNumber;
+      return { kind: "series-start" };
+    }
+    if (s.info.seriesId === undefined) {
+      return violation(`${name} before StartData (series ${ev.seriesId})`);
+    }
+    if (ev.seriesId !== s.info.seriesId) {
+      return violation(`${name} of wrong series ${ev.seriesId} (expected ${s.info.seriesId})`);
+    }
+    if (ev.type === "image-data") {
+      const order = imageOrderProblem(ev.index, s.received, cfg.numImages);
+      if (order !== undefined) {
+        return violation(
+          s.received >= cfg.numImages ? `${order} in series ${s.info.seriesId}` : order,
+        );
+      }
+      const problem = this.#store(s, ev.images);
+      if (problem !== undefined) return violation(problem);
+      if (ev.release !== undefined) {
+        // A single image is handed on as is; more were copied into the series stack.
+        if (cfg.numImages === 1) s.releases.push(ev.release);
+        else this.#release(ev.release);
+      }
+      s.timestamps[s.received] = ev.timestamp;
+      s.exposures[s.received] = ev.exposure;
+      s.received++;
+      return { kind: "image" };
+    }
+    if (ev.type === "end-data") {
+      if (s.received < cfg.numImages) {
+        return violation(`Series ended after ${s.received} of ${cfg.numImages} images`);
+      }
+      s.closed = "end";
+      this.#lastClosed = { seriesId: s.info.seriesId, how: "end" };
+      return { kind: "series-end" };
+    }
+    s.closed = "cancel";
+    this.#lastClosed = { seriesId: s.info.seriesId, how: "cancel" };
+    return { kind: "series-cancel" };
+  }
+
+  /**
+   * The frame of the open, regularly ended series. When the last reference taken with
+   * {@link Frame.retain} is given back, the backend's images are released and a multi-image stack
+   * becomes a spare for the next series (the runner holds one reference while data hooks run).
+   */
+  frame(): Frame {
+    const s = this.#open;
+    if (s === undefined || s.closed !== "end") throw new Error("no completed series");
+    let refs = 0;
+    const retain = (): () => void => {
+      refs++;
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        if (--refs === 0) this.#recycle(s);
+      };
+    };
+    return {
+      ...s.info,
+      config: s.config,
+      images: s.images,
+      timestamps: s.timestamps,
+      exposures: s.exposures,
+      retain,
+    };
+  }
+
+  /** Forgets the open series after it finished (READY). */
+  close(): void {
+    this.#open = undefined;
+  }
+
+  /**
+   * Drops the open series (ERROR, FAIL, shutdown): later data of it is refused as "after abort".
+   * Images not yet released are left to the garbage collector; a frame handed out stays valid.
+   */
+  abort(): void {
+    const s = this.#open;
+    if (s === undefined) return;
+    this.#open = undefined;
+    if (s.info.seriesId !== undefined) {
+      this.#lastClosed = { seriesId: s.info.seriesId, how: "abort" };
+    }
+  }
+
+  #store(s: OpenSeries, images: Record<string, PixelArray>): string | undefined {
+    const cfg = s.config;
+    const size = cfg.width * cfg.height;
+    const Ctor = PIXEL_ARRAY_TYPES[cfg.pixelType];
+    for (const name of Object.keys(images)) {
+      if (!cfg.channels.some((ch) => ch.name === name)) return `Image of unknown channel ${name}`;
+    }
+    for (const ch of cfg.channels) {
+      const img = images[ch.name];
+      if (img === undefined) return `Image ${s.received} lacks channel ${ch.name}`;
+      if (!(img instanceof Ctor)) {
+        return `Image of channel ${ch.name} is ${img.constructor.name}, expected ${Ctor.name}`;
+      }
+      if (img.length !== size) {
+        return `Image of channel ${ch.name} has ${img.length} pixels, expected ${size}`;
+      }
+    }
+    for (const ch of cfg.channels) {
+      const img = images[ch.name];
+      if (cfg.numImages === 1) s.images[ch.name] = img;
+      else {
+        s.images[ch.name] ??= this.#takeSpare(ch.name, Ctor, size * cfg.numImages) ??
+          new Ctor(size * cfg.numImages);
+        s.images[ch.name].set(img, s.received * size);
+      }
+    }
+    return undefined;
+  }
+
+  #takeSpare(
+    channel: string,
+    Ctor: (typeof PIXEL_ARRAY_TYPES)[keyof typeof PIXEL_ARRAY_TYPES],
+    length: number,
+  ): PixelArray | undefined {
+    const spare = this.#spareStacks[channel];
+    if (spare === undefined || !(spare instanceof Ctor) || spare.length !== length) {
+      return undefined;
+    }
+    delete this.#spareStacks[channel];
+    return spare;
+  }
+
+  #release(release: () => void): void {
+    try {
+      release();
+    } catch (err) {
+      this.#onReleaseError(err);
+    }
+  }
+
+  /** The last reference to a frame was given back: its pixels may be reused. */
+  #recycle(s: OpenSeries): void {
+    const releases = s.releases;
+    s.releases = [];
+    for (const release of releases) this.#release(release);
+    if (s.config.numImages > 1) this.#spareStacks = { ...s.images };
+  }
+}
+
+function violation(detail: string): AssemblyOutcome {
+  return { kind: "data-violation", detail };
+}
