@@ -19,6 +19,7 @@ import {
   endMessage,
   Flags,
   isControl,
+  LargeMessagePool,
   type Message,
   MessageFramer,
   Sub,
@@ -55,6 +56,13 @@ export interface PvaClientOptions {
   host?: string;
   /** Largest accepted message. */
   maxMessage?: number;
+  /**
+   * Reusable-buffer decode: large monitor updates are received into one recycled buffer, and
+   * their numeric arrays (NTNDArray pixels) are views of it — valid only during the `onUpdate`
+   * call (copy what must be kept). Saves allocating and first-touching a fresh buffer per image.
+   * GET/PUT replies are never recycled.
+   */
+  recycleLargeMessages?: boolean;
 }
 
 /** One monitor update. */
@@ -82,6 +90,7 @@ interface Pending {
 export class PvaClient {
   #conn: Deno.TcpConn;
   #framer: MessageFramer;
+  #pool: LargeMessagePool | undefined;
   #rx: TypeCache = new Map();
   #little = true;
   #nextCid = 0x12345678;
@@ -100,9 +109,12 @@ export class PvaClient {
 
   private constructor(conn: Deno.TcpConn, options: PvaClientOptions) {
     this.#conn = conn;
+    const pool = options.recycleLargeMessages ? new LargeMessagePool() : undefined;
+    this.#pool = pool;
     this.#framer = new MessageFramer({
       server: false,
       maxMessage: options.maxMessage ?? 256 * 1024 * 1024,
+      allocate: pool && ((size) => pool.allocate(size)),
     });
     let validated!: () => void;
     let failed!: (e: Error) => void;
@@ -135,9 +147,12 @@ export class PvaClient {
     const buf = new Uint8Array(1024 * 1024);
     try {
       for (;;) {
-        const n = await this.#conn.read(buf);
+        // The rest of a large message is read straight into its own buffer.
+        const window = this.#framer.receiveWindow();
+        const n = await this.#conn.read(window ?? buf);
         if (n === null) throw new Error("connection closed by server");
-        this.#framer.push(buf.subarray(0, n));
+        if (window !== undefined) this.#framer.received(n);
+        else this.#framer.push(buf.subarray(0, n));
         for (;;) {
           const m = this.#framer.next();
           if (m === undefined) break;
@@ -213,6 +228,8 @@ export class PvaClient {
           return;
         }
         this.#monitors.get(ioid)?.(r, sub);
+        // Decoded and handed over synchronously: the buffer may take the next update.
+        if (m.owned) this.#pool?.recycle(m.payload);
         return;
       }
       default:

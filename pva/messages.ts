@@ -100,6 +100,8 @@ export interface Message {
   flags: number;
   /** Payload (a view; valid until the next call into the framer). */
   payload: Uint8Array;
+  /** The payload is a large message's own buffer (from the framer's allocator). */
+  owned: boolean;
   /** A reader over the payload in the message's own byte order. */
   reader(): WireReader;
 }
@@ -114,6 +116,7 @@ function makeMessage(
     command,
     flags,
     payload,
+    owned,
     reader: () => new WireReader(payload, !isBigEndian(flags), owned),
   };
 }
@@ -134,6 +137,40 @@ export interface FramerOptions {
   server: boolean;
   /** Largest accepted message payload (segments joined), bytes. */
   maxMessage: number;
+  /**
+   * Provides the buffer a large message (≥ 64 KiB, unsegmented) is received into; default a new
+   * `Uint8Array(size)`. A recycling allocator (see {@link LargeMessagePool}) may hand out a buffer
+   * again once the previous message from it was handled.
+   */
+  allocate?: (size: number) => Uint8Array;
+}
+
+/**
+ * Recycles the buffers of large received messages: {@link allocate} hands out the spare buffer
+ * (grown when too small) and {@link recycle} takes a handled message's buffer back. Whatever was
+ * decoded as a view of a recycled buffer is overwritten by the next large message, so the owner
+ * recycles only once nothing refers to the message any more.
+ */
+export class LargeMessagePool {
+  #spare: ArrayBuffer | undefined;
+
+  /** A buffer of exactly `size` bytes (a view at offset 0 of a recycled buffer when one fits). */
+  allocate(size: number): Uint8Array {
+    const spare = this.#spare;
+    if (spare !== undefined && spare.byteLength >= size) {
+      this.#spare = undefined;
+      return new Uint8Array(spare, 0, size);
+    }
+    return new Uint8Array(size);
+  }
+
+  /** Takes back the buffer under `payload` (keeps the larger of it and the current spare). */
+  recycle(payload: Uint8Array): void {
+    const buffer = payload.buffer as ArrayBuffer;
+    if (this.#spare === undefined || buffer.byteLength > this.#spare.byteLength) {
+      this.#spare = buffer;
+    }
+  }
 }
 
 /**
@@ -158,6 +195,25 @@ export class MessageFramer {
   /** Bytes buffered but not yet parsed. */
   get buffered(): number {
     return this.#end - this.#start;
+  }
+
+  /**
+   * The not yet received part of a large message's own buffer, or undefined when none is pending:
+   * a reader may read straight into it (then call {@link received}) instead of {@link push}ing.
+   */
+  receiveWindow(): Uint8Array | undefined {
+    const large = this.#large;
+    if (large === undefined || large.filled === large.payload.length) return undefined;
+    return large.payload.subarray(large.filled);
+  }
+
+  /** `n` bytes were read straight into the {@link receiveWindow}. */
+  received(n: number): void {
+    const large = this.#large;
+    if (large === undefined || large.filled + n > large.payload.length) {
+      throw new RangeError("received() beyond the receive window");
+    }
+    large.filled += n;
   }
 
   /** Appends received bytes. */
@@ -219,7 +275,7 @@ export class MessageFramer {
       if (this.#end - this.#start < HEADER_SIZE + h.size) {
         if (seg !== 0 || h.size < LARGE_MESSAGE) return undefined;
         // Large message: receive the rest straight into its own buffer.
-        const payload = new Uint8Array(h.size);
+        const payload = this.#opts.allocate?.(h.size) ?? new Uint8Array(h.size);
         const have = this.#buf.subarray(this.#start + HEADER_SIZE, this.#end);
         payload.set(have);
         this.#large = { command: h.command, flags: h.flags, payload, filled: have.length };

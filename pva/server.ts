@@ -16,6 +16,7 @@ import {
 } from "../ca/mod.ts";
 import { pumpStream } from "../core/stream_pump.ts";
 import { getLog } from "../core/log.ts";
+import { type Clock, systemClock, type TimerHandle } from "../core/clock.ts";
 import { type ConnectionLimits, ServerConnection } from "./connection.ts";
 import { readPvaServerEnv } from "./env.ts";
 import { answerSearchDatagram, encodeBeacon, type ServerIdentity } from "./search.ts";
@@ -49,6 +50,8 @@ export interface PvaServerOptions {
   limits?: Partial<ConnectionLimits>;
   /** Inactivity timeout in seconds (default from `EPICS_PVA_CONN_TMO`). */
   idleTimeout?: number;
+  /** Clock of the inactivity timeout (default the system clock; tests inject a manual one). */
+  clock?: Clock;
 }
 
 /** A running pvAccess server. */
@@ -93,6 +96,7 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
   const recordSources = new WeakMap<PvRecord, PvaSource>();
   const ignore = new Set(config.ignoreAddresses);
   const idleMs = (options.idleTimeout ?? config.idleTimeout) * 1000;
+  const clock = options.clock ?? systemClock;
 
   const resolve = (name: string): PvaSource | undefined => {
     const explicit = sources.get(name);
@@ -198,13 +202,19 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
 
   const serveConn = async (conn: Deno.TcpConn) => {
     const peer = conn.remoteAddr as Deno.NetAddr;
-    let lastRx = Date.now();
+    let lastRx = clock.now();
     let end = () => {};
-    const idleTimer = setInterval(() => {
-      if (Date.now() - lastRx <= idleMs) return;
-      log.info("PVA connection idle, closing", { peer: peer.hostname });
-      end();
-    }, Math.max(500, idleMs / 4));
+    let idleTimer: TimerHandle | undefined;
+    const checkIdle = () => {
+      if (clock.now() - lastRx > idleMs) {
+        idleTimer = undefined;
+        log.info("PVA connection idle, closing", { peer: peer.hostname });
+        end();
+        return;
+      }
+      idleTimer = clock.setTimeout(checkIdle, Math.max(500, idleMs / 4));
+    };
+    checkIdle();
     log.debug("PVA connection open", { peer: peer.hostname, port: peer.port });
     conns.add(conn);
     await pumpStream(conn, (hooks) => {
@@ -223,10 +233,10 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
       return connection;
     }, {
       readBuffer: 64 * 1024,
-      onRead: () => (lastRx = Date.now()),
+      onRead: () => (lastRx = clock.now()),
       onError: (what, error) => log.debug(`PVA ${what} failed`, { peer: peer.hostname, error }),
       onEnd: () => {
-        clearInterval(idleTimer);
+        if (idleTimer !== undefined) clock.clearTimeout(idleTimer);
         conns.delete(conn);
         for (const c of connections) if (!c.open) connections.delete(c);
       },

@@ -14,6 +14,7 @@ import { WireReader, WireWriter } from "../pva/wire.ts";
 import { decodeSearchResponse, encodeSearch } from "../pva/search.ts";
 import type { StructValue, UnionValue } from "../pva/pvdata.ts";
 import { NT_NDARRAY } from "../pva/nt.ts";
+import { ManualClock } from "../core/clock.ts";
 
 async function setup(): Promise<{ store: PvStore; server: PvaServer }> {
   const store = new PvStore(defaultCodec);
@@ -191,6 +192,40 @@ Deno.test("pva e2e: a client vanishing mid-message closes only its own connectio
     assert.equal((await good.get("E:d")).value.value, 1.5);
   } finally {
     good.close();
+    await server.close();
+  }
+});
+
+Deno.test("PVA server closes a connection idle for longer than the timeout (manual clock)", async () => {
+  const clock = new ManualClock();
+  const store = new PvStore(defaultCodec);
+  store.add({ name: "I:x", type: "double", initial: 4 });
+  const server = await startPvaServer({
+    store,
+    env: {},
+    tcpPort: 0,
+    udpPort: 0,
+    interfaces: ["127.0.0.1"],
+    beaconAddresses: [],
+    idleTimeout: 30,
+    clock,
+  });
+  const client = await PvaClient.connect("127.0.0.1", server.tcpPort);
+  try {
+    await until(() => server.connectionCount() === 1, "the connection");
+    await clock.advance(20_000);
+    // Traffic restarts the count: a GET's reply proves the server read the request.
+    assert.equal((await client.get("I:x")).value.value, 4);
+    await clock.advance(20_000); // 40 s since connecting, 20 s since the GET
+    assert.equal(client.error, undefined);
+    assert.equal(server.connectionCount(), 1);
+    // Checked every timeout/4 (7.5 s): closed by the first check after 30 s of silence.
+    await clock.advance(20_000);
+    await client.done;
+    assert.match(String(client.error), /closed by server/);
+    await until(() => server.connectionCount() === 0, "the connection to go");
+  } finally {
+    client.close();
     await server.close();
   }
 });

@@ -1,6 +1,6 @@
 /**
  * Benchmark helper process: subscribes to one PV with our pvAccess client (pipelined, queue 4)
- * for a number of seconds and prints `{updates, bytes, seconds, cpu}` as JSON.
+ * (reusable-buffer decode unless `RECYCLE=0`) for a number of seconds and prints `{updates, bytes, seconds, cpu}` as JSON.
  *
  * Usage: `deno run -A scripts/bench/pva_monitor_client.ts HOST PORT PV SECONDS`
  *
@@ -17,7 +17,9 @@ function cpu(): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-const client = await PvaClient.connect(host, Number(port));
+const client = await PvaClient.connect(host, Number(port), {
+  recycleLargeMessages: Deno.env.get("RECYCLE") !== "0",
+});
 let updates = -1; // the first update is the current value, not a post
 let bytes = 0;
 let t0 = 0;

@@ -5,11 +5,16 @@
  * by default, as LONG with `--uint32-as long`) and the raw loopback stream of the same bytes, all
  * in the same run. Target: PVA updates/s ≥ CA updates/s.
  *
+ * The phases run in alternation for `--rounds` rounds (same image, same server, same run); each
+ * round prints PVA/CA ratios, and the summary gives the range (min–max) of every rate and ratio.
+ * `--only a,b` keeps the phases whose label contains one of the words; `--profile DIR` runs our
+ * PVA client process with `--cpu-prof-md` into DIR.
+ *
  * With `--pvxs DIR` (a local PVXS build's `bin/linux-x86_64`, see docs/pva.md) the PVA phase is
  * also measured with PVXS's C++ `pvxmonitor` as the client (search over TCP to our port only).
  *
  * Usage: `./node_modules/.bin/deno run -A scripts/bench/pva_ndarray.ts [--seconds 3]
- * [--pvxs DIR]`
+ * [--rounds 3] [--pvxs DIR] [--only pva,long] [--profile DIR]`
  *
  * @module
  */
@@ -24,9 +29,16 @@ import { testServerEnv } from "../../tests/support/epics_env.ts";
 import { compileCaBenchClient } from "./ca_bench_client.ts";
 
 const { values } = parseArgs({
-  options: { seconds: { type: "string", default: "3" }, pvxs: { type: "string" } },
+  options: {
+    seconds: { type: "string", default: "3" },
+    rounds: { type: "string", default: "3" },
+    pvxs: { type: "string" },
+    only: { type: "string" },
+    profile: { type: "string" },
+  },
 });
 const SECONDS = Number(values.seconds);
+const ROUNDS = Math.max(1, Number(values.rounds));
 const WIDTH = 1028;
 const HEIGHT = 512;
 const COUNT = WIDTH * HEIGHT;
@@ -41,6 +53,7 @@ async function pvaClient(port: number, pv: string): Promise<Record<string, numbe
     args: [
       "run",
       "-A",
+      ...(values.profile === undefined ? [] : ["--cpu-prof-md", "--cpu-prof-dir", values.profile]),
       new URL("./pva_monitor_client.ts", import.meta.url).pathname,
       "127.0.0.1",
       String(port),
@@ -169,9 +182,8 @@ async function pvxmonitor(port: number, pv: string): Promise<Record<string, numb
   return { updates: counted, seconds, cpu: 0 };
 }
 
-const results: Record<string, number> = {};
 type Phase = [string, PvHandle, () => Promise<Record<string, number>>];
-const phases: Phase[] = [
+let phases: Phase[] = [
   ["CA DOUBLE monitor", asDouble, () => caClient(ca.udpPort, "monitor", "B:dbl", String(SECONDS))],
   ["CA LONG monitor", asLong, () => caClient(ca.udpPort, "monitor", "B:lng", String(SECONDS))],
   ["PVA NTNDArray", forPva, () => pvaClient(pva.tcpPort, "B:nd")],
@@ -179,25 +191,46 @@ const phases: Phase[] = [
 if (values.pvxs !== undefined) {
   phases.push(["PVA pvxmonitor", forPva, () => pvxmonitor(pva.tcpPort, "B:nd")]);
 }
-for (const [label, pv, run] of phases) {
-  const post = poster([pv], image);
-  const r = await run();
-  const posts = await post.stop();
-  const rate = r.updates / r.seconds;
-  results[label] = rate;
-  console.log(
-    `${(label + ":").padEnd(19)}${rate.toFixed(1)} updates/s (${posts} posts; client CPU ${
-      (1000 * r.cpu / Math.max(1, r.updates)).toFixed(2)
-    } ms/update) → ${(100 * rate / rawRate).toFixed(0)} % of raw`,
-  );
+if (values.only !== undefined) {
+  const words = values.only.toLowerCase().split(",");
+  phases = phases.filter(([label]) => words.some((w) => label.toLowerCase().includes(w)));
 }
-for (const label of ["PVA NTNDArray", "PVA pvxmonitor"]) {
-  const pvaRate = results[label];
-  if (pvaRate === undefined) continue;
+/** Every measured value per name, over the rounds. */
+const samples = new Map<string, number[]>();
+const sample = (name: string, v: number) => {
+  if (!samples.has(name)) samples.set(name, []);
+  samples.get(name)!.push(v);
+};
+for (let round = 1; round <= ROUNDS; round++) {
+  const results: Record<string, number> = {};
+  for (const [label, pv, run] of phases) {
+    const post = poster([pv], image);
+    const r = await run();
+    const posts = await post.stop();
+    const rate = r.updates / r.seconds;
+    results[label] = rate;
+    sample(label, rate);
+    console.log(
+      `[${round}] ${(label + ":").padEnd(19)}${rate.toFixed(1)} updates/s (${posts} posts; ` +
+        `client CPU ${(1000 * r.cpu / Math.max(1, r.updates)).toFixed(2)} ms/update) → ` +
+        `${(100 * rate / rawRate).toFixed(0)} % of raw`,
+    );
+  }
+  for (const label of ["PVA NTNDArray", "PVA pvxmonitor"]) {
+    for (const ca of ["CA DOUBLE monitor", "CA LONG monitor"]) {
+      if (results[label] === undefined || results[ca] === undefined) continue;
+      const name = `${label} / ${ca.split(" ").slice(0, 2).join(" ")}`;
+      sample(name, results[label] / results[ca]);
+      console.log(`[${round}] ${name}: ${(results[label] / results[ca]).toFixed(2)}`);
+    }
+  }
+}
+console.log(`# summary over ${ROUNDS} round(s): min–max (target: every PVA / CA ratio ≥ 1)`);
+for (const [name, vs] of samples) {
+  const unit = name.includes("/") ? "" : " updates/s";
+  const digits = name.includes("/") ? 2 : 1;
   console.log(
-    `${label} / CA DOUBLE: ${(pvaRate / results["CA DOUBLE monitor"]).toFixed(2)}, / CA LONG: ${
-      (pvaRate / results["CA LONG monitor"]).toFixed(2)
-    } (target ≥ 1)`,
+    `${name}: ${Math.min(...vs).toFixed(digits)}–${Math.max(...vs).toFixed(digits)}${unit}`,
   );
 }
 await pva.close();
