@@ -161,7 +161,9 @@ export class LargeMessagePool {
       this.#spare = undefined;
       return new Uint8Array(spare, 0, size);
     }
-    return new Uint8Array(size);
+    // Room for a few more bytes (headers of later updates differ slightly in size).
+    const capacity = Math.ceil((size + 1) / LARGE_MESSAGE) * LARGE_MESSAGE;
+    return new Uint8Array(new ArrayBuffer(capacity), 0, size);
   }
 
   /** Takes back the buffer under `payload` (keeps the larger of it and the current spare). */
@@ -290,6 +292,13 @@ export class MessageFramer {
       if (this.#start === this.#end) this.#start = this.#end = 0;
       if (seg === 0) {
         if (this.#segments) throw new PvaProtocolError("unsegmented message inside a segment");
+        if (h.size >= LARGE_MESSAGE && this.#opts.allocate !== undefined) {
+          // Already buffered whole: still handed over in an allocator buffer (the one copy
+          // the decoder would otherwise make into a fresh array).
+          const own = this.#opts.allocate(h.size);
+          own.set(payload);
+          return makeMessage(h.command, h.flags, own, true);
+        }
         return makeMessage(h.command, h.flags, payload);
       }
       if (seg === Flags.SEGMENT_FIRST) {

@@ -229,3 +229,43 @@ Deno.test("PVA server closes a connection idle for longer than the timeout (manu
     await server.close();
   }
 });
+
+Deno.test("pva e2e: reusable-buffer decode gives exact large images in one recycled buffer", async () => {
+  const { store, server } = await setup();
+  const count = 256 * 128; // 128 KiB of uint32: a large message, read straight into its buffer
+  store.add({ name: "E:big", type: "double", maxCount: count });
+  server.serveImage("E:big", { width: 256, height: 128, images: 1, pixel: "uint" });
+  const client = await PvaClient.connect("127.0.0.1", server.tcpPort, {
+    recycleLargeMessages: true,
+  });
+  try {
+    const seen: { first: number; last: number; sum: number; buffer: ArrayBufferLike }[] = [];
+    const sub = await client.monitor("E:big", (u) => {
+      // Views of the recycled buffer are valid during this call only: read them here.
+      const px = (u.value.value as UnionValue).value as Uint32Array;
+      let sum = 0;
+      for (let i = 0; i < px.length; i++) sum = (sum + px[i]) >>> 0;
+      seen.push({ first: px[0], last: px[px.length - 1], sum, buffer: px.buffer });
+    });
+    await until(() => seen.length === 1, "first image");
+    const expected: number[] = [];
+    for (let k = 1; k <= 3; k++) {
+      const pixels = Uint32Array.from({ length: count }, (_, i) => (i * 2654435761 + k) >>> 0);
+      let sum = 0;
+      for (const p of pixels) sum = (sum + p) >>> 0;
+      expected.push(sum);
+      store.get("E:big")!.post(pixels);
+      await until(() => seen.length === k + 1, `image ${k}`);
+      assert.equal(seen[k].first, k);
+      assert.equal(seen[k].last, pixels[count - 1]);
+      assert.equal(seen[k].sum, sum);
+    }
+    // One buffer serves every large update once the first was handled.
+    assert.equal(seen[2].buffer, seen[1].buffer);
+    assert.equal(seen[3].buffer, seen[1].buffer);
+    sub.close();
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
