@@ -116,3 +116,37 @@ Deno.test("e2e pva: --pva off serves CA only", async () => {
     assert.equal(await ioc.stop("SIGTERM"), 0);
   }
 });
+
+Deno.test("e2e pva: --write-hosts lets the listed identity write; others are read only", async () => {
+  const ioc = await startIoc(
+    ["--backend", "sim", "--prefix", "PVA:w:", "--write-hosts", "ops@ctl"],
+    SIM_ENV,
+  );
+  // The `ca` authentication carries user and host, matched as CA's CLIENT_NAME/HOST_NAME.
+  const allowed = await PvaClient.connect("127.0.0.1", ioc.pvaTcpPort, {
+    user: "ops",
+    host: "ctl",
+  });
+  const refused = await PvaClient.connect("127.0.0.1", ioc.pvaTcpPort, {
+    user: "guest",
+    host: "ctl",
+  });
+  try {
+    const P = "PVA:w:";
+    await allowed.put(`${P}duration`, { value: 0.3 });
+    assert.equal((await refused.get(`${P}duration`)).value.value, 0.3, "reading stays open");
+    await assert.rejects(
+      refused.put(`${P}duration`, { value: 0.7 }),
+      (e) => e instanceof PvaStatusError && /write access denied/i.test(e.message),
+    );
+    assert.equal(
+      (await allowed.get(`${P}duration`)).value.value,
+      0.3,
+      "refused write had no effect",
+    );
+  } finally {
+    allowed.close();
+    refused.close();
+    assert.equal(await ioc.stop("SIGTERM"), 0);
+  }
+});
