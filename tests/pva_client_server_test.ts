@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { PvStore } from "../ca/store.ts";
 import { defaultCodec } from "../ca/codec_dbr.ts";
 import { WriteRefusedError } from "../ca/pv.ts";
-import { type PvaServer, startPvaServer } from "../pva/server.ts";
+import { type PvaServer, type PvaServerOptions, startPvaServer } from "../pva/server.ts";
 import { PvaClient, PvaStatusError, searchUdp } from "../pva/client.ts";
 import { beginMessage, Cmd, endMessage, HEADER_SIZE } from "../pva/messages.ts";
 import { WireReader, WireWriter } from "../pva/wire.ts";
@@ -16,7 +16,9 @@ import type { StructValue, UnionValue } from "../pva/pvdata.ts";
 import { NT_NDARRAY } from "../pva/nt.ts";
 import { ManualClock } from "../core/clock.ts";
 
-async function setup(): Promise<{ store: PvStore; server: PvaServer }> {
+async function setup(
+  extra: Partial<PvaServerOptions> = {},
+): Promise<{ store: PvStore; server: PvaServer }> {
   const store = new PvStore(defaultCodec);
   store.add({
     name: "E:d",
@@ -38,6 +40,7 @@ async function setup(): Promise<{ store: PvStore; server: PvaServer }> {
     udpPort: 0,
     interfaces: ["127.0.0.1"],
     beaconAddresses: [],
+    ...extra,
   });
   return { store, server };
 }
@@ -198,24 +201,13 @@ Deno.test("pva e2e: a client vanishing mid-message closes only its own connectio
 
 Deno.test("PVA server closes a connection idle for longer than the timeout (manual clock)", async () => {
   const clock = new ManualClock();
-  const store = new PvStore(defaultCodec);
-  store.add({ name: "I:x", type: "double", initial: 4 });
-  const server = await startPvaServer({
-    store,
-    env: {},
-    tcpPort: 0,
-    udpPort: 0,
-    interfaces: ["127.0.0.1"],
-    beaconAddresses: [],
-    idleTimeout: 30,
-    clock,
-  });
+  const { server } = await setup({ idleTimeout: 30, clock });
   const client = await PvaClient.connect("127.0.0.1", server.tcpPort);
   try {
     await until(() => server.connectionCount() === 1, "the connection");
     await clock.advance(20_000);
     // Traffic restarts the count: a GET's reply proves the server read the request.
-    assert.equal((await client.get("I:x")).value.value, 4);
+    assert.equal((await client.get("E:d")).value.value, 1.5);
     await clock.advance(20_000); // 40 s since connecting, 20 s since the GET
     assert.equal(client.error, undefined);
     assert.equal(server.connectionCount(), 1);
