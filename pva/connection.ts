@@ -36,6 +36,7 @@ import {
 import { optionTrue, parsePvRequest } from "./request.ts";
 import { decodeSearch, encodeSearchResponse, searchHits, type ServerIdentity } from "./search.ts";
 import type { PvaSource } from "./source.ts";
+import { errorMessage } from "../core/errors.ts";
 import {
   BitSet,
   errorStatus,
@@ -193,7 +194,7 @@ export class ServerConnection {
         if (this.#closed) return;
       }
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
+      const reason = errorMessage(err);
       const bad = err instanceof PvaProtocolError;
       this.#opts.log(
         bad ? "warning" : "error",
@@ -568,7 +569,7 @@ export class ServerConnection {
     op.cancelled = false;
     ch.source.put(value, changed, this.client).then(
       () => OK_STATUS,
-      (err) => errorStatus(err instanceof Error ? err.message : String(err)),
+      (err) => errorStatus(errorMessage(err)),
     ).then((status) => {
       op.busy = false;
       if (this.#closed || this.#ops.get(op.ioid) !== op) return;

@@ -38,6 +38,7 @@ import {
   type TypedArray,
 } from "./pvdata.ts";
 import type { BitSet } from "./wire.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** A served pvAccess PV. */
 export interface PvaSource {
@@ -166,7 +167,7 @@ export function recordSource(record: PvRecord): PvaSource {
           record.maxCount,
         );
       } catch (err) {
-        throw new WriteRefusedError(err instanceof Error ? err.message : String(err));
+        throw new WriteRefusedError(errorMessage(err));
       }
       await record.write(native, client);
     },
