@@ -83,6 +83,13 @@ export interface CircuitContext {
   wake(): void;
   /** Called once when the circuit must be closed (protocol error or limit). */
   onClose(reason: string): void;
+  /**
+   * Told how many bytes this circuit alone keeps alive changed (replies and update headers it
+   * queued or is writing; shared payloads are counted by the store instead).
+   */
+  onHeldBytes?(delta: number): void;
+  /** Monotonic time in ms (default `performance.now`), for {@link Circuit.writePendingSince}. */
+  now?(): number;
   /** Logs one event (key=value fields). */
   log?(level: "info" | "warning" | "debug", message: string, fields: Record<string, unknown>): void;
 }
@@ -132,6 +139,12 @@ export class Circuit {
   #nextSid = 1;
   #roomWaiters: (() => void)[] = [];
   #drainWaiters: (() => void)[] = [];
+  /** Own bytes in `#out` (not shared payloads). */
+  #outOwn = 0;
+  /** Own bytes handed out by the last {@link takeOutput} and not yet released. */
+  #sentOwn = 0;
+  /** When the output handed out by the last {@link takeOutput} was taken (until released). */
+  #takenAt: number | undefined;
 
   constructor(ctx: CircuitContext) {
     this.#ctx = ctx;
@@ -162,6 +175,23 @@ export class Circuit {
   /** Bytes queued in the reply FIFO (subscription updates excluded). */
   get queuedBytes(): number {
     return this.#outBytes;
+  }
+
+  /**
+   * Bytes this circuit alone keeps alive: queued replies and the unshared part of the output it
+   * is writing (shared payloads are counted by the store).
+   */
+  get heldBytes(): number {
+    return this.#outOwn + this.#sentOwn;
+  }
+
+  /**
+   * Since when (the context's `now()`) the output of the last {@link takeOutput} is being
+   * written, or undefined when no write is pending. The oldest pending write marks the slowest
+   * client.
+   */
+  get writePendingSince(): number | undefined {
+    return this.#takenAt;
   }
 
   /** Number of subscriptions with a pending update. */
@@ -271,7 +301,14 @@ export class Circuit {
     if (this.#closed) return;
     this.#out.push(bytes);
     this.#outBytes += bytes.length;
+    this.#own(bytes.length);
     this.#ctx.wake();
+  }
+
+  /** Counts bytes queued in `#out` that only this circuit holds. */
+  #own(bytes: number): void {
+    this.#outOwn += bytes;
+    this.#ctx.onHeldBytes?.(bytes);
   }
 
   #error(request: CaHeader, cid: number, status: number, text: string): void {
@@ -468,6 +505,7 @@ export class Circuit {
     this.#pushData(
       { cmd: h.cmd, size: payload.length, type: h.type, count, p1, p2: h.p2 },
       payload,
+      true,
     );
   }
 
@@ -480,11 +518,12 @@ export class Circuit {
     this.#pushData(
       { cmd: h.cmd, size, type: h.type, count, p1: status, p2: h.p2 },
       new Uint8Array(size),
+      false,
     );
   }
 
-  /** Queues a header plus a (possibly shared) payload without copying the payload. */
-  #pushData(header: CaHeader, payload: Uint8Array): void {
+  /** Queues a header plus a (possibly `shared`) payload without copying the payload. */
+  #pushData(header: CaHeader, payload: Uint8Array, shared: boolean): void {
     if (this.#closed) return;
     const head = encodeHeader(header);
     this.#out.push(head);
@@ -493,6 +532,7 @@ export class Circuit {
       this.#out.push(payload);
       this.#outBytes += payload.length;
     }
+    this.#own(head.length + (shared ? 0 : payload.length));
     this.#ctx.wake();
   }
 
@@ -642,6 +682,7 @@ export class Circuit {
     const count = sub.count === 0 ? Math.min(target.length(), target.maxCount) : sub.count;
     let payload: Uint8Array;
     let status: number = ECA.NORMAL;
+    let own = 0;
     try {
       if ((sub.channel.rights & ACCESS.READ) === 0) throw { eca: ECA.NORDACCESS };
       payload = target.encoded(sub.type, count);
@@ -649,6 +690,7 @@ export class Circuit {
     } catch (error) {
       status = (error as { eca?: number })?.eca ?? ECA.GETFAIL;
       payload = new Uint8Array(padded(this.#ctx.codec.sizeN(sub.type, count)));
+      own = payload.length;
     }
     const header: CaHeader = {
       cmd: CMD.EVENT_ADD,
@@ -661,6 +703,9 @@ export class Circuit {
     const head = encodeHeader(header);
     out.push(head);
     if (payload.length > 0) out.push(payload);
+    own += head.length;
+    this.#sentOwn += own;
+    this.#ctx.onHeldBytes?.(own);
     sub.initial = false;
     return headerLength(header) + payload.length;
   }
@@ -685,6 +730,8 @@ export class Circuit {
       bytes = this.#outBytes;
       this.#out = [];
       this.#outBytes = 0;
+      this.#sentOwn = this.#outOwn;
+      this.#outOwn = 0;
       this.#sentHolds = this.#outHolds;
       this.#outHolds = [];
       this.#signalDrained();
@@ -699,6 +746,7 @@ export class Circuit {
         bytes += this.#update(sub, out);
       }
     }
+    if (out.length > 0) this.#takenAt = this.#ctx.now?.() ?? performance.now();
     return out;
   }
 
@@ -707,6 +755,12 @@ export class Circuit {
    * store may recycle their shared payloads.
    */
   releaseOutput(): void {
+    this.#takenAt = undefined;
+    if (this.#sentOwn > 0) {
+      const own = this.#sentOwn;
+      this.#sentOwn = 0;
+      this.#ctx.onHeldBytes?.(-own);
+    }
     if (this.#sentHolds.length === 0) return;
     const holds = this.#sentHolds;
     this.#sentHolds = [];
@@ -724,6 +778,8 @@ export class Circuit {
     this.#queue = [];
     this.#out = [];
     this.#outBytes = 0;
+    if (this.#outOwn > 0) this.#ctx.onHeldBytes?.(-this.#outOwn);
+    this.#outOwn = 0;
     this.#dirty.clear();
     this.#signalDrained();
     const waiters = this.#roomWaiters;

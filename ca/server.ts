@@ -27,8 +27,11 @@ import type { CaServer, PvDefinition, PvHandle, WriteAccessHook } from "./pv.ts"
 import { tuneMallocForLargeArrays } from "./malloc_tuning.ts";
 import { answerSearchDatagram } from "./search.ts";
 import { PvStore } from "./store.ts";
+import { readServerLimits, type ServerLimits, slowestCircuit } from "./server_limits.ts";
+import { setImmediate } from "node:timers";
 import { getLog } from "../core/log.ts";
 import { pumpStream } from "../core/stream_pump.ts";
+import { BulkWriteGate, type TurnScheduler } from "../core/write_gate.ts";
 import { sleep, systemClock } from "../core/clock.ts";
 
 const log = getLog("ca.server");
@@ -66,7 +69,21 @@ export interface CaServerOptions {
   tuneMalloc?: boolean;
   /** Network interfaces (default `Deno.networkInterfaces()`; tests inject their own). */
   networkInterfaces?: () => InterfaceInfo[];
+  /**
+   * Server-wide limits (default from `DISS_CA_MAX_CIRCUITS` / `DISS_CA_SLOW_CLIENT_MB`, see
+   * `ca/server_limits.ts`).
+   */
+  serverLimits?: Partial<ServerLimits>;
+  /** Bulk (payload) bytes all circuits write per event-loop turn (default 2 MiB). */
+  bulkBytesPerTurn?: number;
+  /** Runs a callback on a later turn, after pending I/O (default `setImmediate`; tests). */
+  turnScheduler?: TurnScheduler;
+  /** Monotonic clock in ms (default `performance.now`; tests). */
+  now?: () => number;
 }
+
+/** Default of {@link CaServerOptions.bulkBytesPerTurn}. */
+export const DEFAULT_BULK_BYTES_PER_TURN = 2 * 1024 * 1024;
 
 function isAddrInUse(error: unknown): boolean {
   return error instanceof Deno.errors.AddrInUse;
@@ -82,7 +99,10 @@ function parseDestination(entry: string, defaultPort: number): UdpDestination {
 /** Starts a CA server (UDP search, TCP circuits, beacons) and returns its {@link CaServer}. */
 // deno-lint-ignore require-await -- async by contract (ca/pv.ts users await it); setup is sync today
 export async function startCaServer(options: CaServerOptions = {}): Promise<CaServer> {
-  const config = readServerEnv(options.env ?? Deno.env.toObject());
+  const env = options.env ?? Deno.env.toObject();
+  const config = readServerEnv(env);
+  const serverLimits: ServerLimits = { ...readServerLimits(env), ...options.serverLimits };
+  const now = options.now ?? (() => performance.now());
   if (options.tuneMalloc ?? true) {
     const tuning = tuneMallocForLargeArrays();
     log.debug("malloc tuning", { ...tuning });
@@ -165,8 +185,75 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     p.finally(() => tasks.delete(p));
   };
   const conns = new Set<Deno.Conn>();
-  const circuits = new Set<Circuit>();
+  /** Open circuits, each with what closing it needs and names it in logs. */
+  const circuits = new Map<Circuit, { port: number; end: () => void }>();
   let closing = false;
+  const gate = new BulkWriteGate(
+    options.bulkBytesPerTurn ?? DEFAULT_BULK_BYTES_PER_TURN,
+    options.turnScheduler ?? ((callback) => setImmediate(callback)),
+  );
+
+  // Memory kept alive for slow clients: superseded payloads they still hold (counted by the
+  // store) plus their own queued replies (counted here). Checked after it grew, outside of the
+  // post or request that made it grow.
+  let ownHeldBytes = 0;
+  let budgetCheckQueued = false;
+  const heldForClients = () => store.retained.bytes + ownHeldBytes;
+  const closeSlow = (circuit: Circuit, reason: string, fields: Record<string, unknown>) => {
+    const entry = circuits.get(circuit);
+    if (!entry) return;
+    const since = circuit.writePendingSince;
+    log.warning("Closing slow client", {
+      reason,
+      host: circuit.client.host,
+      user: circuit.client.user,
+      address: circuit.client.address,
+      port: entry.port,
+      behindSeconds: since === undefined ? 0 : Number(((now() - since) / 1000).toFixed(3)),
+      ...fields,
+    });
+    entry.end();
+  };
+  const enforceBudget = () => {
+    budgetCheckQueued = false;
+    while (heldForClients() > serverLimits.slowClientBudget) {
+      const victim = slowestCircuit(circuits.keys());
+      if (!victim) break;
+      closeSlow(victim, "slow-client memory budget", {
+        heldBytes: heldForClients(),
+        budgetBytes: serverLimits.slowClientBudget,
+      });
+    }
+  };
+  const checkBudget = () => {
+    if (budgetCheckQueued || heldForClients() <= serverLimits.slowClientBudget) return;
+    budgetCheckQueued = true;
+    queueMicrotask(enforceBudget);
+  };
+  store.retained.onGrow = checkBudget;
+  let refusedSinceLog = 0;
+  let lastRefusalLog = -Infinity;
+  /** Makes room for one more circuit; false = refuse the new connection. */
+  const admit = (peer: Deno.NetAddr): boolean => {
+    if (circuits.size < serverLimits.maxCircuits) return true;
+    const victim = slowestCircuit(circuits.keys(), now() - serverLimits.stalledAfterMs);
+    if (victim) {
+      closeSlow(victim, "circuit limit", { maxCircuits: serverLimits.maxCircuits });
+      return true;
+    }
+    refusedSinceLog++;
+    if (now() - lastRefusalLog >= 10_000) {
+      log.warning("Refusing connection: circuit limit reached and no client is stalled", {
+        address: peer.hostname,
+        port: peer.port,
+        maxCircuits: serverLimits.maxCircuits,
+        refused: refusedSinceLog,
+      });
+      lastRefusalLog = now();
+      refusedSinceLog = 0;
+    }
+    return false;
+  };
 
   const has = (name: string) => store.resolve(name) !== undefined;
 
@@ -198,6 +285,14 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
 
   const serveConn = async (conn: Deno.TcpConn) => {
     const peer = conn.remoteAddr as Deno.NetAddr;
+    if (!admit(peer)) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+      return;
+    }
     log.debug("Circuit open", { peer: peer.hostname, port: peer.port });
     conns.add(conn);
     await pumpStream(conn, (hooks) => {
@@ -210,9 +305,14 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
         limits: options.limits,
         wake: hooks.wake,
         onClose: hooks.end,
+        onHeldBytes: (delta) => {
+          ownHeldBytes += delta;
+          if (delta > 0) checkBudget();
+        },
+        now,
         log: (level, message, fields) => log[level](message, fields),
       });
-      circuits.add(circuit);
+      circuits.set(circuit, { port: peer.port, end: hooks.end });
       return {
         receive: (bytes) => circuit.receive(bytes),
         hasOutput: () => circuit.hasOutput(),
@@ -226,6 +326,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
         },
       };
     }, {
+      gate,
       onError: (what, error) => log.debug(`Circuit ${what} failed`, { peer: peer.hostname, error }),
     });
     log.debug("Circuit closed", { peer: peer.hostname, port: peer.port });
@@ -301,7 +402,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
       beaconSocket?.close();
       for (const { receive } of searchSockets) receive.close();
       for (const l of listeners) l.close();
-      for (const c of [...circuits]) c.close();
+      for (const c of [...circuits.keys()]) c.close();
       for (const c of [...conns]) {
         try {
           c.close();

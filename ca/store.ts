@@ -185,6 +185,24 @@ const EXACT_WIDENINGS = new Map<unknown, Set<unknown>>([
   [Int16Array, new Set([Int8Array, Uint8Array])],
 ]);
 
+/**
+ * Memory kept alive only because a slow client still holds it: superseded payloads that some
+ * circuit is still writing (or has queued). Shared by every record of one store; the server
+ * compares it with its slow-client budget.
+ */
+export class RetainedMemory {
+  /** Bytes of superseded payloads still held by a writer. */
+  bytes = 0;
+  /** Called after {@link bytes} grew. */
+  onGrow: (() => void) | undefined;
+
+  /** Adds (or, negative, removes) retained bytes. */
+  change(delta: number): void {
+    this.bytes += delta;
+    if (delta > 0) this.onGrow?.();
+  }
+}
+
 /** Smallest payload worth recycling (smaller ones are cheap to allocate). */
 const RECYCLE_MIN = 64 * 1024;
 /** Superseded payloads kept per target for reuse. */
@@ -207,6 +225,11 @@ class EncodeCache {
   /** Superseded payloads still held: recycled on their last release. */
   #retired = new Set<Uint8Array>();
   #spare: Uint8Array[] = [];
+  #retained: RetainedMemory;
+
+  constructor(retained: RetainedMemory) {
+    this.#retained = retained;
+  }
 
   get(
     version: number,
@@ -215,13 +238,17 @@ class EncodeCache {
     make: (reuse: (length: number) => Uint8Array | undefined) => Uint8Array,
   ): Uint8Array {
     if (version !== this.#version) {
+      let retained = 0;
       for (const old of this.#lent) {
-        if (this.#holds.has(old)) this.#retired.add(old);
-        else this.#recycle(old);
+        if (this.#holds.has(old)) {
+          this.#retired.add(old);
+          retained += old.length;
+        } else this.#recycle(old);
       }
       this.#lent.clear();
       this.#map.clear();
       this.#version = version;
+      if (retained > 0) this.#retained.change(retained);
     }
     const key = type * 0x1_0000_0000 + count;
     let hit = this.#map.get(key);
@@ -249,7 +276,10 @@ class EncodeCache {
         return;
       }
       this.#holds.delete(payload);
-      if (this.#retired.delete(payload)) this.#recycle(payload);
+      if (this.#retired.delete(payload)) {
+        this.#retained.change(-payload.length);
+        this.#recycle(payload);
+      }
     };
   }
 
@@ -297,8 +327,10 @@ export class PvRecord implements PvHandle {
   #codec: DbrCodec;
   #targets = new Map<string, ChannelTarget>();
   #valTarget: ChannelTarget;
+  /** Where superseded-but-held payloads of this record's targets are counted. */
+  readonly retained: RetainedMemory;
 
-  constructor(definition: PvDefinition, codec: DbrCodec) {
+  constructor(definition: PvDefinition, codec: DbrCodec, retained = new RetainedMemory()) {
     const maxCount = definition.maxCount ?? 1;
     if (!Number.isInteger(maxCount) || maxCount < 1) {
       throw new Error(`PV ${definition.name}: maxCount must be an integer ≥ 1`);
@@ -311,6 +343,7 @@ export class PvRecord implements PvHandle {
     this.native = definition.type;
     this.maxCount = maxCount;
     this.#codec = codec;
+    this.retained = retained;
     this.metadata = {
       ...definition,
       recordType: definition.recordType ?? defaultRecordType(definition),
@@ -471,13 +504,15 @@ abstract class BaseTarget implements ChannelTarget {
   abstract readonly native: NativeType;
   abstract readonly maxCount: number;
   abstract readonly writable: boolean;
-  #cache = new EncodeCache();
+  #cache: EncodeCache;
 
   constructor(
     readonly record: PvRecord,
     readonly codec: DbrCodec,
     readonly field: string,
-  ) {}
+  ) {
+    this.#cache = new EncodeCache(record.retained);
+  }
 
   abstract snapshot(): DbrSnapshot;
 
@@ -669,6 +704,8 @@ export function splitChannelName(name: string): { record: string; field: string 
 export class PvStore {
   #records = new Map<string, PvRecord>();
   #codec: DbrCodec;
+  /** Superseded payloads still held by slow writers, over all records. */
+  readonly retained = new RetainedMemory();
 
   constructor(codec: DbrCodec) {
     this.#codec = codec;
@@ -679,7 +716,7 @@ export class PvStore {
     if (this.#records.has(definition.name)) {
       throw new Error(`PV ${definition.name} already exists`);
     }
-    const record = new PvRecord(definition, this.#codec);
+    const record = new PvRecord(definition, this.#codec, this.retained);
     this.#records.set(record.name, record);
     return record;
   }

@@ -2,9 +2,17 @@
  * The socket side of a sans-I/O stream protocol connection (a CA circuit, a pvAccess server
  * connection): one reader task feeding received bytes in, one writer task taking output out,
  * both ending the connection on error or EOF. The protocol object never sees the socket.
+ * Both tasks use {@link AdaptiveBuffer}s (a few KB while the connection is quiet), and big
+ * payloads are written in chunks that each ask an optional shared {@link BulkWriteGate}.
  *
  * @module
  */
+
+import { AdaptiveBuffer, DEFAULT_ADAPTIVE_SIZES } from "./socket_buffer.ts";
+import type { BulkWriteGate } from "./write_gate.ts";
+
+/** Largest single socket write of a big piece (each one asks the write gate). */
+export const BULK_CHUNK = 256 * 1024;
 
 /** What the pump drives. */
 export interface StreamProtocol {
@@ -32,8 +40,10 @@ export interface PumpHooks {
 
 /** Options of {@link pumpStream}. */
 export interface PumpOptions {
-  /** Read buffer size (bytes). */
+  /** Largest read buffer size (bytes, default 256 KiB); it starts small and grows with traffic. */
   readBuffer?: number;
+  /** Gate shared by a server's connections that bounds big-piece bytes per event-loop turn. */
+  gate?: BulkWriteGate;
   /** Called after each read (e.g. to track idleness). */
   onRead?(): void;
   /** Called with the error that ended a read or write (not after a deliberate end). */
@@ -43,17 +53,24 @@ export interface PumpOptions {
 }
 
 /**
- * Writes all pieces in order, copying small ones into `scratch` (reused between calls: it is only
- * touched while no write from it is pending) and writing big ones directly. Small pieces before
- * a big one (its header) go out together with the big one's first bytes, so that a message never
- * costs a tiny write of its own.
+ * Writes all pieces in order, copying small ones into `buffer`'s scratch (reused between calls:
+ * it is only touched while no write from it is pending; it grows to what the small pieces need
+ * and shrinks back) and writing big ones (≥ a quarter of the buffer's largest size) directly, in
+ * chunks of at most {@link BULK_CHUNK} that each ask `gate` first. Small pieces before a big one
+ * (its header) go out together with the big one's first bytes, so that a message never costs a
+ * tiny write of its own.
  */
 export async function writePieces(
   conn: Deno.Conn,
   pieces: Uint8Array[],
-  scratch: Uint8Array,
+  buffer: AdaptiveBuffer,
+  gate?: BulkWriteGate,
 ): Promise<void> {
-  const big = scratch.length / 4;
+  const big = buffer.maxSize / 4;
+  let smallBytes = 0;
+  for (const piece of pieces) if (piece.length < big) smallBytes += piece.length;
+  const scratch = buffer.reserve(smallBytes);
+  buffer.used(smallBytes);
   let fill = 0;
   for (const piece of pieces) {
     if (piece.length >= big) {
@@ -64,7 +81,12 @@ export async function writePieces(
         await writeFully(conn, scratch.subarray(0, fill + head));
       }
       fill = 0;
-      await writeFully(conn, head > 0 ? piece.subarray(head) : piece);
+      for (let pos = head; pos < piece.length; pos += BULK_CHUNK) {
+        const chunk = piece.subarray(pos, Math.min(pos + BULK_CHUNK, piece.length));
+        const wait = gate?.acquire(chunk.length);
+        if (wait) await wait;
+        await writeFully(conn, chunk);
+      }
       continue;
     }
     if (fill + piece.length > scratch.length) {
@@ -120,14 +142,14 @@ export async function pumpStream<P extends StreamProtocol>(
     end: () => end(),
   });
   const writer = (async () => {
-    const scratch = new Uint8Array(256 * 1024);
+    const scratch = new AdaptiveBuffer();
     try {
       while (!ended) {
         if (!protocol.hasOutput()) {
           await new Promise<void>((resolve) => (wakeWriter = resolve));
           continue;
         }
-        await writePieces(conn, protocol.takeOutput(), scratch);
+        await writePieces(conn, protocol.takeOutput(), scratch, options.gate);
         protocol.releaseOutput();
       }
     } catch (error) {
@@ -137,15 +159,22 @@ export async function pumpStream<P extends StreamProtocol>(
     }
   })();
   const reader = (async () => {
-    const buffer = new Uint8Array(options.readBuffer ?? 256 * 1024);
+    const buffer = new AdaptiveBuffer(
+      options.readBuffer === undefined ? {} : {
+        max: options.readBuffer,
+        min: Math.min(options.readBuffer, DEFAULT_ADAPTIVE_SIZES.min),
+      },
+    );
     try {
       while (!ended) {
         await protocol.waitForRoom();
         if (ended) break;
-        const n = await conn.read(buffer);
+        const bytes = buffer.get();
+        const n = await conn.read(bytes);
         if (n === null) break;
         options.onRead?.();
-        protocol.receive(buffer.subarray(0, n));
+        protocol.receive(bytes.subarray(0, n));
+        buffer.filled(n);
       }
     } catch (error) {
       if (!ended) options.onError?.("read", error);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { writePieces } from "../ca/server.ts";
+import { writePieces } from "../core/stream_pump.ts";
+import { AdaptiveBuffer } from "../core/socket_buffer.ts";
 import { concat } from "./support/bytes.ts";
 
 /** A connection that records each write and accepts at most `chunk` bytes per call. */
@@ -19,7 +20,7 @@ const filled = (length: number, seed: number) =>
   Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
 
 Deno.test("writePieces: bytes arrive in order; a header rides with its payload's first bytes", async () => {
-  const scratch = new Uint8Array(1024);
+  const scratch = new AdaptiveBuffer({ min: 1024, max: 1024 });
   const header = filled(24, 1);
   const payload = filled(5000, 2); // big: ≥ scratch/4
   const small = filled(100, 3);
@@ -35,7 +36,7 @@ Deno.test("writePieces: bytes arrive in order; a header rides with its payload's
 });
 
 Deno.test("writePieces: partial writes are continued until everything is written", async () => {
-  const scratch = new Uint8Array(256);
+  const scratch = new AdaptiveBuffer({ min: 256, max: 256 });
   const pieces = [filled(16, 7), filled(3000, 8), filled(16, 9), filled(16, 10)];
   const { conn, writes } = recordingConn(100);
   await writePieces(conn, pieces, scratch);
