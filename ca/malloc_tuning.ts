@@ -60,3 +60,31 @@ export function tuneMallocForLargeArrays(
     return { applied: false, reason: errorMessage(error) };
   }
 }
+
+let trimmer: { trim: () => boolean; close: () => void } | undefined | null;
+
+/**
+ * Gives memory that glibc malloc holds free (after many clients left) back to the system with
+ * `malloc_trim(0)`. Needs FFI permission already granted (never prompts); returns false where
+ * that or glibc is missing. Takes a few milliseconds with a large heap: call it rarely.
+ */
+export function trimMalloc(): boolean {
+  if (trimmer === undefined) {
+    trimmer = null;
+    try {
+      if (
+        Deno.build.os === "linux" && Deno.permissions.querySync({ name: "ffi" }).state === "granted"
+      ) {
+        const libc = Deno.dlopen("libc.so.6", {
+          malloc_trim: { parameters: ["usize"], result: "i32" },
+        });
+        trimmer = { trim: () => libc.symbols.malloc_trim(0n) === 1, close: () => libc.close() };
+      }
+    } catch {
+      trimmer = null;
+    }
+  }
+  if (!trimmer) return false;
+  trimmer.trim();
+  return true;
+}

@@ -24,8 +24,9 @@ import {
   type UdpDestination,
 } from "./env.ts";
 import type { CaServer, PvDefinition, PvHandle, WriteAccessHook } from "./pv.ts";
-import { tuneMallocForLargeArrays } from "./malloc_tuning.ts";
+import { trimMalloc, tuneMallocForLargeArrays } from "./malloc_tuning.ts";
 import { answerSearchDatagram } from "./search.ts";
+import { type SearchBinding, type SearchWorker, startSearchWorker } from "./search_worker.ts";
 import { PvStore } from "./store.ts";
 import { readServerLimits, type ServerLimits, slowestCircuit } from "./server_limits.ts";
 import { setImmediate } from "node:timers";
@@ -80,10 +81,19 @@ export interface CaServerOptions {
   turnScheduler?: TurnScheduler;
   /** Monotonic clock in ms (default `performance.now`; tests). */
   now?: () => number;
+  /**
+   * Answer UDP searches on a worker thread of their own (default true; see
+   * `ca/search_worker.ts`). False, or where workers are unavailable: on the main thread.
+   */
+  searchWorker?: boolean;
 }
 
 /** Default of {@link CaServerOptions.bulkBytesPerTurn}. */
 export const DEFAULT_BULK_BYTES_PER_TURN = 2 * 1024 * 1024;
+/** Quiet time after the last circuit closed before freed memory goes back to the system (ms). */
+const TRIM_DELAY_MS = 1000;
+/** Second return of freed memory, after the garbage collector had time to run (ms). */
+const TRIM_AGAIN_MS = 15_000;
 
 function isAddrInUse(error: unknown): boolean {
   return error instanceof Deno.errors.AddrInUse;
@@ -97,7 +107,6 @@ function parseDestination(entry: string, defaultPort: number): UdpDestination {
 }
 
 /** Starts a CA server (UDP search, TCP circuits, beacons) and returns its {@link CaServer}. */
-// deno-lint-ignore require-await -- async by contract (ca/pv.ts users await it); setup is sync today
 export async function startCaServer(options: CaServerOptions = {}): Promise<CaServer> {
   const env = options.env ?? Deno.env.toObject();
   const config = readServerEnv(env);
@@ -127,34 +136,53 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     });
   }
 
-  // UDP search sockets (one per interface, same port), each answering from itself.
-  const searchSockets: { receive: Deno.DatagramConn; reply: Deno.DatagramConn }[] = [];
-  const bySocketHost = new Map<string, Deno.DatagramConn>();
-  let udpPort = preferredPort;
-  for (const hostname of hosts) {
-    const socket = Deno.listenDatagram({
-      transport: "udp",
-      hostname,
-      port: udpPort,
-      reuseAddress: true,
+  // UDP search sockets (one per interface, same port), each answering from itself. A socket bound
+  // to a unicast address misses broadcasts: also listen on each bound interface's broadcast
+  // address, replying from the interface's own socket (a valid source address). On a worker
+  // thread when possible, so that a busy main thread does not delay searches.
+  const bindings: SearchBinding[] = [
+    ...hosts.map((hostname) => ({ hostname, replyHost: hostname, optional: false })),
+    ...broadcastSearchBindings(hosts, knownInterfaces).map(({ broadcast, host }) => ({
+      hostname: broadcast,
+      replyHost: host,
+      optional: true,
+    })),
+  ];
+  const has = (name: string) => store.resolve(name) !== undefined;
+  let tcpPort = 0;
+  let searchWorker: SearchWorker | undefined;
+  if (options.searchWorker ?? true) {
+    searchWorker = await startSearchWorker({
+      bindings,
+      port: preferredPort,
+      ignore: [...ignore],
+      // The worker knows the record names; other names (fields, `$`) are resolved here.
+      lookup: (datagram, answered) =>
+        answerSearchDatagram(datagram, tcpPort, (name) => !answered.has(name) && has(name)),
+      log: (level, message, fields) => log[level](message, fields),
     });
-    udpPort = (socket.addr as Deno.NetAddr).port;
-    bySocketHost.set(hostname, socket);
-    searchSockets.push({ receive: socket, reply: socket });
   }
-  // A socket bound to a unicast address misses broadcasts: also listen on each bound interface's
-  // broadcast address, replying from the interface's own socket (a valid source address).
-  for (const { broadcast, host } of broadcastSearchBindings(hosts, knownInterfaces)) {
-    try {
-      const socket = Deno.listenDatagram({
-        transport: "udp",
-        hostname: broadcast,
-        port: udpPort,
-        reuseAddress: true,
-      });
-      searchSockets.push({ receive: socket, reply: bySocketHost.get(host)! });
-    } catch (error) {
-      log.warning("Cannot receive broadcast searches", { address: broadcast, error });
+  const searchSockets: { receive: Deno.DatagramConn; reply: Deno.DatagramConn }[] = [];
+  let udpPort = searchWorker?.udpPort ?? preferredPort;
+  if (!searchWorker) {
+    const byHost = new Map<string, Deno.DatagramConn>();
+    for (const binding of bindings) {
+      let socket: Deno.DatagramConn;
+      try {
+        socket = Deno.listenDatagram({
+          transport: "udp",
+          hostname: binding.hostname,
+          port: udpPort,
+          reuseAddress: true,
+        });
+      } catch (error) {
+        if (!binding.optional) throw error;
+        log.warning("Cannot receive broadcast searches", { address: binding.hostname, error });
+        continue;
+      }
+      udpPort = (socket.addr as Deno.NetAddr).port;
+      if (!byHost.has(binding.hostname)) byHost.set(binding.hostname, socket);
+      searchSockets.push({ receive: socket, reply: byHost.get(binding.replyHost) ?? socket });
     }
   }
 
@@ -169,7 +197,6 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     }
     return p;
   };
-  let tcpPort: number;
   try {
     tcpPort = listenAll(preferredPort === 0 ? 0 : udpPort);
   } catch (error) {
@@ -231,6 +258,25 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     queueMicrotask(enforceBudget);
   };
   store.retained.onGrow = checkBudget;
+  // After clients left, give the memory malloc keeps free back to the system: TRIM_DELAY_MS after
+  // the last close, and once more TRIM_AGAIN_MS later for memory that the garbage collector
+  // frees only then.
+  const trim = options.tuneMalloc ?? true;
+  let trimTimer: ReturnType<typeof setTimeout> | undefined;
+  const trimLater = (delay: number, again: boolean) => {
+    clearTimeout(trimTimer);
+    trimTimer = setTimeout(() => {
+      trimTimer = undefined;
+      const started = now();
+      if (trimMalloc()) {
+        log.debug("Gave free memory back to the system", { ms: (now() - started).toFixed(1) });
+      }
+      if (again) trimLater(TRIM_AGAIN_MS, false);
+    }, delay);
+  };
+  const trimSoon = () => {
+    if (trim && !closing) trimLater(TRIM_DELAY_MS, true);
+  };
   let refusedSinceLog = 0;
   let lastRefusalLog = -Infinity;
   /** Makes room for one more circuit; false = refuse the new connection. */
@@ -255,7 +301,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     return false;
   };
 
-  const has = (name: string) => store.resolve(name) !== undefined;
+  searchWorker?.serve(tcpPort);
 
   for (const { receive: socket, reply: replySocket } of searchSockets) {
     track((async () => {
@@ -322,6 +368,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
         close: () => {
           circuit.close();
           circuits.delete(circuit);
+          trimSoon();
           conns.delete(conn);
         },
       };
@@ -384,10 +431,12 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     tcpPort,
     udpPort,
     add(definition: PvDefinition): PvHandle {
-      return store.add(definition);
+      const record = store.add(definition);
+      searchWorker?.names([record.name], []);
+      return record;
     },
     remove(name: string): void {
-      store.remove(name);
+      if (store.remove(name)) searchWorker?.names([], [name]);
     },
     get(name: string): PvHandle | undefined {
       return store.get(name);
@@ -398,9 +447,11 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     async close(): Promise<void> {
       if (closing) return;
       closing = true;
+      clearTimeout(trimTimer);
       stopBeacons();
       beaconSocket?.close();
       for (const { receive } of searchSockets) receive.close();
+      await searchWorker?.close();
       for (const l of listeners) l.close();
       for (const c of [...circuits.keys()]) c.close();
       for (const c of [...conns]) {

@@ -15,9 +15,9 @@ export interface AdaptiveBufferSizes {
   shrinkAfter: number;
 }
 
-/** Default sizes: 4 KiB idle, up to 256 KiB, back to 4 KiB after 32 small uses. */
+/** Default sizes: 1 KiB idle, up to 256 KiB, back to 1 KiB after 32 small uses. */
 export const DEFAULT_ADAPTIVE_SIZES: AdaptiveBufferSizes = {
-  min: 4096,
+  min: 1024,
   max: 256 * 1024,
   shrinkAfter: 32,
 };

@@ -9,8 +9,8 @@ import { startCaServer } from "../ca/server.ts";
 import { CMD, createChanRequest, DBE, eventAddRequest, nameMessage } from "../ca/messages.ts";
 import { versionMessage } from "../ca/messages.ts";
 import { readServerLimits, slowestCircuit } from "../ca/server_limits.ts";
-import { AdaptiveBuffer } from "../ca/socket_buffer.ts";
-import { BulkWriteGate } from "../ca/write_gate.ts";
+import { AdaptiveBuffer } from "../core/socket_buffer.ts";
+import { BulkWriteGate } from "../core/write_gate.ts";
 import { setupLogging } from "../lib/log.ts";
 import { concat } from "./support/bytes.ts";
 import { closeRaw, connectRaw } from "./support/raw_client.ts";
@@ -239,4 +239,50 @@ Deno.test("bulk write gate: at most the budget per turn, the rest in order on la
   await Promise.all(waits);
   assert.deepEqual(order, ["a", "b", "c"]);
   assert.equal(gate.deferrals, 3);
+});
+
+/** A Python client that searches `name` once and creates `flag` when a reply arrived. */
+const SEARCH_CLIENT = `
+import socket, struct, sys
+port, name, flag = int(sys.argv[1]), sys.argv[2].encode() + b"\\0", sys.argv[3]
+name += b"\\0" * (-len(name) % 8)
+datagram = struct.pack(">HHHHII", 0, 0, 1, 13, 7, 0) + struct.pack(">HHHHII", 6, len(name), 5, 13, 1, 1) + name
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+s.settimeout(20)
+s.sendto(datagram, ("127.0.0.1", port))
+data, _ = s.recvfrom(2048)
+if struct.unpack(">H", data[16:18])[0] == 6:
+    open(flag, "w").close()
+`;
+
+Deno.test("search worker: searches are answered while the main thread is blocked", async () => {
+  const server = await startCaServer({ env: testServerEnv(), port: 0 });
+  const dir = await Deno.makeTempDir();
+  try {
+    server.add({ name: "BUSY:state", type: "long" });
+    const flag = `${dir}/answered`;
+    const child = new Deno.Command("/usr/bin/python3", {
+      args: ["-c", SEARCH_CLIENT, String(server.udpPort), "BUSY:state", flag],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    // Block this (the main) thread until the client got its reply; 30 s only as a failure bound.
+    const deadline = Date.now() + 30_000;
+    let answered = false;
+    while (!answered && Date.now() < deadline) {
+      try {
+        Deno.statSync(flag);
+        answered = true;
+      } catch {
+        // Not yet.
+      }
+    }
+    assert.ok(answered, "the search was answered while the main thread never yielded");
+    const status = await child.output();
+    assert.equal(status.code, 0, new TextDecoder().decode(status.stderr));
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -43,29 +43,41 @@ async function search(udpPort: number, names: string[], timeoutMs = 2000) {
   return (await searchFrom(udpPort, names, timeoutMs))?.data;
 }
 
-Deno.test("server: UDP search over a real socket, port 0 gives distinct UDP/TCP ports", async () => {
-  const server = await startCaServer({ env: testServerEnv(), port: 0 });
-  try {
-    server.add({ name: "S:A", type: "double" });
-    server.add({ name: "S:B", type: "long" });
-    assert.ok(server.udpPort > 0 && server.tcpPort > 0);
-    const reply = await search(server.udpPort, ["S:A", "nope", "S:B.EGU"]);
-    assert.ok(reply);
-    const messages = [...datagramMessages(reply)];
-    assert.deepStrictEqual(messages.map((m) => [m.header.cmd, m.header.p2]), [
-      [CMD.VERSION, 0],
-      [CMD.SEARCH, 1],
-      [CMD.SEARCH, 3],
-    ]);
-    assert.equal(messages[0].header.p1, 42);
-    assert.equal(messages[1].header.type, server.tcpPort);
-    assert.equal(await search(server.udpPort, ["nope"], 200), undefined);
-    assert.deepStrictEqual(server.names(), ["S:A", "S:B"]);
-    assert.throws(() => server.add({ name: "S:A", type: "double" }), /already exists/);
-  } finally {
-    await server.close();
-  }
-});
+for (const searchWorker of [true, false]) {
+  Deno.test(`server: UDP search over a real socket, port 0 gives distinct UDP/TCP ports (search worker ${searchWorker})`, async () => {
+    const server = await startCaServer({ env: testServerEnv(), port: 0, searchWorker });
+    try {
+      server.add({ name: "S:A", type: "double" });
+      server.add({ name: "S:B", type: "long" });
+      server.add({ name: "S:C", type: "long" });
+      server.remove("S:C");
+      assert.ok(server.udpPort > 0 && server.tcpPort > 0);
+      const reply = await search(server.udpPort, ["S:A", "nope", "S:B"]);
+      assert.ok(reply);
+      const messages = [...datagramMessages(reply)];
+      assert.deepStrictEqual(messages.map((m) => [m.header.cmd, m.header.p2]), [
+        [CMD.VERSION, 0],
+        [CMD.SEARCH, 1],
+        [CMD.SEARCH, 3],
+      ]);
+      assert.equal(messages[0].header.p1, 42);
+      assert.equal(messages[1].header.type, server.tcpPort);
+      // Field channels are resolved by the main thread (the worker knows record names only).
+      const field = await search(server.udpPort, ["nope", "S:B.EGU"]);
+      assert.ok(field);
+      assert.deepStrictEqual([...datagramMessages(field)].map((m) => [m.header.cmd, m.header.p2]), [
+        [CMD.VERSION, 0],
+        [CMD.SEARCH, 2],
+      ]);
+      assert.equal(await search(server.udpPort, ["nope"], 200), undefined);
+      assert.equal(await search(server.udpPort, ["S:C"], 200), undefined, "removed PV not found");
+      assert.deepStrictEqual(server.names(), ["S:A", "S:B"]);
+      assert.throws(() => server.add({ name: "S:A", type: "double" }), /already exists/);
+    } finally {
+      await server.close();
+    }
+  });
+}
 
 Deno.test("server: two servers share a UDP port; TCP falls back when taken", async () => {
   const first = await startCaServer({ env: testServerEnv(), port: 0 });

@@ -1,0 +1,180 @@
+/**
+ * Benchmark (not a test): resident memory of the CA server process before, during and after
+ * (1) 2,000 idle TCP circuits, (2) 100 subscribers to a 2 MiB image that never read, and
+ * (3) 10,000 connect/close cycles — all on loopback, each phase bounded in count and time.
+ * The server is `ca_load_server.ts` in its own process, posting its images every 100 ms.
+ *
+ *   deno run -A scripts/bench/ca_memory.ts [--idle 2000] [--stalled 100] [--cycles 10000]
+ *     [--ca-root DIR] [--settle 3]
+ *
+ * `DISS_CA_MAX_CIRCUITS` is set to 4096 for the server so the idle phase is not capped; the
+ * slow-client budget is the default unless `DISS_CA_SLOW_CLIENT_MB` is set in this environment.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  CMD,
+  createChanRequest,
+  DBE,
+  eventAddRequest,
+  nameMessage,
+  versionMessage,
+} from "../../ca/messages.ts";
+import { rssMb, startLoadServer } from "./load_server_process.ts";
+
+const { values } = parseArgs({
+  options: {
+    idle: { type: "string", default: "2000" },
+    stalled: { type: "string", default: "100" },
+    cycles: { type: "string", default: "10000" },
+    settle: { type: "string", default: "3" },
+    "ca-root": { type: "string" },
+  },
+});
+const settleMs = Number(values.settle) * 1000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let pos = 0;
+  for (const p of parts) {
+    out.set(p, pos);
+    pos += p.length;
+  }
+  return out;
+}
+
+const hello = concat(
+  versionMessage(0, 0),
+  nameMessage(CMD.CLIENT_NAME, "bench"),
+  nameMessage(CMD.HOST_NAME, "localhost"),
+);
+
+async function connectAll(port: number, count: number, first: Uint8Array, deadline: number) {
+  const conns: Deno.TcpConn[] = [];
+  for (let i = 0; i < count && Date.now() < deadline; i += 50) {
+    const batch = await Promise.all(
+      Array.from({ length: Math.min(50, count - i) }, async () => {
+        const c = await Deno.connect({ hostname: "127.0.0.1", port });
+        await c.write(first);
+        return c;
+      }),
+    );
+    conns.push(...batch);
+  }
+  return conns;
+}
+
+function closeAll(conns: Deno.TcpConn[]) {
+  for (const c of conns) {
+    try {
+      c.close();
+    } catch {
+      // Closed by the server.
+    }
+  }
+}
+
+const server = await startLoadServer({
+  caRoot: values["ca-root"],
+  env: { DISS_CA_MAX_CIRCUITS: "4096", ...pick(Deno.env.toObject(), "DISS_CA_SLOW_CLIENT_MB") },
+});
+function pick(env: Record<string, string>, name: string): Record<string, string> {
+  return env[name] !== undefined ? { [name]: env[name] } : {};
+}
+
+const rows: { phase: string; before: number; during: number; after: number; note: string }[] = [];
+try {
+  await sleep(settleMs);
+  // 1. Idle circuits: each sends VERSION/CLIENT_NAME/HOST_NAME and then nothing.
+  {
+    const before = rssMb(server.pid);
+    const count = Number(values.idle);
+    // Idle clients read what the server sends (a few bytes) so that nothing is pending.
+    const conns = await connectAll(server.tcpPort, count, hello, Date.now() + 60_000);
+    await sleep(settleMs);
+    const during = rssMb(server.pid);
+    closeAll(conns);
+    await sleep(settleMs);
+    rows.push({
+      phase: `${conns.length} idle circuits`,
+      before,
+      during,
+      after: rssMb(server.pid),
+      note: `${((during - before) * 1e3 / conns.length).toFixed(1)} KB per circuit`,
+    });
+  }
+  // 2. Stalled image subscribers: subscribe to img1 and never read.
+  {
+    const before = rssMb(server.pid);
+    const count = Number(values.stalled);
+    const closedBefore = server.log.filter((l) => l.includes("Closing slow client")).length;
+    const subscribe = concat(
+      hello,
+      createChanRequest("BENCH:img1", 1),
+      eventAddRequest(5, 0, 1, 1, DBE.VALUE),
+    );
+    const conns = await connectAll(server.tcpPort, count, subscribe, Date.now() + 60_000);
+    let peak = 0;
+    for (let i = 0; i < 10; i++) {
+      await sleep(settleMs / 2);
+      peak = Math.max(peak, rssMb(server.pid));
+    }
+    const closed = server.log.filter((l) => l.includes("Closing slow client")).length -
+      closedBefore;
+    closeAll(conns);
+    await sleep(settleMs);
+    rows.push({
+      phase: `${conns.length} stalled image subscribers`,
+      before,
+      during: peak,
+      after: rssMb(server.pid),
+      note: `${closed} closed by the slow-client budget`,
+    });
+  }
+  // 3. Connect/close cycles, 50 at a time, each sending VERSION and closing.
+  {
+    const before = rssMb(server.pid);
+    const count = Number(values.cycles);
+    const deadline = Date.now() + 120_000;
+    let done = 0;
+    let peak = before;
+    while (done < count && Date.now() < deadline) {
+      const conns = await connectAll(server.tcpPort, Math.min(50, count - done), hello, deadline);
+      closeAll(conns);
+      done += conns.length;
+      if (done % 1000 === 0) peak = Math.max(peak, rssMb(server.pid));
+    }
+    await sleep(settleMs);
+    rows.push({
+      phase: `${done} connect/close cycles`,
+      before,
+      during: peak,
+      after: rssMb(server.pid),
+      note: "",
+    });
+  }
+  // 4. Twenty seconds without clients (the server returns freed memory 1 s and 16 s after the
+  // last close).
+  const idleBefore = rssMb(server.pid);
+  await sleep(20_000);
+  rows.push({
+    phase: "20 s later, no clients",
+    before: idleBefore,
+    during: idleBefore,
+    after: rssMb(server.pid),
+    note: `baseline at start ${rows[0]?.before.toFixed(0)} MB`,
+  });
+} finally {
+  await server.stop();
+}
+console.log("| phase | RSS before (MB) | during (peak) | after | |");
+console.log("|---|---|---|---|---|");
+for (const r of rows) {
+  console.log(
+    `| ${r.phase} | ${r.before.toFixed(0)} | ${r.during.toFixed(0)} | ${
+      r.after.toFixed(0)
+    } | ${r.note} |`,
+  );
+}
