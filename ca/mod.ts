@@ -39,6 +39,7 @@ export {
   readServerEnv,
   type UdpDestination,
 } from "./env.ts";
+export { readServerLimits, type ServerLimits } from "./server_limits.ts";
 export {
   type CaChannel,
   type CaClient,

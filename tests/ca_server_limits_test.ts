@@ -11,7 +11,7 @@ import { versionMessage } from "../ca/messages.ts";
 import { readServerLimits, slowestCircuit } from "../ca/server_limits.ts";
 import { AdaptiveBuffer } from "../core/socket_buffer.ts";
 import { BulkWriteGate } from "../core/write_gate.ts";
-import { setupLogging } from "../lib/log.ts";
+import { setupLogging } from "../core/log.ts";
 import { concat } from "./support/bytes.ts";
 import { closeRaw, connectRaw } from "./support/raw_client.ts";
 import { testServerEnv } from "./support/epics_env.ts";

@@ -30,7 +30,10 @@ const root = values["ca-root"]
   ? new URL(`file://${Deno.realPathSync(values["ca-root"])}/`)
   : new URL("../../", import.meta.url);
 const { startCaServer } = await import(new URL("ca/server.ts", root).href);
-const { setupLogging } = await import(new URL("lib/log.ts", root).href);
+// Logging lives in core/ (older checkouts: lib/).
+const { setupLogging } = await import(new URL("core/log.ts", root).href).catch(() =>
+  import(new URL("lib/log.ts", root).href)
+);
 setupLogging({ level: Deno.env.get("DISS_LOG_LEVEL") ?? "info" });
 const prefix = values.prefix!;
 const elements = Number(values.elements);
