@@ -196,3 +196,19 @@ Deno.test("env: specific interfaces also get a search socket on their broadcast 
   }];
   assert.deepStrictEqual(broadcastSearchBindings(["10.9.9.9"], pointToPoint), [], "/32: none");
 });
+
+Deno.test("search: answerSearchDatagram runs from its source text alone (as in the search worker)", () => {
+  const standalone = new Function(
+    `return (${answerSearchDatagram.toString()});`,
+  )() as typeof answerSearchDatagram;
+  const request = concat(
+    versionMessage(1, 77),
+    searchRequest("A", 1),
+    searchRequest("nope", 2),
+    searchRequest("B:1", 3, DO_REPLY),
+  );
+  assert.deepStrictEqual(
+    standalone(request, 5064, has),
+    [concat(versionMessage(1, 77), searchReplyUdp(5064, 1), searchReplyUdp(5064, 3))],
+  );
+});
