@@ -257,7 +257,7 @@ if struct.unpack(">H", data[16:18])[0] == 6:
 `;
 
 Deno.test("search worker: searches are answered while the main thread is blocked", async () => {
-  const server = await startCaServer({ env: testServerEnv(), port: 0 });
+  const server = await startCaServer({ env: testServerEnv(), port: 0, searchWorker: true });
   const dir = await Deno.makeTempDir();
   try {
     server.add({ name: "BUSY:state", type: "long" });

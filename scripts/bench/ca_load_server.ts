@@ -7,11 +7,11 @@
  *
  *   deno run -A --v8-flags=--optimize-for-size scripts/bench/ca_load_server.ts \
  *     [--prefix BENCH:] [--elements 524288] [--period-ms 100] [--ca-root DIR]
- *     [--bulk-per-turn BYTES|off]
+ *     [--bulk-per-turn BYTES|off] [--search-worker on|off]
  *
  * `--ca-root` loads `ca/server.ts` from another checkout (e.g. an export of main) to compare
  * versions in one benchmark run; `--bulk-per-turn` sets the server's `bulkBytesPerTurn` (`off`: no
- * bound). `DISS_CA_*` variables of the environment are passed on.
+ * bound); the search worker is on unless `--search-worker off` (the server's default is off). `DISS_CA_*` variables of the environment are passed on.
  *
  * @module
  */
@@ -24,6 +24,7 @@ const { values } = parseArgs({
     "period-ms": { type: "string", default: "100" },
     "ca-root": { type: "string" },
     "bulk-per-turn": { type: "string" },
+    "search-worker": { type: "string", default: "on" },
   },
 });
 const root = values["ca-root"]
@@ -53,6 +54,7 @@ const server = await startCaServer({
   env,
   port: 0,
   bulkBytesPerTurn: bulk === undefined ? undefined : bulk === "off" ? Infinity : Number(bulk),
+  searchWorker: values["search-worker"] !== "off",
 });
 server.add({ name: `${prefix}state`, type: "long", initial: 1 });
 server.add({ name: `${prefix}acquire`, type: "long", writable: true, initial: 0 });
