@@ -9,7 +9,8 @@
  * Loopback only; every wait is bounded.
  *
  *   deno run -A scripts/bench/ca_new_client.ts [--clients 30,60,100] [--probes 5]
- *     [--period-ms 100] [--ca-root DIR] [--bulk-per-turn BYTES|off] [--softioc PATH/TO/softIoc]
+ *     [--period-ms 100] [--ca-root DIR] [--bulk-per-turn BYTES|off] [--search-worker on|off]
+ *     [--softioc PATH/TO/softIoc]
  *
  * `--softioc` runs the same load against EPICS base's softIoc (rsrv) for a side-by-side number
  * (local comparison only; a waveform record per image with SCAN ".1 second" and MPST Always,
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     "ca-root": { type: "string" },
     softioc: { type: "string" },
     "bulk-per-turn": { type: "string" },
+    "search-worker": { type: "string" },
   },
 });
 const levels = values.clients!.split(",").map(Number);
@@ -53,6 +55,7 @@ async function startOurs(): Promise<Server> {
     periodMs,
     caRoot: values["ca-root"],
     bulkPerTurn: values["bulk-per-turn"],
+    searchWorker: values["search-worker"],
   });
 }
 

@@ -44,6 +44,8 @@ export interface LoadServerOptions {
   env?: Record<string, string>;
   /** `bulkBytesPerTurn` of the server (`off`: unbounded). */
   bulkPerTurn?: string;
+  /** `off`: answer searches on the main thread (default: the search worker). */
+  searchWorker?: string;
   /** Run with V8's `--expose-gc` (a full GC before each {@link LoadServer.memory}). */
   exposeGc?: boolean;
 }
@@ -63,6 +65,7 @@ export async function startLoadServer(options: LoadServerOptions = {}): Promise<
   ];
   if (options.caRoot) args.push("--ca-root", options.caRoot);
   if (options.bulkPerTurn) args.push("--bulk-per-turn", options.bulkPerTurn);
+  if (options.searchWorker) args.push("--search-worker", options.searchWorker);
   const child = new Deno.Command(Deno.execPath(), {
     args,
     env: options.env,
