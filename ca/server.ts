@@ -29,10 +29,13 @@ import { answerSearchDatagram } from "./search.ts";
 import { type SearchBinding, type SearchWorker, startSearchWorker } from "./search_worker.ts";
 import { PvStore } from "./store.ts";
 import { readServerLimits, type ServerLimits, slowestCircuit } from "./server_limits.ts";
-import { setImmediate } from "node:timers";
 import { getLog } from "../core/log.ts";
 import { pumpStream } from "../core/stream_pump.ts";
-import { BulkWriteGate, type TurnScheduler } from "../core/write_gate.ts";
+import {
+  BulkWriteGate,
+  DEFAULT_BULK_BYTES_PER_TURN,
+  type TurnScheduler,
+} from "../core/write_gate.ts";
 import { sleep, systemClock } from "../core/clock.ts";
 
 const log = getLog("ca.server");
@@ -77,20 +80,23 @@ export interface CaServerOptions {
   serverLimits?: Partial<ServerLimits>;
   /** Bulk (payload) bytes all circuits write per event-loop turn (default 2 MiB). */
   bulkBytesPerTurn?: number;
+  /**
+   * Bulk write gate shared with other servers of the process (e.g. pvAccess); when given,
+   * `bulkBytesPerTurn` and `turnScheduler` are ignored.
+   */
+  writeGate?: BulkWriteGate;
   /** Runs a callback on a later turn, after pending I/O (default `setImmediate`; tests). */
   turnScheduler?: TurnScheduler;
   /** Monotonic clock in ms (default `performance.now`; tests). */
   now?: () => number;
   /**
-   * Answer UDP searches on a worker thread of their own (see `ca/search_worker.ts`). Default
-   * false (on the main thread) until its interaction with `tests/harp_ioc_e2e_test.ts` is
-   * understood; where workers are unavailable, always the main thread.
+   * Answer UDP searches on a worker thread of their own (see `ca/search_worker.ts`; default
+   * true). False, or where workers are unavailable: on the main thread.
    */
   searchWorker?: boolean;
 }
 
-/** Default of {@link CaServerOptions.bulkBytesPerTurn}. */
-export const DEFAULT_BULK_BYTES_PER_TURN = 2 * 1024 * 1024;
+export { DEFAULT_BULK_BYTES_PER_TURN };
 /** Quiet time after the last circuit closed before freed memory goes back to the system (ms). */
 const TRIM_DELAY_MS = 1000;
 /** Second return of freed memory, after the garbage collector had time to run (ms). */
@@ -152,7 +158,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
   const has = (name: string) => store.resolve(name) !== undefined;
   let tcpPort = 0;
   let searchWorker: SearchWorker | undefined;
-  if (options.searchWorker ?? false) {
+  if (options.searchWorker ?? true) {
     searchWorker = await startSearchWorker({
       bindings,
       port: preferredPort,
@@ -216,10 +222,8 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
   /** Open circuits, each with what closing it needs and names it in logs. */
   const circuits = new Map<Circuit, { port: number; end: () => void }>();
   let closing = false;
-  const gate = new BulkWriteGate(
-    options.bulkBytesPerTurn ?? DEFAULT_BULK_BYTES_PER_TURN,
-    options.turnScheduler ?? ((callback) => setImmediate(callback)),
-  );
+  const gate = options.writeGate ??
+    new BulkWriteGate(options.bulkBytesPerTurn, options.turnScheduler);
 
   // Memory kept alive for slow clients: superseded payloads they still hold (counted by the
   // store) plus their own queued replies (counted here). Checked after it grew, outside of the

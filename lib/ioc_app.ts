@@ -16,6 +16,7 @@ import { BackendError, resolveBackend } from "../devices/registry.ts";
 import type { DeviceClass } from "../devices/contract.ts";
 import { CaEnvError, defaultCodec, PvStore, readServerEnv, startCaServer } from "../ca/mod.ts";
 import { errorMessage } from "../core/errors.ts";
+import { BulkWriteGate } from "../core/write_gate.ts";
 import { type PvaServer, startPvaServer } from "../pva/mod.ts";
 
 const log = getLog("ioc");
@@ -139,9 +140,11 @@ export async function runIoc(
   const writeAccess = options.writeHosts === undefined
     ? undefined
     : writeHostsAccess(options.writeHosts);
+  // One bound on image bytes written per event-loop turn, across CA and pvAccess clients.
+  const writeGate = new BulkWriteGate();
   try {
     // EPICS_CAS_SERVER_PORT=0 asks for OS-assigned ports (tests, several IOCs on one host).
-    server = await startCaServer({ env, store, writeAccess });
+    server = await startCaServer({ env, store, writeAccess, writeGate });
   } catch (err) {
     printError(`cannot start the CA server: ${errorMessage(err)}`);
     await controller.stop();
@@ -150,7 +153,7 @@ export async function runIoc(
   let pva: PvaServer | undefined;
   if (options.pva) {
     try {
-      pva = await startPvaServer({ env, store, writeAccess });
+      pva = await startPvaServer({ env, store, writeAccess, writeGate });
     } catch (err) {
       printError(`cannot start the PVA server: ${errorMessage(err)}`);
       await server.close();

@@ -15,6 +15,7 @@ import {
   type WriteAccessHook,
 } from "../ca/mod.ts";
 import { pumpStream } from "../core/stream_pump.ts";
+import { BulkWriteGate } from "../core/write_gate.ts";
 import { getLog } from "../core/log.ts";
 import { type Clock, systemClock, type TimerHandle } from "../core/clock.ts";
 import { type ConnectionLimits, ServerConnection } from "./connection.ts";
@@ -52,6 +53,11 @@ export interface PvaServerOptions {
   idleTimeout?: number;
   /** Clock of the inactivity timeout (default the system clock; tests inject a manual one). */
   clock?: Clock;
+  /**
+   * Bounds the bulk bytes (image payloads) all connections write per event-loop turn; pass the
+   * CA server's gate to share one bound (default: a gate of its own, 2 MiB per turn).
+   */
+  writeGate?: BulkWriteGate;
 }
 
 /** A running pvAccess server. */
@@ -161,6 +167,7 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
   };
   const connections = new Set<ServerConnection>();
   const conns = new Set<Deno.Conn>();
+  const gate = options.writeGate ?? new BulkWriteGate();
 
   for (const socket of udpSockets) {
     track((async () => {
@@ -233,6 +240,7 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
       return connection;
     }, {
       readBuffer: 64 * 1024,
+      gate,
       onRead: () => (lastRx = clock.now()),
       onError: (what, error) => log.debug(`PVA ${what} failed`, { peer: peer.hostname, error }),
       onEnd: () => {

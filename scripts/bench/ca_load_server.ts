@@ -11,7 +11,7 @@
  *
  * `--ca-root` loads `ca/server.ts` from another checkout (e.g. an export of main) to compare
  * versions in one benchmark run; `--bulk-per-turn` sets the server's `bulkBytesPerTurn` (`off`: no
- * bound); the search worker is on unless `--search-worker off` (the server's default is off). `DISS_CA_*` variables of the environment are passed on.
+ * bound); the search worker is on (the server's default) unless `--search-worker off`. `DISS_CA_*` variables of the environment are passed on.
  *
  * @module
  */
