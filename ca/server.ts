@@ -30,7 +30,7 @@ import { type SearchBinding, type SearchWorker, startSearchWorker } from "./sear
 import { PvStore } from "./store.ts";
 import { readServerLimits, type ServerLimits, slowestCircuit } from "./server_limits.ts";
 import { getLog } from "../core/log.ts";
-import { pumpStream } from "../core/stream_pump.ts";
+import { acceptConnections, pumpStream } from "../core/stream_pump.ts";
 import {
   BulkWriteGate,
   DEFAULT_BULK_BYTES_PER_TURN,
@@ -385,20 +385,12 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
   };
 
   for (const listener of listeners) {
-    track((async () => {
-      while (!closing) {
-        let conn: Deno.TcpConn;
-        try {
-          conn = await listener.accept();
-        } catch (error) {
-          if (closing) break;
-          log.warning("TCP accept failed", { error });
-          await sleep(systemClock, 100);
-          continue;
-        }
-        track(serveConn(conn));
-      }
-    })());
+    track(acceptConnections(
+      listener,
+      (conn) => track(serveConn(conn)),
+      () => closing,
+      (error) => log.warning("TCP accept failed", { error }),
+    ));
   }
 
   // Beacons.

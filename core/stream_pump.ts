@@ -10,6 +10,7 @@
 
 import { AdaptiveBuffer, DEFAULT_ADAPTIVE_SIZES } from "./socket_buffer.ts";
 import type { BulkWriteGate } from "./write_gate.ts";
+import { sleep, systemClock } from "./clock.ts";
 
 /** Largest single socket write of a big piece (each one asks the write gate). */
 export const BULK_CHUNK = 256 * 1024;
@@ -183,4 +184,29 @@ export async function pumpStream<P extends StreamProtocol>(
     }
   })();
   await Promise.all([reader, writer]);
+}
+
+/**
+ * Accepts TCP connections on one listener until `closing()` is true and hands each to `serve`
+ * (not awaited: connections run concurrently). A failed accept is reported through
+ * `onAcceptError` and retried after 100 ms; a failure while closing ends the loop.
+ */
+export async function acceptConnections(
+  listener: Deno.Listener<Deno.TcpConn>,
+  serve: (conn: Deno.TcpConn) => void,
+  closing: () => boolean,
+  onAcceptError: (error: unknown) => void,
+): Promise<void> {
+  while (!closing()) {
+    let conn: Deno.TcpConn;
+    try {
+      conn = await listener.accept();
+    } catch (error) {
+      if (closing()) break;
+      onAcceptError(error);
+      await sleep(systemClock, 100);
+      continue;
+    }
+    serve(conn);
+  }
 }

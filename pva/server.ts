@@ -14,10 +14,10 @@ import {
   type UdpDestination,
   type WriteAccessHook,
 } from "../ca/mod.ts";
-import { pumpStream } from "../core/stream_pump.ts";
+import { acceptConnections, pumpStream } from "../core/stream_pump.ts";
 import { BulkWriteGate } from "../core/write_gate.ts";
 import { getLog } from "../core/log.ts";
-import { type Clock, systemClock, type TimerHandle } from "../core/clock.ts";
+import { type Clock, sleep, systemClock, type TimerHandle } from "../core/clock.ts";
 import { type ConnectionLimits, ServerConnection } from "./connection.ts";
 import { readPvaServerEnv } from "./env.ts";
 import { answerSearchDatagram, encodeBeacon, type ServerIdentity } from "./search.ts";
@@ -181,7 +181,7 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
         } catch (error) {
           if (closing) break;
           log.warning("PVA UDP receive failed", { error });
-          await new Promise((r) => setTimeout(r, 10));
+          await sleep(systemClock, 10);
           continue;
         }
         if (ignore.has(from.hostname)) continue;
@@ -253,20 +253,12 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
   };
 
   for (const listener of listeners) {
-    track((async () => {
-      while (!closing) {
-        let conn: Deno.TcpConn;
-        try {
-          conn = await listener.accept();
-        } catch (error) {
-          if (closing) break;
-          log.warning("PVA accept failed", { error });
-          await new Promise((r) => setTimeout(r, 100));
-          continue;
-        }
-        track(serveConn(conn));
-      }
-    })());
+    track(acceptConnections(
+      listener,
+      (conn) => track(serveConn(conn)),
+      () => closing,
+      (error) => log.warning("PVA accept failed", { error }),
+    ));
   }
 
   // Beacons.
