@@ -496,6 +496,13 @@ export class Circuit {
     try {
       payload = target.encoded(h.type, count);
     } catch (error) {
+      this.#log("warning", "Read failed", {
+        pv: target.record.name,
+        type: h.type,
+        count,
+        peer: this.#ctx.address,
+        error,
+      });
       this.#replyFailure(h, channel, count, isEcaError(error) ? error.eca : ECA.GETFAIL);
       return;
     }
@@ -689,6 +696,9 @@ export class Circuit {
       this.#sentHolds.push(target.hold(payload));
     } catch (error) {
       status = (error as { eca?: number })?.eca ?? ECA.GETFAIL;
+      if (status !== ECA.NORDACCESS) {
+        this.#log("warning", "Monitor update failed", { pv: target.record.name, error });
+      }
       payload = new Uint8Array(padded(this.#ctx.codec.sizeN(sub.type, count)));
       own = payload.length;
     }
