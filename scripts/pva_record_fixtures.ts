@@ -20,8 +20,11 @@
  * @module
  */
 
-import { FIXTURE_IMAGE, fixtureStore } from "../tests/support/pva_fixture_pvs.ts";
-import { startPvaServer } from "../pva/server.ts";
+import {
+  FIXTURE_IMAGE,
+  fixtureStore,
+  startLoopbackPvaServer,
+} from "../tests/support/pva_fixture_pvs.ts";
 
 const BIN = Deno.env.get("PVXS_BIN") ?? "/work/ref/pvxs/bin/linux-x86_64";
 const OUT = new URL("../tests/fixtures/pva/", import.meta.url).pathname;
@@ -241,14 +244,7 @@ const CASES: Case[] = [
 // ---- our server ---------------------------------------------------------------------------------
 const store = fixtureStore();
 const counter = store.get("R:l")!;
-const server = await startPvaServer({
-  store,
-  env: {},
-  tcpPort: 0,
-  udpPort: 0,
-  interfaces: ["127.0.0.1"],
-  beaconAddresses: [],
-});
+const server = await startLoopbackPvaServer(store);
 const nd = server.serveImage("R:img", { width: 4, height: 3, images: 1, pixel: "ushort" })!;
 nd.setFrame({ uniqueId: 42, dataTime: 1700000000005, attributes: [] });
 store.get("R:img")!.post(FIXTURE_IMAGE);

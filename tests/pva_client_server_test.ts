@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { PvStore } from "../ca/store.ts";
 import { defaultCodec } from "../ca/codec_dbr.ts";
 import { WriteRefusedError } from "../ca/pv.ts";
-import { type PvaServer, type PvaServerOptions, startPvaServer } from "../pva/server.ts";
+import type { PvaServer, PvaServerOptions } from "../pva/server.ts";
+import { startLoopbackPvaServer } from "./support/pva_fixture_pvs.ts";
 import { PvaClient, PvaStatusError, searchUdp } from "../pva/client.ts";
 import { beginMessage, Cmd, endMessage, HEADER_SIZE } from "../pva/messages.ts";
 import { WireReader, WireWriter } from "../pva/wire.ts";
@@ -33,15 +34,7 @@ async function setup(
   });
   store.add({ name: "E:s", type: "string", initial: "READY" });
   store.add({ name: "E:img", type: "double", maxCount: 6 * 4 * 2 });
-  const server = await startPvaServer({
-    store,
-    env: {},
-    tcpPort: 0,
-    udpPort: 0,
-    interfaces: ["127.0.0.1"],
-    beaconAddresses: [],
-    ...extra,
-  });
+  const server = await startLoopbackPvaServer(store, extra);
   return { store, server };
 }
 

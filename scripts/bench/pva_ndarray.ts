@@ -23,7 +23,7 @@ import { parseArgs } from "node:util";
 import { startCaServer } from "../../ca/server.ts";
 import { PvStore } from "../../ca/store.ts";
 import { defaultCodec } from "../../ca/codec_dbr.ts";
-import { startPvaServer } from "../../pva/server.ts";
+import { startLoopbackPvaServer } from "../../tests/support/pva_fixture_pvs.ts";
 import type { PvHandle } from "../../ca/pv.ts";
 import { testServerEnv } from "../../tests/support/epics_env.ts";
 import { compileCaBenchClient } from "./ca_bench_client.ts";
@@ -131,14 +131,7 @@ console.log(`raw stream:        ${rawRate.toFixed(1)} images/s`);
 
 const store = new PvStore(defaultCodec);
 const ca = await startCaServer({ env: testServerEnv(), port: 0, store });
-const pva = await startPvaServer({
-  store,
-  env: {},
-  tcpPort: 0,
-  udpPort: 0,
-  interfaces: ["127.0.0.1"],
-  beaconAddresses: [],
-});
+const pva = await startLoopbackPvaServer(store);
 const image = Uint32Array.from({ length: COUNT }, (_, i) => i * 7);
 const asDouble = ca.add({ name: "B:dbl", type: "double", maxCount: COUNT });
 const asLong = ca.add({ name: "B:lng", type: "long", maxCount: COUNT });

@@ -8,6 +8,7 @@
 import { PvStore } from "../../ca/store.ts";
 import { defaultCodec } from "../../ca/codec_dbr.ts";
 import { WriteRefusedError } from "../../ca/pv.ts";
+import { type PvaServer, type PvaServerOptions, startPvaServer } from "../../pva/server.ts";
 
 /** Adds the fixture PVs (`R:d`, `R:l`, `R:s`, `R:arr`, `R:e`, `R:img`) to a new store. */
 export function fixtureStore(): PvStore {
@@ -39,3 +40,22 @@ export function fixtureStore(): PvStore {
 
 /** The fixture image: 4×3 uint16, uniqueId 42. */
 export const FIXTURE_IMAGE = Uint16Array.of(0, 1, 2, 3, 100, 101, 102, 103, 200, 201, 202, 203);
+
+/**
+ * Starts a PVA server for `store` on loopback only: OS-assigned TCP and UDP ports, interface
+ * 127.0.0.1, no beacons, no environment; `extra` overrides any of these.
+ */
+export function startLoopbackPvaServer(
+  store: PvStore,
+  extra: Partial<PvaServerOptions> = {},
+): Promise<PvaServer> {
+  return startPvaServer({
+    store,
+    env: {},
+    tcpPort: 0,
+    udpPort: 0,
+    interfaces: ["127.0.0.1"],
+    beaconAddresses: [],
+    ...extra,
+  });
+}
