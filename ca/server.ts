@@ -106,8 +106,6 @@ function isAddrInUse(error: unknown): boolean {
   return error instanceof Deno.errors.AddrInUse;
 }
 
-export { writePieces } from "../core/stream_pump.ts";
-
 function parseDestination(entry: string, defaultPort: number): UdpDestination {
   const [hostname, port] = entry.split(":");
   return { hostname, port: port ? Number(port) : defaultPort };
