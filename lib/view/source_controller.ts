@@ -28,19 +28,30 @@ export function createControllerSource(options: ControllerSourceOptions): ViewSo
   let listener: (change: SourceChange, message?: string) => void = () => {};
   let controller: Controller | undefined;
   let snapshot: ViewSnapshot = { state: "INIT", seriesId: "", ssqcnt: undefined, channels: [] };
+  /** Gives back the pixels of the frame on screen (Frame.retain), once a newer one replaces it. */
+  let giveBackShown: (() => void) | undefined;
+
+  function showNothing(): void {
+    const giveBack = giveBackShown;
+    giveBackShown = undefined;
+    giveBack?.();
+  }
 
   function onFrame(frame: Frame): void {
     const cfg = frame.config;
     const mask = options.mask ?? defaultMaskValues(cfg.pixelType);
     const channels: ChannelData[] = cfg.channels.map((ch) => ({
       name: ch.name,
-      // Frame pixels are lent to data hooks: keep a copy for rendering later.
-      data: frame.images[ch.name].slice(),
+      // Pixels are lent to data hooks: retained below (no copy) until the next frame replaces them.
+      data: frame.images[ch.name],
       numImages: cfg.numImages,
       width: cfg.width,
       height: cfg.height,
       mask,
     }));
+    const giveBack = frame.retain();
+    showNothing();
+    giveBackShown = giveBack;
     snapshot = { ...snapshot, seriesId: frame.uuid, ssqcnt: frame.ssqcnt, channels };
     listener("image");
   }
@@ -63,6 +74,7 @@ export function createControllerSource(options: ControllerSourceOptions): ViewSo
           },
           config: (cfg) => {
             const mask = options.mask ?? defaultMaskValues(cfg.pixelType);
+            showNothing();
             snapshot = {
               ...snapshot,
               channels: cfg.channels.map((ch) => ({
@@ -94,6 +106,7 @@ export function createControllerSource(options: ControllerSourceOptions): ViewSo
     },
     async close() {
       await controller?.stop();
+      showNothing();
     },
   };
 }
