@@ -8,7 +8,8 @@
  * instructions: `block $l` / `loop $l` / `if` ... `else` ... `end` (no block results), `br`/`br_if`
  * to a label, `local.get/set/tee $x`, `i32.const N`, `i64.const N`, `v128.const i32x4 a b c d`,
  * loads and stores with optional `offset=N align=N`, `i8x16.shuffle` with 16 lane indices, the
- * integer and SIMD operators listed in {@link OPCODES}, and `memory.copy` / `memory.fill`.
+ * integer and SIMD operators listed in {@link OPCODES}, and `memory.copy` / `memory.fill`; active
+ * data segments `(data (i32.const N) "bytes")` (escapes `\hh`, `\n`, `\t`, `\\`).
  * Comments: `;; to end of line`. Errors name the offending token.
  *
  * @module
@@ -79,6 +80,8 @@ export const OPCODES: Readonly<Record<string, OpInfo>> = {
   "v128.store": simd(0x0b, "mem", 4),
   "v128.const": simd(0x0c, "v128"),
   "i8x16.shuffle": simd(0x0d, "shuffle"),
+  "i8x16.swizzle": simd(0x0e),
+  "i8x16.relaxed_swizzle": simd(0x100),
   "i8x16.splat": simd(0x0f),
   "v128.not": simd(0x4d),
   "v128.and": simd(0x4e),
@@ -151,6 +154,28 @@ function parse(tokens: string[]): Sexp[] {
   }
   if (stack.length !== 1) throw new WatError("unbalanced '('");
   return stack[0];
+}
+
+/** The bytes of a data string: `\hh` hex escapes, `\n`, `\t`, `\\`, other characters as UTF-8. */
+function dataBytes(s: Sexp | undefined): number[] {
+  const text = str(s);
+  const out: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c !== "\\") {
+      out.push(...new TextEncoder().encode(c));
+      continue;
+    }
+    const next = text[++i];
+    if (next === "n") out.push(10);
+    else if (next === "t") out.push(9);
+    else if (next === "\\") out.push(92);
+    else if (/^[0-9a-fA-F]{2}$/.test(text.slice(i, i + 2))) {
+      out.push(parseInt(text.slice(i, i + 2), 16));
+      i++;
+    } else throw new WatError(`data: bad escape \\${text.slice(i, i + 2)}`);
+  }
+  return out;
 }
 
 function str(s: Sexp | undefined): string {
@@ -300,6 +325,7 @@ export function assembleWat(text: string): Uint8Array {
   if (!Array.isArray(module) || module[0] !== "module") throw new WatError("expected (module ...)");
   const funcs: Func[] = [];
   let memory: { exportName?: string; min: number; max?: number } | undefined;
+  const data: { offset: number; bytes: number[] }[] = [];
   for (const form of module.slice(1)) {
     if (!Array.isArray(form)) throw new WatError(`unexpected ${form} in module`);
     if (form[0] === "func") funcs.push(assembleFunc(form));
@@ -312,6 +338,12 @@ export function assembleWat(text: string): Uint8Array {
         min: Number(rest[0]),
         max: rest[1] === undefined ? undefined : Number(rest[1]),
       };
+    } else if (form[0] === "data") {
+      const at = form[1];
+      if (!Array.isArray(at) || at[0] !== "i32.const" || form.length !== 3) {
+        throw new WatError('data: expected (data (i32.const N) "bytes")');
+      }
+      data.push({ offset: Number(intOf(at[1] as string, "data")), bytes: dataBytes(form[2]) });
     } else throw new WatError(`unsupported module field ${form[0]}`);
   }
   const typeKeys: string[] = [];
@@ -351,6 +383,18 @@ export function assembleWat(text: string): Uint8Array {
   }
   parts.push(section(7, vec(exports)));
   parts.push(section(10, vec(bodies)));
+  if (data.length > 0) {
+    if (memory === undefined) throw new WatError("data without a memory");
+    // Active segments of memory 0: flags 0, offset expression `i32.const N end`, the bytes.
+    parts.push(section(
+      11,
+      vec(
+        data.map((
+          d,
+        ) => [0x00, 0x41, ...sleb(BigInt(d.offset)), 0x0b, ...vec(d.bytes.map((b) => [b]))]),
+      ),
+    ));
+  }
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

@@ -17,7 +17,7 @@
 
 import { compressLz4BlockInto, decodeLz4BlockInto, lz4CompressBound, Lz4Error } from "./lz4.ts";
 import { takeDecodeBuffer } from "./decode_buffers.ts";
-import { createWasmCodec, LZ4_ERRORS, SLACK, type WasmCodec } from "./bslz4_wasm.ts";
+import { createWasmCodec, FREE_AT, LZ4_ERRORS, SLACK, type WasmCodec } from "./bslz4_wasm.ts";
 
 /** Thrown when a bslz4/lz4 container is malformed, corrupt or does not match its expected size. */
 export class CompressionError extends Error {
@@ -195,7 +195,7 @@ function bslz4Wasm(
   leftover: number,
 ): Uint8Array | undefined {
   // Module memory: scratch block | output image | payload, each followed by SLACK bytes.
-  const scratchAt = 64;
+  const scratchAt = FREE_AT;
   const outAt = align16(scratchAt + Math.min(blockSize, total) + SLACK);
   const srcAt = align16(outAt + total + SLACK);
   if (!c.reserve(srcAt + src.length + SLACK)) return undefined;
@@ -576,7 +576,7 @@ function lz4Wasm(
   blockSize: number,
   nblocks: number,
 ): Uint8Array | undefined {
-  const outAt = 64;
+  const outAt = FREE_AT;
   const srcAt = align16(outAt + total + SLACK);
   if (!c.reserve(srcAt + src.length + SLACK)) return undefined;
   const mem = c.bytes();

@@ -2,10 +2,17 @@
  * WebAssembly (SIMD) kernels of the bslz4 / LZ4 decoders: our own module, written below as
  * WebAssembly text and assembled at load by `core/wasm_text.ts` (no toolchain, nothing fetched).
  *
- * - `lz4(ip, ipEnd, op, opStart, opEnd) → written | -error`: one LZ4 block, every read and write
- *   bounds-checked against the block, with 16-byte vector copies for literals and matches
- *   (`memory.fill` for runs of one byte). Copies may run up to 16 bytes past `ipEnd` / `opEnd`:
- *   callers leave {@link SLACK} bytes after every region.
+ * - `lz4(ip, ipEnd, op, opStart, opEnd) → written | -error`: one LZ4 block, every length and
+ *   offset checked against the block (a malformed block never makes it read before `opStart`
+ *   or past `ipEnd + 16`, nor write outside `[op, opEnd + 32)`), with 16-byte vector copies
+ *   for literals and matches: "wild" copies that may run past a run's end into bytes written
+ *   later or into the slack after the region, so callers leave {@link SLACK} bytes after every
+ *   region and never show them. A fast path takes the usual sequence (literals < 15, match
+ *   < 274 bytes, everything in range) with one branch per test and none per copy; the rest goes
+ *   a slow path that checks every step and names what is wrong. Short match offsets (< 16)
+ *   repeat their pattern with `i8x16.relaxed_swizzle` (indices all < 16, where it equals
+ *   `i8x16.swizzle` on every engine) through a table held in a data segment below
+ *   {@link FREE_AT}.
  * - `unshuffle1|2|4(src, dst, nb)`: bit-unshuffles one block of 8·nb elements of 1, 2 or 4
  *   bytes (`nb` a multiple of 16): for 16 plane-byte columns at a time, an 8×8 bit transpose of
  *   the 8 bit planes of each element byte (12 masked swaps on v128; skipped when all 8 planes are
@@ -19,7 +26,7 @@
 
 import { assembleWat } from "../../core/wasm_text.ts";
 
-/** Bytes every region needs after its end for the wild 16-byte copies. */
+/** Bytes every region needs after its end for the wild copies (they overshoot by < 32). */
 export const SLACK = 64;
 
 /** LZ4 kernel error codes (negative return values) and what they mean. */
@@ -36,33 +43,126 @@ export const LZ4_ERRORS: Readonly<Record<number, string>> = {
 /** Largest module memory, pages of 64 KiB (1 GiB). */
 const MAX_PAGES = 16384;
 
-/** A loop copying 16 bytes at a time from `$src` to `$op` until `$op` reaches `$end`. */
-function copy16(label: string, src: string): string {
+/** Where the module's constant tables live (a data segment at the start of memory). */
+const PATTERN_AT = 0; // 17 × 16 swizzle indices: row o repeats lanes 0..o-1 (row 16: identity)
+const STEP_AT = PATTERN_AT + 17 * 16; // 17 bytes: for o, the largest multiple of o that is ≤ 16
+
+/** First module address callers may use; below it are the kernel's tables. */
+export const FREE_AT = 512;
+
+/** The data segment of the tables (`\hh` escapes), see {@link PATTERN_AT}, {@link STEP_AT}. */
+function tablesText(): string {
+  const bytes: number[] = [];
+  for (let o = 0; o <= 16; o++) {
+    for (let i = 0; i < 16; i++) bytes.push(o === 0 ? 0 : i % o);
+  }
+  for (let o = 0; o <= 16; o++) bytes.push(o === 0 ? 0 : 16 - (16 % o));
+  const hex = bytes.map((b) => "\\" + b.toString(16).padStart(2, "0")).join("");
+  return `(data (i32.const ${PATTERN_AT}) "${hex}")`;
+}
+
+/** Saturation bound of a length being accumulated: above any output, below i32 overflow. */
+const LENGTH_CAP = 0x40000000;
+
+/**
+ * The match copy both paths share: `$mop` (where the match goes), `$off` (≥ 1, checked) and
+ * `$end` (`$mop` + length, ≤ the output end) set; writes up to 31 bytes past `$end`.
+ *
+ * One code for every offset, no branch for matches up to step + 16 bytes (≥ 25; 32 for offsets
+ * 1, 2, 4, 8 and ≥ 16): the 16 bytes at the source go through a swizzle with row min(off, 16) of
+ * the pattern table (row o repeats lanes 0..o-1; row 16 is the identity) and are stored at
+ * `$mop`. A second store at `$mop + step` (`step`: the largest multiple of off ≤ 16) writes the
+ * next 16 source bytes (off ≥ 16; read after the first store, so 16 ≤ off < 32 sees it) or, for a
+ * short period, the same pattern again, reloaded from `$mop` (a whole forwarded store, no stall).
+ * Longer matches repeat the pattern vector (off < 16: runs of one byte, of 16- or 32-bit zeros)
+ * or copy 32 bytes a round.
+ */
+function matchCopyText(): string {
   return `
-        loop ${label}
-          local.get $op local.get ${src} v128.load align=1 v128.store align=1
-          local.get ${src} i32.const 16 i32.add local.set ${src}
-          local.get $op i32.const 16 i32.add local.tee $op
-          local.get $end i32.lt_u br_if ${label}
-        end`;
+      local.get $mop local.get $off i32.sub local.set $from
+      local.get $off i32.const 16 i32.lt_u local.set $small
+      local.get $off i32.const 16 local.get $small select local.tee $o
+      i32.load8_u offset=${STEP_AT} local.set $step
+      local.get $from v128.load align=1
+      local.get $o i32.const 4 i32.shl v128.load offset=${PATTERN_AT}
+      i8x16.relaxed_swizzle local.set $v
+      local.get $mop local.get $v v128.store align=1
+      local.get $mop local.get $step i32.add
+      local.get $mop local.get $from i32.const 16 i32.add local.get $small select
+      v128.load align=1 v128.store align=1
+      local.get $mop local.get $step i32.add i32.const 16 i32.add local.get $end i32.lt_u
+      if
+        local.get $small
+        if
+          local.get $mop local.get $step i32.const 1 i32.shl i32.add local.set $q
+          loop $rep
+            local.get $q local.get $v v128.store align=1
+            local.get $q local.get $step i32.add local.get $v v128.store align=1
+            local.get $q local.get $step i32.const 1 i32.shl i32.add local.tee $q
+            local.get $end i32.lt_u br_if $rep
+          end
+        else
+          local.get $mop i32.const 32 i32.add local.set $q
+          local.get $from i32.const 32 i32.add local.set $from
+          loop $copy
+            local.get $q local.get $from v128.load align=1 v128.store align=1
+            local.get $q local.get $from v128.load offset=16 align=1 v128.store offset=16 align=1
+            local.get $from i32.const 32 i32.add local.set $from
+            local.get $q i32.const 32 i32.add local.tee $q
+            local.get $end i32.lt_u br_if $copy
+          end
+        end
+      end`;
 }
 
 function lz4Text(): string {
+  // A length extension: bytes of 255 continue it; the sum saturates at LENGTH_CAP (never wraps),
+  // so an absurd length fails the same output/input checks the JavaScript decoder applies.
   const lengthLoop = (error: number) => `
       loop $more
         local.get $ip local.get $ipEnd i32.ge_u if i32.const ${error} return end
         local.get $ip i32.load8_u local.set $b
         local.get $ip i32.const 1 i32.add local.set $ip
-        local.get $len local.get $b i32.add local.set $len
+        local.get $len local.get $b i32.add local.tee $len
+        i32.const ${LENGTH_CAP} local.get $len i32.const ${LENGTH_CAP} i32.lt_u select local.set $len
         local.get $b i32.const 255 i32.eq br_if $more
       end`;
   return `
   (func (export "lz4") (param $ip i32) (param $ipEnd i32) (param $op i32) (param $opStart i32)
     (param $opEnd i32) (result i32)
     (local $token i32) (local $len i32) (local $b i32) (local $end i32) (local $from i32)
-    (local $off i32) (local $d i32)
+    (local $off i32) (local $o i32) (local $step i32) (local $v v128) (local $ipLimit i32)
+    (local $mop i32) (local $small i32) (local $q i32) (local $ext i32)
+    ;; the fast path reads at most 18 input bytes (token, 14 literals, offset, one length byte);
+    ;; as a signed limit (addresses are < 2^30)
+    local.get $ipEnd i32.const 18 i32.sub local.set $ipLimit
     block $done
     loop $seq
+      block $slow
+        ;; fast path (nearly every sequence): literal length < 15, match length < 19 + 255, all
+        ;; its input bytes present, its output inside the block. Any other sequence, valid or
+        ;; not, goes the slow path, which checks every step and names what is wrong.
+        local.get $ip local.get $ipLimit i32.gt_s br_if $slow
+        local.get $ip i32.load8_u local.tee $token i32.const 0xf0 i32.ge_u br_if $slow
+        local.get $op local.get $token i32.const 4 i32.shr_u local.tee $b i32.add local.set $mop
+        local.get $ip local.get $b i32.add local.tee $b
+        i32.load16_u offset=1 align=1 local.set $off
+        ;; match length: the nibble + 4, plus the next byte when the nibble is 15 (read anyway;
+        ;; a 255 there, a longer extension, is left to the slow path)
+        local.get $token i32.const 15 i32.and local.tee $len i32.const 15 i32.eq local.set $ext
+        local.get $len i32.const 4 i32.add
+        local.get $b i32.load8_u offset=3 i32.const 0 local.get $ext i32.sub i32.and
+        i32.add local.tee $len i32.const 274 i32.eq br_if $slow
+        local.get $mop local.get $len i32.add local.tee $end local.get $opEnd i32.gt_u br_if $slow
+        ;; off - 1 ≥ produced bytes: offset 0 (wraps) or before the block start
+        local.get $off i32.const 1 i32.sub local.get $mop local.get $opStart i32.sub i32.ge_u
+        br_if $slow
+        local.get $op local.get $ip v128.load offset=1 align=1 v128.store align=1
+        ${matchCopyText()}
+        local.get $b local.get $ext i32.add i32.const 3 i32.add local.set $ip
+        local.get $end local.set $op
+        br $seq
+      end
       local.get $ip local.get $ipEnd i32.ge_u if i32.const -1 return end
       local.get $ip i32.load8_u local.set $token
       local.get $ip i32.const 1 i32.add local.set $ip
@@ -70,22 +170,27 @@ function lz4Text(): string {
       i32.const 15 i32.eq
       if ${lengthLoop(-2)}
       end
-      local.get $len
-      if
-        local.get $len local.get $ipEnd local.get $ip i32.sub i32.gt_u if i32.const -3 return end
-        local.get $len local.get $opEnd local.get $op i32.sub i32.gt_u if i32.const -4 return end
-        local.get $op local.get $len i32.add local.set $end
-        ${copy16("$lit", "$ip")}
-        local.get $ip local.get $op local.get $end i32.sub i32.sub local.set $ip
-        local.get $end local.set $op
+      ;; literals: checked against both ends, then copied 16 bytes at a time (the excess lands
+      ;; in the slack or is overwritten by what follows)
+      local.get $len local.get $ipEnd local.get $ip i32.sub i32.gt_u if i32.const -3 return end
+      local.get $len local.get $opEnd local.get $op i32.sub i32.gt_u if i32.const -4 return end
+      local.get $op local.get $len i32.add local.set $end
+      local.get $ip local.set $from
+      local.get $op local.set $q
+      loop $lit
+        local.get $q local.get $from v128.load align=1 v128.store align=1
+        local.get $from i32.const 16 i32.add local.set $from
+        local.get $q i32.const 16 i32.add local.tee $q
+        local.get $end i32.lt_u br_if $lit
       end
-      local.get $ip local.get $ipEnd i32.eq br_if $done
+      local.get $ip local.get $len i32.add local.tee $ip
+      local.get $end local.set $op
+      local.get $ipEnd i32.eq br_if $done
       local.get $ipEnd local.get $ip i32.sub i32.const 2 i32.lt_u if i32.const -5 return end
       local.get $ip i32.load16_u align=1 local.set $off
       local.get $ip i32.const 2 i32.add local.set $ip
-      local.get $off i32.eqz
-      local.get $off local.get $op local.get $opStart i32.sub i32.gt_u
-      i32.or if i32.const -6 return end
+      local.get $off i32.const 1 i32.sub local.get $op local.get $opStart i32.sub i32.ge_u
+      if i32.const -6 return end
       local.get $token i32.const 15 i32.and local.tee $len
       i32.const 15 i32.eq
       if ${lengthLoop(-7)}
@@ -93,38 +198,8 @@ function lz4Text(): string {
       local.get $len i32.const 4 i32.add local.tee $len
       local.get $opEnd local.get $op i32.sub i32.gt_u if i32.const -4 return end
       local.get $op local.get $len i32.add local.set $end
-      local.get $op local.get $off i32.sub local.set $from
-      local.get $off i32.const 16 i32.ge_u
-      if
-        ${copy16("$m16", "$from")}
-      else
-        local.get $off i32.const 1 i32.eq
-        if
-          local.get $op local.get $from i32.load8_u local.get $len memory.fill
-        else
-          ;; short period: copy bytes until the distance d (a multiple of off) is >= 16
-          local.get $off local.set $d
-          loop $grow
-            local.get $d i32.const 16 i32.lt_u
-            if local.get $d local.get $off i32.add local.set $d br $grow end
-          end
-          local.get $op local.get $d i32.add local.set $b
-          block $bytesDone
-          loop $bytes
-            local.get $op local.get $end i32.ge_u br_if $bytesDone
-            local.get $op local.get $b i32.ge_u br_if $bytesDone
-            local.get $op local.get $op local.get $off i32.sub i32.load8_u i32.store8
-            local.get $op i32.const 1 i32.add local.set $op
-            br $bytes
-          end
-          end
-          local.get $op local.get $end i32.lt_u
-          if
-            local.get $op local.get $d i32.sub local.set $from
-            ${copy16("$m16s", "$from")}
-          end
-        end
-      end
+      local.get $op local.set $mop
+      ${matchCopyText()}
       local.get $end local.set $op
       br $seq
     end
@@ -223,6 +298,7 @@ function unshuffleText(size: number): string {
 export function codecModuleText(): string {
   return `(module
   (memory (export "memory") 1 ${MAX_PAGES})
+  ${tablesText()}
   ${lz4Text()}
   ${unshuffleText(1)}
   ${unshuffleText(2)}

@@ -10,7 +10,12 @@
  * fastest burst (closest to an idle core), "median" what the shared machine gave. Ratios are
  * C time / our time (> 1: we are faster). Also printed: a plain memory copy of the image.
  *
- * Usage: deno run -A scripts/bench/bslz4_decode.ts [--dtype uint16|uint32] [--seconds 6]
+ * Images (`--image`): `rings` (default: detector-like counts, diffraction rings, module gaps,
+ * `tests/support/eiger_image.ts`), `sparse` (uint32 photon counts of mean 0.01: nearly all zeros,
+ * the low-flux case) and `bright` (uint32 counts of mean 200: short matches, many sequences).
+ *
+ * Usage: deno run -A scripts/bench/bslz4_decode.ts [--image rings|sparse|bright]
+ *        [--dtype uint16|uint32] [--seconds 6]
  *
  * @module
  */
@@ -24,19 +29,26 @@ import {
   setDecodeEngine,
 } from "../../devices/eiger/bslz4.ts";
 import { releaseDecodeBuffers } from "../../devices/eiger/decode_buffers.ts";
-import { detectorImage } from "../../tests/support/eiger_image.ts";
+import { detectorImage, photonImage } from "../../tests/support/eiger_image.ts";
 
 const { values } = parseArgs({
   options: {
+    image: { type: "string", default: "rings" },
     dtype: { type: "string", default: "uint32" },
     seconds: { type: "string", default: "6" },
   },
 });
 const ROWS = 512;
 const COLS = 1028;
-const ctor = values.dtype === "uint16" ? Uint16Array : Uint32Array;
+const MEANS: Record<string, number> = { sparse: 0.01, bright: 200 };
+if (values.image !== "rings" && MEANS[values.image] === undefined) {
+  throw new Error(`--image ${values.image}: expected rings, sparse or bright`);
+}
+const ctor = values.dtype === "uint16" && values.image === "rings" ? Uint16Array : Uint32Array;
 const size = ctor.BYTES_PER_ELEMENT;
-const img = detectorImage(ctor as new (n: number) => Uint32Array, ROWS, COLS, 7);
+const img = values.image === "rings"
+  ? detectorImage(ctor as new (n: number) => Uint32Array, ROWS, COLS, 7)
+  : photonImage(ROWS, COLS, MEANS[values.image], 7);
 const raw = new Uint8Array(img.buffer);
 const seconds = Number(values.seconds);
 
@@ -168,7 +180,8 @@ const stats = (ms: number[]) => {
 };
 const mb = raw.length / 1e6;
 console.log(
-  `decode of ${COLS}x${ROWS} ${values.dtype} (${mb.toFixed(2)} MB), bslz4 payload ` +
+  `decode of ${COLS}x${ROWS} ${ctor === Uint16Array ? "uint16" : "uint32"} ${values.image} ` +
+    `(${mb.toFixed(2)} MB), bslz4 payload ` +
     `${(bsPayload.length / 1e3).toFixed(0)} kB, lz4 payload ${
       (lzPayload.length / 1e3).toFixed(0)
     } kB ` +

@@ -48,3 +48,33 @@ export function detectorImage<T extends DetectorArray>(
   for (let i = 0; i < 20; i++) img[Math.floor(rand() * rows * cols)] = max - 1;
   return img;
 }
+
+/**
+ * A `rows × cols` uint32 photon-counting image with Poisson counts of mean `mean` per pixel
+ * (seeded; a normal approximation above a mean of 30) and EIGER module gaps at the NODATA
+ * value: `mean` 0.01 gives a sparse low-flux frame (nearly all zeros), 200 a bright one.
+ */
+export function photonImage(rows: number, cols: number, mean: number, seed = 1): Uint32Array {
+  const img = new Uint32Array(rows * cols);
+  const rand = prng(seed);
+  const limit = Math.exp(-mean);
+  const sd = Math.sqrt(mean);
+  for (let i = 0; i < img.length; i++) {
+    if (mean > 30) {
+      const z = Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+      img[i] = Math.max(0, Math.round(mean + sd * z));
+    } else {
+      let k = 0;
+      let p = rand();
+      while (p > limit) {
+        k++;
+        p *= rand();
+      }
+      img[i] = k;
+    }
+  }
+  for (let y = 0; y < rows; y++) {
+    for (let x = 255; x < cols; x += 256) img[y * cols + x] = 0xffffffff;
+  }
+  return img;
+}
