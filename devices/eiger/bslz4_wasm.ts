@@ -61,6 +61,9 @@ function tablesText(): string {
   return `(data (i32.const ${PATTERN_AT}) "${hex}")`;
 }
 
+/** Match bytes (after the first 32) from which a non-overlapping match is one `memory.copy`. */
+const BULK_MATCH = 256;
+
 /** Saturation bound of a length being accumulated: above any output, below i32 overflow. */
 const LENGTH_CAP = 0x40000000;
 
@@ -104,12 +107,19 @@ function matchCopyText(): string {
         else
           local.get $mop i32.const 32 i32.add local.set $q
           local.get $from i32.const 32 i32.add local.set $from
-          loop $copy
-            local.get $q local.get $from v128.load align=1 v128.store align=1
-            local.get $q local.get $from v128.load offset=16 align=1 v128.store offset=16 align=1
-            local.get $from i32.const 32 i32.add local.set $from
-            local.get $q i32.const 32 i32.add local.tee $q
-            local.get $end i32.lt_u br_if $copy
+          local.get $end local.get $q i32.sub local.tee $n i32.const ${BULK_MATCH} i32.ge_u
+          local.get $off local.get $n i32.ge_u i32.and
+          if
+            ;; a long match that does not overlap its source (runs of zero rows): one bulk copy
+            local.get $q local.get $from local.get $n memory.copy
+          else
+            loop $copy
+              local.get $q local.get $from v128.load align=1 v128.store align=1
+              local.get $q local.get $from v128.load offset=16 align=1 v128.store offset=16 align=1
+              local.get $from i32.const 32 i32.add local.set $from
+              local.get $q i32.const 32 i32.add local.tee $q
+              local.get $end i32.lt_u br_if $copy
+            end
           end
         end
       end`;
@@ -132,7 +142,7 @@ function lz4Text(): string {
     (param $opEnd i32) (result i32)
     (local $token i32) (local $len i32) (local $b i32) (local $end i32) (local $from i32)
     (local $off i32) (local $o i32) (local $step i32) (local $v v128) (local $ipLimit i32)
-    (local $mop i32) (local $small i32) (local $q i32) (local $ext i32)
+    (local $mop i32) (local $small i32) (local $q i32) (local $ext i32) (local $n i32)
     ;; the fast path reads at most 18 input bytes (token, 14 literals, offset, one length byte);
     ;; as a signed limit (addresses are < 2^30)
     local.get $ipEnd i32.const 18 i32.sub local.set $ipLimit
