@@ -13,7 +13,7 @@ import { StreamDecoder } from "../devices/eiger/decode_pool.ts";
 import { SeriesCollector, type StreamEvent, type StreamImage } from "../devices/eiger/series.ts";
 import { encodeStreamMessage } from "../devices/eiger/stream2.ts";
 import type { DataEvent } from "../devices/contract.ts";
-import { startPy } from "./support/py/peer.ts";
+import { runPyToDone } from "./support/py/peer.ts";
 
 const DTYPES = ["uint8", "uint16", "uint32"] as const;
 const COMPRESSIONS = ["bslz4", "lz4", "none"] as const;
@@ -24,13 +24,7 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
 
 async function pythonMessages(rows: number, cols: number): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "eiger_pool_py_" });
-  const py = startPy("stream_peer.py", ["make", dir, String(rows), String(cols)]);
-  try {
-    assert.equal(await py.line(60_000), "DONE");
-    assert.equal(await py.wait(), 0);
-  } finally {
-    await py.close();
-  }
+  await runPyToDone("stream_peer.py", ["make", dir, String(rows), String(cols)]);
   return dir;
 }
 

@@ -14,7 +14,7 @@ import { CompressionError, decompressLz4Hdf5, setDecodeEngine } from "../devices
 import { createWasmCodec, FREE_AT, LZ4_ERRORS, SLACK } from "../devices/eiger/bslz4_wasm.ts";
 import { compressLz4Block, decodeLz4BlockInto, Lz4Error } from "../devices/eiger/lz4.ts";
 import { detectorImage, photonImage, prng } from "./support/eiger_image.ts";
-import { startPy } from "./support/py/peer.ts";
+import { runPyToDone } from "./support/py/peer.ts";
 
 /** Writes LZ4 sequences by hand (any offset and length, not a compressor's choice). */
 class BlockWriter {
@@ -141,14 +141,18 @@ async function withPython(files: Record<string, Uint8Array | string>): Promise<s
     if (typeof data === "string") await Deno.writeTextFile(join(dir, name), data);
     else await Deno.writeFile(join(dir, name), data);
   }
-  const py = startPy("lz4_peer.py", ["run", dir]);
-  try {
-    assert.equal(await py.line(60_000), "DONE");
-    assert.equal(await py.wait(), 0);
-  } finally {
-    await py.close();
-  }
+  await runPyToDone("lz4_peer.py", ["run", dir]);
   return dir;
+}
+
+/** The peer's input files for blocks to decode: `<name>.blk` and `<name>.size`. */
+function blockFiles(blocks: Record<string, { block: Uint8Array; size: number }>) {
+  const files: Record<string, Uint8Array | string> = {};
+  for (const [name, b] of Object.entries(blocks)) {
+    files[`${name}.blk`] = b.block;
+    files[`${name}.size`] = String(b.size);
+  }
+  return files;
 }
 
 /** Lengths around every threshold: the 16/32-byte copies, the 15-nibble, one and two extension bytes. */
@@ -204,12 +208,7 @@ function offsetBlocks(): Record<string, ReturnType<BlockWriter["done"]>> {
 
 Deno.test("lz4 kernel: every offset 1..20 and long matches decode exactly like liblz4, both engines", async () => {
   const blocks = offsetBlocks();
-  const files: Record<string, Uint8Array | string> = {};
-  for (const [name, b] of Object.entries(blocks)) {
-    files[`${name}.blk`] = b.block;
-    files[`${name}.size`] = String(b.size);
-  }
-  const dir = await withPython(files);
+  const dir = await withPython(blockFiles(blocks));
   try {
     for (const [name, b] of Object.entries(blocks)) {
       const c = await Deno.readFile(join(dir, `${name}.out`));
@@ -222,7 +221,7 @@ Deno.test("lz4 kernel: every offset 1..20 and long matches decode exactly like l
       }
     }
   } finally {
-    if (!Deno.env.get("KEEP")) await Deno.remove(dir, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -251,7 +250,7 @@ Deno.test("lz4 kernel: detector images compressed by liblz4 decode pixel-exactly
       }
     }
   } finally {
-    if (!Deno.env.get("KEEP")) await Deno.remove(dir, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -325,12 +324,7 @@ function malformedBlocks(): Record<string, Malformed> {
 
 Deno.test("lz4 kernel: malformed blocks are refused (as by liblz4) with the JS decoder's error, nothing written outside", async () => {
   const cases = malformedBlocks();
-  const files: Record<string, Uint8Array | string> = {};
-  for (const [name, c] of Object.entries(cases)) {
-    files[`${name}.blk`] = c.block;
-    files[`${name}.size`] = String(c.size);
-  }
-  const dir = await withPython(files);
+  const dir = await withPython(blockFiles(cases));
   try {
     for (const [name, c] of Object.entries(cases)) {
       const k = kernel(c.block, c.size);
@@ -347,7 +341,7 @@ Deno.test("lz4 kernel: malformed blocks are refused (as by liblz4) with the JS d
       if (!c.liblz4Lenient) assert.ok(refused, `${name}: liblz4 refuses it too`);
     }
   } finally {
-    if (!Deno.env.get("KEEP")) await Deno.remove(dir, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

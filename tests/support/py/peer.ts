@@ -106,3 +106,16 @@ export function startPy(script: string, args: string[]): PyPeer {
     },
   };
 }
+
+/** Runs `script ...args` to its end: it must print "DONE" within `timeoutMs` and exit with 0. */
+export async function runPyToDone(script: string, args: string[], timeoutMs = 60_000) {
+  const py = startPy(script, args);
+  try {
+    const line = await py.line(timeoutMs);
+    if (line !== "DONE") throw new Error(`python peer ${script}: "${line}" instead of DONE`);
+    const code = await py.wait();
+    if (code !== 0) throw new Error(`python peer ${script} exited with ${code}`);
+  } finally {
+    await py.close();
+  }
+}
