@@ -83,19 +83,18 @@ const LENGTH_CAP = 0x40000000;
 function matchCopyText(): string {
   return `
       local.get $mop local.get $off i32.sub local.set $from
-      local.get $off i32.const 16 i32.lt_u local.set $small
-      local.get $off i32.const 16 local.get $small select local.tee $o
+      local.get $off i32.const 16 local.get $off i32.const 16 i32.lt_u select local.tee $o
       i32.load8_u offset=${STEP_AT} local.set $step
       local.get $from v128.load align=1
       local.get $o i32.const 4 i32.shl v128.load offset=${PATTERN_AT}
       i8x16.relaxed_swizzle local.set $v
       local.get $mop local.get $v v128.store align=1
+      ;; from + min(off, 16): the next 16 source bytes, or for a short period $mop itself
       local.get $mop local.get $step i32.add
-      local.get $mop local.get $from i32.const 16 i32.add local.get $small select
-      v128.load align=1 v128.store align=1
+      local.get $from local.get $o i32.add v128.load align=1 v128.store align=1
       local.get $mop local.get $step i32.add i32.const 16 i32.add local.get $end i32.lt_u
       if
-        local.get $small
+        local.get $off i32.const 16 i32.lt_u
         if
           local.get $mop local.get $step i32.const 1 i32.shl i32.add local.set $q
           loop $rep
@@ -142,7 +141,7 @@ function lz4Text(): string {
     (param $opEnd i32) (result i32)
     (local $token i32) (local $len i32) (local $b i32) (local $end i32) (local $from i32)
     (local $off i32) (local $o i32) (local $step i32) (local $v v128) (local $ipLimit i32)
-    (local $mop i32) (local $small i32) (local $q i32) (local $ext i32) (local $n i32)
+    (local $mop i32) (local $q i32) (local $ext i32) (local $n i32)
     ;; the fast path reads at most 18 input bytes (token, 14 literals, offset, one length byte);
     ;; as a signed limit (addresses are < 2^30)
     local.get $ipEnd i32.const 18 i32.sub local.set $ipLimit
