@@ -144,7 +144,9 @@ export class PvaClient {
     validated: () => void,
     failed: (e: Error) => void,
   ): Promise<void> {
-    const buf = new Uint8Array(1024 * 1024);
+    // Small reads between large messages: what a read brings of the next large message beyond
+    // its header is copied into that message's own buffer, the rest is read straight into it.
+    const buf = new Uint8Array(64 * 1024);
     try {
       for (;;) {
         // The rest of a large message is read straight into its own buffer.
@@ -229,7 +231,8 @@ export class PvaClient {
         }
         this.#monitors.get(ioid)?.(r, sub);
         // Decoded and handed over synchronously: the buffer may take the next update.
-        if (m.owned) this.#pool?.recycle(m.payload);
+        // The decoder's misalignment lets the next buffer start so that the pixels land aligned.
+        if (m.owned) this.#pool?.recycle(m.payload, r.misalignment);
         return;
       }
       default:

@@ -150,25 +150,42 @@ export interface FramerOptions {
  * (grown when too small) and {@link recycle} takes a handled message's buffer back. Whatever was
  * decoded as a view of a recycled buffer is overwritten by the next large message, so the owner
  * recycles only once nothing refers to the message any more.
+ *
+ * It also keeps the pixels aligned: a numeric array must start at a multiple of its element size
+ * to be viewed in place, and in an NTNDArray update it does not (its offset in the message
+ * follows the variable-length fields before it). {@link recycle} learns from the decoder by how
+ * much the largest array was off, and later messages start that many bytes earlier in their
+ * buffer (0–7 bytes of padding), so updates of the same layout decode with no move at all.
  */
 export class LargeMessagePool {
   #spare: ArrayBuffer | undefined;
+  #pad = 0;
 
-  /** A buffer of exactly `size` bytes (a view at offset 0 of a recycled buffer when one fits). */
-  allocate(size: number): Uint8Array {
-    const spare = this.#spare;
-    if (spare !== undefined && spare.byteLength >= size) {
-      this.#spare = undefined;
-      return new Uint8Array(spare, 0, size);
-    }
-    // Room for a few more bytes (headers of later updates differ slightly in size).
-    const capacity = Math.ceil((size + 1) / LARGE_MESSAGE) * LARGE_MESSAGE;
-    return new Uint8Array(new ArrayBuffer(capacity), 0, size);
+  /** Offset (0–7) at which the next message starts in its buffer. */
+  get pad(): number {
+    return this.#pad;
   }
 
-  /** Takes back the buffer under `payload` (keeps the larger of it and the current spare). */
-  recycle(payload: Uint8Array): void {
+  /** A buffer of exactly `size` bytes: a view at the learned padding offset of a spare buffer. */
+  allocate(size: number): Uint8Array {
+    const spare = this.#spare;
+    if (spare !== undefined && spare.byteLength >= size + this.#pad) {
+      this.#spare = undefined;
+      return new Uint8Array(spare, this.#pad, size);
+    }
+    // Room for the padding and a few more bytes (later updates differ slightly in size).
+    const capacity = Math.ceil((size + 8 + 1) / LARGE_MESSAGE) * LARGE_MESSAGE;
+    return new Uint8Array(new ArrayBuffer(capacity), this.#pad, size);
+  }
+
+  /**
+   * Takes back the buffer under `payload` (keeps the larger of it and the current spare).
+   * `misalignment` is the decoder's {@link WireReader.misalignment} for this message: when not 0,
+   * later messages start that much earlier (mod 8) so that the same array lands aligned.
+   */
+  recycle(payload: Uint8Array, misalignment = 0): void {
     const buffer = payload.buffer as ArrayBuffer;
+    if (misalignment > 0) this.#pad = (((payload.byteOffset - misalignment) % 8) + 8) % 8;
     if (this.#spare === undefined || buffer.byteLength > this.#spare.byteLength) {
       this.#spare = buffer;
     }

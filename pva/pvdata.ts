@@ -315,7 +315,13 @@ function readArray(r: WireReader, type: ScalarType): PvValue {
     const start = bytes.byteOffset - shift;
     if (start >= r.viewFloor) {
       const all = new Uint8Array(bytes.buffer, 0, bytes.byteOffset + bytes.length);
-      if (shift > 0) all.copyWithin(start, bytes.byteOffset, bytes.byteOffset + bytes.length);
+      if (shift > 0) {
+        all.copyWithin(start, bytes.byteOffset, bytes.byteOffset + bytes.length);
+        if (bytes.length > r.misalignedBytes) {
+          r.misalignment = shift;
+          r.misalignedBytes = bytes.length;
+        }
+      }
       r.viewFloor = start + bytes.length;
       return new ARRAY_CONSTRUCTORS[type](bytes.buffer as ArrayBuffer, start, n);
     }

@@ -29,6 +29,14 @@ export class WireReader {
   readonly owned: boolean;
   /** Absolute buffer offset below which bytes back an earlier zero-copy view. */
   viewFloor = 0;
+  /**
+   * How many bytes past an aligned offset the largest array moved into alignment began (0 when
+   * none was moved): a receiver that starts the next message's buffer this much earlier (mod 8)
+   * gets the same layout aligned, with no move.
+   */
+  misalignment = 0;
+  /** Length of the array {@link misalignment} belongs to. */
+  misalignedBytes = 0;
   #view: DataView;
 
   constructor(bytes: Uint8Array, littleEndian: boolean, owned = false) {

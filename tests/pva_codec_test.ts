@@ -5,16 +5,26 @@
 import assert from "node:assert/strict";
 import { BitSet, PvaProtocolError, WireReader, WireWriter } from "../pva/wire.ts";
 import {
+  readChanged,
   readFieldDesc,
   readValue,
   type StructValue,
   T,
+  type UnionValue,
   writeFieldDesc,
   writePartial,
   writeValue,
 } from "../pva/pvdata.ts";
-import { ALARM_T, dimension, NT_NDARRAY, TIME_T } from "../pva/nt.ts";
-import { buildMessage, Cmd } from "../pva/messages.ts";
+import { ALARM_T, dimension, ND_VALUE_MEMBERS, NT_NDARRAY, TIME_T } from "../pva/nt.ts";
+import {
+  beginMessage,
+  buildMessage,
+  Cmd,
+  endMessage,
+  LargeMessagePool,
+  type Message,
+  MessageFramer,
+} from "../pva/messages.ts";
 import { serverGreeting } from "../pva/connection.ts";
 import { encodeSearchResponse } from "../pva/search.ts";
 import { parsePvRequest } from "../pva/request.ts";
@@ -336,5 +346,57 @@ Deno.test("pva codec: owned large payloads decode arrays as views without corrup
     const r = new WireReader(bytes.slice(), true, owned);
     const back = readValue(r, type, new Map()) as StructValue;
     assert.deepEqual(back, value, `owned ${owned}`);
+  }
+});
+
+Deno.test("pva: a recycled message buffer learns the padding that lands NTNDArray pixels aligned", () => {
+  // An NTNDArray update as the server sends it: ioid (4), subcommand (1), changed bit set (2),
+  // union selector (1), element count (5): the uint32 pixels start at payload offset 13, 1 byte
+  // past a 4-byte boundary.
+  const count = 64 * 1024;
+  const message = (k: number): Uint8Array => {
+    const pixels = Uint32Array.from({ length: count }, (_, i) => (i * 2654435761 + k) >>> 0);
+    const w = new WireWriter(true);
+    const at = beginMessage(w, Cmd.MONITOR, true);
+    w.u32(7).u8(0).bitSet(new BitSet().set(1)); // ioid, subcommand, changed = value only
+    writePartial(w, NT_NDARRAY, {
+      value: { index: ND_VALUE_MEMBERS.indexOf("uint"), value: pixels },
+    }, new BitSet().set(1));
+    w.u8(0);
+    endMessage(w, at);
+    return concat(...w.finish());
+  };
+  const pool = new LargeMessagePool();
+  const framer = new MessageFramer({
+    server: false,
+    maxMessage: 1 << 24,
+    allocate: (size) => pool.allocate(size),
+  });
+  const decode = (k: number) => {
+    framer.push(message(k));
+    const m = framer.next() as Message;
+    assert.ok(m.owned, "large message in an allocator buffer");
+    const r = m.reader();
+    r.u32();
+    r.u8();
+    const into: StructValue = {};
+    readChanged(r, NT_NDARRAY, into, new Map());
+    const px = (into.value as UnionValue).value as Uint32Array;
+    assert.ok(px instanceof Uint32Array);
+    assert.equal(px.buffer, m.payload.buffer, "pixels are a view of the message buffer");
+    assert.equal(px[0], k);
+    assert.equal(px[count - 1], ((count - 1) * 2654435761 + k) >>> 0);
+    const moved = r.misalignment;
+    pool.recycle(m.payload, moved);
+    return { moved, start: m.payload.byteOffset };
+  };
+  const first = decode(1);
+  assert.equal(first.start, 0);
+  assert.equal(first.moved, 1, "the first update had to be moved into alignment");
+  assert.equal(pool.pad, 7);
+  for (const k of [2, 3]) {
+    const later = decode(k);
+    assert.equal(later.start, 7, "later updates start 7 bytes into their buffer");
+    assert.equal(later.moved, 0, "and decode in place, with no move");
   }
 });
