@@ -5,8 +5,11 @@
  * by default, as LONG with `--uint32-as long`) and the raw loopback stream of the same bytes, all
  * in the same run. Target: PVA updates/s ≥ CA updates/s.
  *
- * The phases run in alternation for `--rounds` rounds (same image, same server, same run); each
- * round prints PVA/CA ratios, and the summary gives the range (min–max) of every rate and ratio.
+ * Every round runs each phase twice for half of `--seconds`, in ABBA order (all phases, then all
+ * again in reverse), so a load that changes during the round weighs on all of them alike; the
+ * LONG record gets the same pixels viewed as int32, as the IOC posts them. Each round prints the
+ * rates, client and server (this process: poster and servers) CPU per update, the PVA/CA ratios
+ * and the load average; the summary gives the range (min–max) of every rate and ratio.
  * `--only a,b` keeps the phases whose label contains one of the words; `--profile DIR` runs our
  * PVA client process with `--cpu-prof-md` into DIR.
  *
@@ -38,6 +41,8 @@ const { values } = parseArgs({
   },
 });
 const SECONDS = Number(values.seconds);
+/** Each phase runs twice per round (ABBA), for half the phase time each. */
+const HALF = String(SECONDS / 2);
 const ROUNDS = Math.max(1, Number(values.rounds));
 const WIDTH = 1028;
 const HEIGHT = 512;
@@ -58,7 +63,7 @@ async function pvaClient(port: number, pv: string): Promise<Record<string, numbe
       "127.0.0.1",
       String(port),
       pv,
-      String(SECONDS),
+      HALF,
     ],
     stdout: "piped",
     stderr: "piped",
@@ -72,7 +77,10 @@ async function pvaClient(port: number, pv: string): Promise<Record<string, numbe
  * that socket I/O is polled) after each post, as frames arriving from a detector do. Bursts of
  * posts, or `setImmediate` yields, starve the socket writers of every protocol.
  */
-function poster(pvs: PvHandle[], image: Uint32Array): { stop: () => Promise<number> } {
+function poster(
+  pvs: PvHandle[],
+  image: Uint32Array | Int32Array,
+): { stop: () => Promise<number> } {
   let running = true;
   let posts = 0;
   const done = (async () => {
@@ -133,12 +141,15 @@ const store = new PvStore(defaultCodec);
 const ca = await startCaServer({ env: testServerEnv(), port: 0, store });
 const pva = await startLoopbackPvaServer(store);
 const image = Uint32Array.from({ length: COUNT }, (_, i) => i * 7);
+// The same pixels viewed as int32 for the LONG record, as the IOC posts uint32 images on a CA
+// LONG PV (no conversion).
+const imageAsLong = new Int32Array(image.buffer);
 const asDouble = ca.add({ name: "B:dbl", type: "double", maxCount: COUNT });
 const asLong = ca.add({ name: "B:lng", type: "long", maxCount: COUNT });
 const forPva = ca.add({ name: "B:nd", type: "double", maxCount: COUNT });
 pva.serveImage("B:nd", { width: WIDTH, height: HEIGHT, images: 1, pixel: "uint" });
 
-/** Counts the updates `pvxmonitor` prints in SECONDS (one `uniqueId` line per update). */
+/** Counts the updates `pvxmonitor` prints in HALF seconds (one `uniqueId` line per update). */
 async function pvxmonitor(port: number, pv: string): Promise<Record<string, number>> {
   const child = new Deno.Command(`${values.pvxs}/pvxmonitor`, {
     args: ["-#", "2", "-F", "delta", pv],
@@ -166,7 +177,7 @@ async function pvxmonitor(port: number, pv: string): Promise<Record<string, numb
       }
     }
   })();
-  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  await new Promise((r) => setTimeout(r, Number(HALF) * 1000));
   const seconds = (performance.now() - t0) / 1000;
   const counted = updates;
   child.kill("SIGINT");
@@ -177,8 +188,8 @@ async function pvxmonitor(port: number, pv: string): Promise<Record<string, numb
 
 type Phase = [string, PvHandle, () => Promise<Record<string, number>>];
 let phases: Phase[] = [
-  ["CA DOUBLE monitor", asDouble, () => caClient(ca.udpPort, "monitor", "B:dbl", String(SECONDS))],
-  ["CA LONG monitor", asLong, () => caClient(ca.udpPort, "monitor", "B:lng", String(SECONDS))],
+  ["CA DOUBLE monitor", asDouble, () => caClient(ca.udpPort, "monitor", "B:dbl", HALF)],
+  ["CA LONG monitor", asLong, () => caClient(ca.udpPort, "monitor", "B:lng", HALF)],
   ["PVA NTNDArray", forPva, () => pvaClient(pva.tcpPort, "B:nd")],
 ];
 if (values.pvxs !== undefined) {
@@ -194,18 +205,52 @@ const sample = (name: string, v: number) => {
   if (!samples.has(name)) samples.set(name, []);
   samples.get(name)!.push(v);
 };
+/** CPU seconds (user + system) this process (poster and both servers) used so far. */
+function serverCpu(): number {
+  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+interface Tally {
+  updates: number;
+  seconds: number;
+  clientCpu: number;
+  serverCpu: number;
+  posts: number;
+}
+/** One half-length run of a phase. */
+async function runHalf([, pv, run]: Phase, image: Uint32Array | Int32Array): Promise<Tally> {
+  const cpu0 = serverCpu();
+  const post = poster([pv], image);
+  const r = await run();
+  const posts = await post.stop();
+  return {
+    updates: r.updates,
+    seconds: r.seconds,
+    clientCpu: r.cpu,
+    serverCpu: serverCpu() - cpu0,
+    posts,
+  };
+}
 for (let round = 1; round <= ROUNDS; round++) {
+  // ABBA: every phase runs twice for half the time, in order and then in reverse, so that a
+  // load that rises or falls during the round weighs on every phase alike.
+  const tallies = new Map<string, Tally>();
+  for (const phase of [...phases, ...[...phases].reverse()]) {
+    const t = await runHalf(phase, phase[0].includes("LONG") ? imageAsLong : image);
+    const sum = tallies.get(phase[0]);
+    if (sum === undefined) tallies.set(phase[0], t);
+    else for (const k of Object.keys(t) as (keyof Tally)[]) sum[k] += t[k];
+  }
   const results: Record<string, number> = {};
-  for (const [label, pv, run] of phases) {
-    const post = poster([pv], image);
-    const r = await run();
-    const posts = await post.stop();
-    const rate = r.updates / r.seconds;
+  for (const [label] of phases) {
+    const t = tallies.get(label)!;
+    const rate = t.updates / t.seconds;
     results[label] = rate;
     sample(label, rate);
+    const perUpdate = (cpu: number) => (1000 * cpu / Math.max(1, t.updates)).toFixed(2);
     console.log(
-      `[${round}] ${(label + ":").padEnd(19)}${rate.toFixed(1)} updates/s (${posts} posts; ` +
-        `client CPU ${(1000 * r.cpu / Math.max(1, r.updates)).toFixed(2)} ms/update) → ` +
+      `[${round}] ${(label + ":").padEnd(19)}${rate.toFixed(1)} updates/s (${t.posts} posts; ` +
+        `CPU ms/update: client ${perUpdate(t.clientCpu)}, server ${perUpdate(t.serverCpu)}) → ` +
         `${(100 * rate / rawRate).toFixed(0)} % of raw`,
     );
   }
@@ -217,6 +262,8 @@ for (let round = 1; round <= ROUNDS; round++) {
       console.log(`[${round}] ${name}: ${(results[label] / results[ca]).toFixed(2)}`);
     }
   }
+  const loadNow = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+  console.log(`[${round}] load average after the round: ${loadNow}`);
 }
 console.log(`# summary over ${ROUNDS} round(s): min–max (target: every PVA / CA ratio ≥ 1)`);
 for (const [name, vs] of samples) {
