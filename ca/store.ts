@@ -203,6 +203,11 @@ export class RetainedMemory {
   }
 }
 
+/** Whether two typed arrays have the same element type and length (one may fill the other). */
+function sameShape(a: NumericArray, b: NumericArray): boolean {
+  return a.constructor === b.constructor && a.length === b.length;
+}
+
 /** Smallest payload worth recycling (smaller ones are cheap to allocate). */
 const RECYCLE_MIN = 64 * 1024;
 /** Superseded payloads kept per target for reuse. */
@@ -322,6 +327,10 @@ export class PvRecord implements PvHandle {
   #value: NativeValue | NumericArray;
   /** Whether `#value` was allocated here (not handed over by a caller), so it may be reused. */
   #ownsValue = true;
+  /** Own value arrays lent by {@link holdValue}, with their number of holders. */
+  #valueHolds = new Map<NumericArray, number>();
+  /** An own array superseded while lent and since given back: the next copying post fills it. */
+  #spareValue: NumericArray | undefined;
   /** Native form of a narrow `#value`, made on demand by {@link value} (and its version). */
   #widened: { version: number; value: NativeValue } | undefined;
   #codec: DbrCodec;
@@ -393,11 +402,16 @@ export class PvRecord implements PvHandle {
       if (!copy && (options.keep === true || asIs instanceof NATIVE_ARRAYS[this.native])) {
         stored = asIs;
       } else if (
-        this.#ownsValue && !Array.isArray(current) && current.constructor === asIs.constructor &&
-        current.length === asIs.length
+        this.#ownsValue && !Array.isArray(current) && sameShape(current, asIs) &&
+        !this.#valueHolds.has(current)
       ) {
         (current as Float64Array).set(asIs as Float64Array);
         stored = current;
+      } else if (this.#spareValue !== undefined && sameShape(this.#spareValue, asIs)) {
+        // The current array is lent (see holdValue): fill the one given back before.
+        (this.#spareValue as Float64Array).set(asIs as Float64Array);
+        stored = this.#spareValue;
+        this.#spareValue = undefined;
       } else stored = asIs.slice();
     } else {
       const native = this.#codec.toNative(value, this.native, this.maxCount);
@@ -405,6 +419,33 @@ export class PvRecord implements PvHandle {
     }
     this.#ownsValue = stored !== value;
     this.#store(stored, options);
+  }
+
+  /**
+   * Lends the stored value array to a reader that keeps referring to it after this call (a
+   * queued pvAccess message sends its bytes by reference): until `release`, a copying
+   * {@link post} fills another array (a spare given back earlier, else a new one) instead of
+   * overwriting this one. Undefined when the stored value is not an array this record allocated
+   * (one handed over by the caller, who may reuse it once replaced): the reader copies then.
+   */
+  holdValue(): { value: NumericArray; release: () => void } | undefined {
+    const value = this.#value;
+    if (!this.#ownsValue || Array.isArray(value)) return undefined;
+    const array = value as NumericArray;
+    this.#valueHolds.set(array, (this.#valueHolds.get(array) ?? 0) + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      const n = this.#valueHolds.get(array)! - 1;
+      if (n > 0) {
+        this.#valueHolds.set(array, n);
+        return;
+      }
+      this.#valueHolds.delete(array);
+      if (array !== this.#value) this.#spareValue = array;
+    };
+    return { value: array, release };
   }
 
   /** `value` when {@link post} keeps its element type (see there), else undefined. */

@@ -275,40 +275,57 @@ export function ndArraySource(record: PvRecord, shape: NdShape): NdArraySource {
   let info: NdFrameInfo = { uniqueId: 0, dataTime: record.timestamp, attributes: [] };
   const dims = [dimension(shape.width), dimension(shape.height)];
   if (shape.images > 1) dims.push(dimension(shape.images));
-  // Pixel buffers are recycled (fresh image-sized allocations are slow): a superseded version's
-  // buffer returns to `spare` once no queued message holds it any more.
+  // Pixels are sent by reference. When the record allocated its array (a copying post), the
+  // version borrows it (`PvRecord.holdValue`) until superseded and no queued message holds it;
+  // otherwise (an array the poster handed over and may reuse) they are copied into a recycled
+  // buffer (fresh image-sized allocations are slow), which goes back to `spare` likewise.
   interface Version {
     version: number;
     value: StructValue;
     pixels: TypedArray;
+    /** Gives the borrowed record array back; undefined for an own copy. */
+    giveBack: (() => void) | undefined;
     holds: number;
     retired: boolean;
   }
   let current: Version | undefined;
   const spare: TypedArray[] = [];
   const recycle = (v: Version) => {
-    if (spare.length < 2) spare.push(v.pixels);
+    if (v.giveBack !== undefined) v.giveBack();
+    else if (spare.length < 2) spare.push(v.pixels);
   };
+  const Ctor = ARRAY_CONSTRUCTORS[pixel as Exclude<ScalarType, "string">];
+  const sameBits = (src: TypedArray) =>
+    src instanceof Ctor || src.BYTES_PER_ELEMENT === SCALAR_SIZES[pixel];
 
-  const pixelsNow = (): TypedArray => {
+  const pixelsNow = (): { pixels: TypedArray; giveBack?: () => void } => {
+    const lent = record.holdValue();
+    if (lent !== undefined) {
+      const src = lent.value as TypedArray;
+      if (sameBits(src)) {
+        const pixels = src instanceof Ctor
+          ? src
+          : new Ctor(src.buffer as ArrayBuffer, src.byteOffset, src.length);
+        return { pixels, giveBack: lent.release };
+      }
+      lent.release();
+    }
     const stored = record.snapshot().value as NativeValue;
-    const Ctor = ARRAY_CONSTRUCTORS[pixel as Exclude<ScalarType, "string">];
     if (!Array.isArray(stored)) {
       const src = stored as TypedArray;
       const i = spare.findIndex((p) => p.length === src.length);
-      if (i >= 0 && (src instanceof Ctor || src.BYTES_PER_ELEMENT === SCALAR_SIZES[pixel])) {
+      if (i >= 0 && sameBits(src)) {
         const out = spare.splice(i, 1)[0];
         const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
         bytes.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
-        return out;
+        return { pixels: out };
       }
     }
-    return pixelsOf(stored, pixel);
+    return { pixels: pixelsOf(stored, pixel) };
   };
 
-  const build = (): StructValue => {
+  const build = (pixels: TypedArray): StructValue => {
     // The stored array as posted (uint32 pixels stay uint32 on a CA DOUBLE record).
-    const pixels = pixelsNow();
     const bytes = pixels.length * SCALAR_SIZES[pixel];
     const complete = pixels.length === shape.width * shape.height * shape.images;
     return {
@@ -343,9 +360,9 @@ export function ndArraySource(record: PvRecord, shape: NdShape): NdArraySource {
         current.retired = true;
         if (current.holds === 0) recycle(current);
       }
-      const value = build();
-      const pixels = (value.value as { value: TypedArray }).value;
-      current = { version: record.version, value, pixels, holds: 0, retired: false };
+      const { pixels, giveBack } = pixelsNow();
+      const value = build(pixels);
+      current = { version: record.version, value, pixels, giveBack, holds: 0, retired: false };
     }
     return current;
   };

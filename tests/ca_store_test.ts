@@ -127,3 +127,34 @@ Deno.test("store: a narrower array handed over with keep is served in place", ()
   pv.post(new Uint32Array(n).fill(1));
   assert.equal(pixels[0], 0xffff_ffff, "a handed-over array is never written by the store");
 });
+
+Deno.test("store: a lent value array is never overwritten; copying posts fill the one given back", () => {
+  // Image-sized (stored as posted, not converted to DOUBLE).
+  const n = 2048;
+  const pv = new PvRecord({ name: "L:img", type: "double", maxCount: n }, defaultCodec);
+  const frame = Uint32Array.from({ length: n }, (_, i) => i + 1);
+  pv.post(frame, { copy: true });
+  const a = pv.holdValue()!;
+  assert.ok(a.value instanceof Uint32Array);
+  assert.equal(a.value[n - 1], n);
+  frame[0] = 10;
+  pv.post(frame, { copy: true }); // a is lent: stored in a new array
+  assert.equal(a.value[0], 1, "the lent array keeps its bytes");
+  const b = pv.holdValue()!;
+  assert.notEqual(b.value, a.value);
+  assert.equal(b.value[0], 10);
+  a.release();
+  frame[0] = 20;
+  pv.post(frame, { copy: true }); // b is lent: fills a, given back
+  assert.equal(b.value[0], 10, "the second lent array keeps its bytes");
+  assert.equal(pv.snapshot().value, a.value, "the array given back is reused");
+  assert.equal(pv.snapshot().value[0], 20);
+  b.release();
+  frame[0] = 30;
+  pv.post(frame, { copy: true }); // nothing lent now: in place
+  assert.equal(pv.snapshot().value, a.value);
+  assert.equal(a.value[0], 30);
+  // Arrays handed over by the caller are never lent (the caller may reuse them once replaced).
+  pv.post(Uint32Array.from(frame), { keep: true });
+  assert.equal(pv.holdValue(), undefined);
+});

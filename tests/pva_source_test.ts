@@ -1,0 +1,61 @@
+/**
+ * NTNDArray source buffers: pixels of a record-owned array are sent by reference (borrowed from
+ * the record while a queued message holds them), pixels handed over by a poster are copied; in
+ * both cases a held value keeps its bytes while later images are posted.
+ */
+import assert from "node:assert/strict";
+import { PvRecord } from "../ca/store.ts";
+import { defaultCodec } from "../ca/codec_dbr.ts";
+import { ndArraySource } from "../pva/source.ts";
+import type { UnionValue } from "../pva/pvdata.ts";
+
+const WIDTH = 64;
+const HEIGHT = 32;
+const COUNT = WIDTH * HEIGHT; // image-sized: stored as posted
+
+function setup() {
+  const record = new PvRecord({ name: "S:img", type: "double", maxCount: COUNT }, defaultCodec);
+  const source = ndArraySource(record, { width: WIDTH, height: HEIGHT, images: 1, pixel: "uint" });
+  const pixels = () => (source.value().value as UnionValue).value as Uint32Array;
+  return { record, source, pixels };
+}
+
+Deno.test("pva source: copy-posted pixels go out by reference and stay intact while held", () => {
+  const { record, source, pixels } = setup();
+  const frame = Uint32Array.from({ length: COUNT }, (_, i) => i);
+  record.post(frame, { copy: true });
+  const first = pixels();
+  assert.equal(
+    first.buffer,
+    (record.snapshot().value as Uint32Array).buffer,
+    "no copy of the record's array",
+  );
+  const release = source.hold!();
+  frame.fill(7);
+  record.post(frame, { copy: true });
+  const second = pixels();
+  assert.notEqual(second.buffer, first.buffer);
+  assert.deepEqual([...first], Array.from({ length: COUNT }, (_, i) => i), "held bytes intact");
+  assert.equal(second[0], 7);
+  release();
+  // Superseded and released: the record fills that array again for a later image.
+  const hold2 = source.hold!();
+  frame.fill(9);
+  record.post(frame, { copy: true });
+  assert.equal(pixels().buffer, first.buffer, "the given-back array is reused");
+  assert.equal(second[0], 7, "the held second image is intact");
+  hold2();
+});
+
+Deno.test("pva source: pixels handed over by the poster are copied (the poster may reuse them)", () => {
+  const { record, source, pixels } = setup();
+  const frame = Uint32Array.from({ length: COUNT }, (_, i) => i + 1);
+  record.post(frame, { keep: true });
+  const sent = pixels();
+  assert.notEqual(sent.buffer, frame.buffer, "a copy, not the poster's array");
+  const release = source.hold!();
+  record.post(Uint32Array.from(frame), { keep: true });
+  frame.fill(0); // the poster reuses its first array once replaced
+  assert.equal(sent[0], 1, "the queued copy keeps its bytes");
+  release();
+});
