@@ -45,6 +45,11 @@ export interface IocOptions {
   uint32As: Uint32Transport;
   /** Serve the PVs over pvAccess too (`--pva on|off`, `DISS_PVA`; default on). */
   pva: boolean;
+  /**
+   * Forward unicast PVA searches to the other PVA servers on this host through the loopback
+   * multicast group, and answer theirs (`--pva-forward on|off`, `DISS_PVA_FORWARD`; default on).
+   */
+  pvaForward: boolean;
   /** Lowest log level written. */
   logLevel: LogLevel;
   /** Who may write (`--write-hosts`); undefined = every client. */
@@ -73,6 +78,9 @@ Options (each overrides its environment variable):
   --uint32-as T                uint32 images as "double" (exact, default) or "long"
                                (same bits: 2^32-1 reads as -1; half the bytes)  [DISS_UINT32_AS]
   --pva on|off                 also serve every PV over pvAccess (default on)  [DISS_PVA]
+  --pva-forward on|off         forward unicast PVA searches to the other PVA servers
+                               on this host (multicast 224.0.0.128 on loopback) and
+                               answer theirs, as EPICS servers do (default on)  [DISS_PVA_FORWARD]
   --log-level L                ${LOG_LEVELS.join("|")} (default info)  [DISS_LOG_LEVEL]
   --write-hosts LIST           only these clients may write: host names, IPv4
                                addresses or user@host, comma-separated; others
@@ -177,6 +185,21 @@ export function checkPrefix(prefix: string, source: string): string {
   return prefix;
 }
 
+/** An on/off switch from its flag, else its variable, else on. */
+function onOff(
+  flag: string | undefined,
+  flagName: string,
+  variable: string | undefined,
+  variableName: string,
+): boolean {
+  const [text, source] = flag !== undefined ? [flag, flagName] : [variable ?? "on", variableName];
+  const word = text.trim().toLowerCase();
+  if (!["on", "off", "yes", "no", "true", "false", "1", "0"].includes(word)) {
+    throw new ConfigError(`${source}=${JSON.stringify(text)}: expected on or off`);
+  }
+  return ["on", "yes", "true", "1"].includes(word);
+}
+
 /** Parses flags and environment; throws {@link ConfigError} on any problem. */
 export function parseIocOptions(
   argv: readonly string[],
@@ -191,6 +214,7 @@ export function parseIocOptions(
     "uint32-as": { type: "string" },
     "log-level": { type: "string" },
     pva: { type: "string" },
+    "pva-forward": { type: "string" },
     "write-hosts": { type: "string" },
     "list-pvs": { type: "boolean" },
     help: { type: "boolean", short: "h" },
@@ -257,14 +281,13 @@ export function parseIocOptions(
     throw new ConfigError(`${u32Source}=${JSON.stringify(u32Text)}: expected double or long`);
   }
 
-  const [pvaText, pvaSource] = values.pva !== undefined
-    ? [values.pva, "--pva"]
-    : [env.DISS_PVA ?? "on", "DISS_PVA"];
-  const pvaWord = pvaText.trim().toLowerCase();
-  if (!["on", "off", "yes", "no", "true", "false", "1", "0"].includes(pvaWord)) {
-    throw new ConfigError(`${pvaSource}=${JSON.stringify(pvaText)}: expected on or off`);
-  }
-  const pva = ["on", "yes", "true", "1"].includes(pvaWord);
+  const pva = onOff(values.pva, "--pva", env.DISS_PVA, "DISS_PVA");
+  const pvaForward = onOff(
+    values["pva-forward"],
+    "--pva-forward",
+    env.DISS_PVA_FORWARD,
+    "DISS_PVA_FORWARD",
+  );
 
   const [levelText, levelSource] = values["log-level"] !== undefined
     ? [values["log-level"], "--log-level"]
@@ -293,6 +316,7 @@ export function parseIocOptions(
     overdue,
     uint32As,
     pva,
+    pvaForward,
     logLevel: level as LogLevel,
     listPvs: values["list-pvs"] ?? false,
     help,

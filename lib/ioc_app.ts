@@ -153,7 +153,13 @@ export async function runIoc(
   let pva: PvaServer | undefined;
   if (options.pva) {
     try {
-      pva = await startPvaServer({ env, store, writeAccess, writeGate });
+      pva = await startPvaServer({
+        env,
+        store,
+        writeAccess,
+        writeGate,
+        forwardSearches: options.pvaForward,
+      });
     } catch (err) {
       printError(`cannot start the PVA server: ${errorMessage(err)}`);
       await server.close();

@@ -1,12 +1,13 @@
 /**
- * pvAccess name search (spec §4): SEARCH decoding, SEARCH_RESPONSE and BEACON encoding, and the
- * answer to one UDP datagram (which may carry an ORIGIN_TAG prefix). No I/O.
+ * pvAccess name search (spec §4): SEARCH decoding, SEARCH_RESPONSE, BEACON and ORIGIN_TAG
+ * encoding, and the answer to one UDP datagram — replies, plus the copy of a unicast search to
+ * forward to the other servers on this host (§4.5). No I/O.
  *
  * @module
  */
 
 import { buildMessage, Cmd, decodeHeader, HEADER_SIZE, isBigEndian } from "./messages.ts";
-import { PvaProtocolError, WireReader, type WireWriter } from "./wire.ts";
+import { PvaProtocolError, WireReader, WireWriter } from "./wire.ts";
 
 /** A decoded SEARCH. */
 export interface SearchRequest {
@@ -137,28 +138,111 @@ export interface SearchReply {
   port: number;
 }
 
+/** Multicast group of local search forwarding (joined on the loopback interface only). */
+export const LOCAL_FORWARD_GROUP = "224.0.0.128";
+
+/** Payload size of an ORIGIN_TAG message: one 16-byte address. */
+const ORIGIN_TAG_SIZE = 16;
+
 /**
- * Answers one UDP datagram: every SEARCH message in it (an ORIGIN_TAG prefix is skipped) gets a
- * reply when names are found or a reply is required. Malformed datagrams throw
- * {@link PvaProtocolError}.
+ * Encodes the ORIGIN_TAG (0x16) message that prefixes a forwarded search: the address the
+ * original datagram was sent to (all zero when unknown, e.g. a socket bound to 0.0.0.0).
+ * Big-endian with client flags, as PVXS sends it.
+ */
+export function encodeOriginTag(destination?: string): Uint8Array {
+  return buildMessage(Cmd.ORIGIN_TAG, false, false, (w) => writeAddress(w, destination));
+}
+
+/** How a UDP datagram reached the server. */
+export type DatagramRoute =
+  /** On the search port, from the client itself (broadcast or unicast). */
+  | "direct"
+  /** Through the local forwarding group, from a server on this host. */
+  | "forwarded";
+
+/** What the server knows about one received UDP datagram. */
+export interface DatagramContext {
+  route: DatagramRoute;
+  /** The datagram's source address (dotted IPv4). */
+  source: string;
+  /** Build a forwarded copy of a unicast SEARCH received directly (default false). */
+  forward?: boolean;
+  /** The address the datagram was sent to, when known (written into the ORIGIN_TAG). */
+  destination?: string;
+}
+
+/** The answer to one UDP datagram. */
+export interface DatagramAnswer {
+  /** Search replies to send. */
+  replies: SearchReply[];
+  /**
+   * The datagram to send to the local forwarding group, or undefined: an ORIGIN_TAG, then the
+   * received messages with every unicast SEARCH's flag cleared and its reply address filled in
+   * (the receivers cannot see the client's address otherwise).
+   */
+  forward: Uint8Array | undefined;
+}
+
+/** Whether a dotted IPv4 address is a multicast one (224.0.0.0/4). */
+function isMulticast(address: string): boolean {
+  const first = Number(address.split(".")[0]);
+  return first >= 224 && first <= 239;
+}
+
+/** Offsets in a SEARCH payload (spec §4.2). */
+const SEARCH_FLAGS_AT = 4;
+const SEARCH_REPLY_ADDRESS_AT = 8;
+
+/**
+ * Answers one UDP datagram (spec §4.2, §4.5): every SEARCH message in it gets a reply when names
+ * are found or a reply is required. The forwarding rules of PVXS, which keep forwarding from
+ * looping or amplifying traffic:
+ * - `direct`: a datagram that starts with an ORIGIN_TAG is ignored (tags are only trusted from
+ *   the loopback group); a SEARCH with the unicast flag is forwarded when `forward` is set (the
+ *   server still answers it itself).
+ * - `forwarded`: at most one ORIGIN_TAG, first; never forwarded again; a SEARCH whose reply
+ *   address is zero is dropped (its source is the forwarding server, not the client).
+ *
+ * Malformed datagrams throw {@link PvaProtocolError}.
  */
 export function answerSearchDatagram(
   datagram: Uint8Array,
   identity: ServerIdentity,
   has: (name: string) => boolean,
-): SearchReply[] {
+  context: DatagramContext = { route: "direct", source: "0.0.0.0" },
+): DatagramAnswer {
   const replies: SearchReply[] = [];
+  const forwarded = context.route === "forwarded";
+  // Never answer (or forward for) a multicast source; forwarded copies come over loopback only.
+  if (isMulticast(context.source) || forwarded && !context.source.startsWith("127.")) {
+    return { replies, forward: undefined };
+  }
+  /** Offsets of the unicast SEARCH payloads to rewrite in the forwarded copy. */
+  const unicast: { at: number; replyAddress: string }[] = [];
   let at = 0;
   while (at + HEADER_SIZE <= datagram.length) {
     const h = decodeHeader(datagram, at);
     if (h.flags & 0x01) throw new PvaProtocolError("control message in a datagram");
     const end = at + HEADER_SIZE + h.size;
     if (end > datagram.length) throw new PvaProtocolError("datagram shorter than its message");
-    const payload = datagram.subarray(at + HEADER_SIZE, end);
+    const payloadAt = at + HEADER_SIZE;
+    const payload = datagram.subarray(payloadAt, end);
+    const first = at === 0;
     at = end;
-    if (h.command !== Cmd.SEARCH) continue; // ORIGIN_TAG, beacons of other servers, ...
+    if (h.command === Cmd.ORIGIN_TAG) {
+      if (h.size < ORIGIN_TAG_SIZE) throw new PvaProtocolError("short ORIGIN_TAG");
+      // Trusted once, at the start of a datagram from the loopback group; otherwise the
+      // datagram is not what a local server forwards: ignore the rest.
+      if (!forwarded || !first) break;
+      continue;
+    }
+    if (h.command !== Cmd.SEARCH) continue; // beacons of other servers, ...
     const r = new WireReader(payload, !isBigEndian(h.flags));
     const request = decodeSearch(r);
+    if (forwarded && request.replyAddress === undefined) continue;
+    if (!forwarded && context.forward && (request.flags & SEARCH_UNICAST)) {
+      unicast.push({ at: payloadAt, replyAddress: request.replyAddress ?? context.source });
+    }
     const ids = searchHits(request, has);
     if (ids === undefined) continue;
     replies.push({
@@ -167,7 +251,21 @@ export function answerSearchDatagram(
       port: request.replyPort,
     });
   }
-  return replies;
+  let forward: Uint8Array | undefined;
+  if (unicast.length > 0) {
+    const tag = encodeOriginTag(context.destination);
+    forward = new Uint8Array(tag.length + at);
+    forward.set(tag);
+    forward.set(datagram.subarray(0, at), tag.length);
+    for (const u of unicast) {
+      const payloadAt = tag.length + u.at;
+      forward[payloadAt + SEARCH_FLAGS_AT] &= ~SEARCH_UNICAST;
+      const address = new WireWriter(false);
+      writeAddress(address, u.replyAddress);
+      forward.set(address.toBytes(), payloadAt + SEARCH_REPLY_ADDRESS_AT);
+    }
+  }
+  return { replies, forward };
 }
 
 /** Decoded SEARCH_RESPONSE (our client). */

@@ -20,7 +20,14 @@ import { getLog } from "../core/log.ts";
 import { type Clock, sleep, systemClock, type TimerHandle } from "../core/clock.ts";
 import { type ConnectionLimits, ServerConnection } from "./connection.ts";
 import { readPvaServerEnv } from "./env.ts";
-import { answerSearchDatagram, encodeBeacon, type ServerIdentity } from "./search.ts";
+import {
+  answerSearchDatagram,
+  type DatagramContext,
+  encodeBeacon,
+  LOCAL_FORWARD_GROUP,
+  type SearchReply,
+  type ServerIdentity,
+} from "./search.ts";
 import {
   type NdArraySource,
   ndArraySource,
@@ -58,6 +65,19 @@ export interface PvaServerOptions {
    * CA server's gate to share one bound (default: a gate of its own, 2 MiB per turn).
    */
   writeGate?: BulkWriteGate;
+  /**
+   * Local search forwarding (spec §4.5, as EPICS's own servers do; default on): a SEARCH that
+   * arrives by unicast is also forwarded, prefixed with an ORIGIN_TAG, to the loopback multicast
+   * group so that the other PVA servers on this host see it, and forwarded searches from them
+   * are answered. Tests switch it off (no multicast, even on loopback).
+   */
+  forwardSearches?: boolean;
+  /**
+   * Where forwarded searches go (default the group {@link LOCAL_FORWARD_GROUP} on the UDP search
+   * port, which the server then also joins on 127.0.0.1 to receive the others' forwards). Any
+   * other destination (a unicast test port) is only sent to.
+   */
+  forwardDestination?: UdpDestination;
 }
 
 /** A running pvAccess server. */
@@ -68,6 +88,8 @@ export interface PvaServer {
   readonly udpPort: number;
   /** 12-byte server GUID. */
   readonly guid: Uint8Array;
+  /** Where unicast searches are forwarded, or undefined when local forwarding is off. */
+  readonly searchForwarding: UdpDestination | undefined;
   /** Serves `source` under `name` (replacing a record of that name for PVA clients). */
   setSource(name: string, source: PvaSource): void;
   /**
@@ -91,7 +113,6 @@ function beaconDelay(sent: number): number {
 }
 
 /** Starts a pvAccess server. */
-// deno-lint-ignore require-await -- async by contract, like startCaServer
 export async function startPvaServer(options: PvaServerOptions = {}): Promise<PvaServer> {
   const config = readPvaServerEnv(options.env ?? Deno.env.toObject());
   const hosts = (options.interfaces ?? config.interfaces).length > 0
@@ -169,7 +190,50 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
   const conns = new Set<Deno.Conn>();
   const gate = options.writeGate ?? new BulkWriteGate();
 
-  for (const socket of udpSockets) {
+  // Local search forwarding: sent from a socket of its own (so that our own copies, which the
+  // group hands back to us, are recognised by their source port and not answered twice).
+  const forwarding = options.forwardSearches ?? true;
+  const forwardTo: UdpDestination = options.forwardDestination ??
+    { hostname: LOCAL_FORWARD_GROUP, port: udpPort };
+  let forwardSocket: Deno.DatagramConn | undefined;
+  let groupSocket: Deno.DatagramConn | undefined;
+  if (forwarding) {
+    try {
+      // Bound to loopback: Linux then sends multicast through the loopback interface (TTL 1).
+      forwardSocket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+      if (options.forwardDestination === undefined) {
+        groupSocket = Deno.listenDatagram({
+          transport: "udp",
+          hostname: LOCAL_FORWARD_GROUP,
+          port: udpPort,
+          reuseAddress: true,
+        });
+        await groupSocket.joinMulticastV4(LOCAL_FORWARD_GROUP, "127.0.0.1");
+      }
+    } catch (error) {
+      log.warning("PVA local search forwarding unavailable", { error });
+      forwardSocket?.close();
+      groupSocket?.close();
+      forwardSocket = groupSocket = undefined;
+    }
+  }
+  const forwardPort = (forwardSocket?.addr as Deno.NetAddr | undefined)?.port;
+
+  const sendReplies = async (replies: SearchReply[], from: Deno.NetAddr) => {
+    for (const reply of replies) {
+      try {
+        await udpSockets[0].send(reply.bytes, {
+          transport: "udp",
+          hostname: reply.address ?? from.hostname,
+          port: reply.port,
+        });
+      } catch (error) {
+        log.debug("PVA search reply failed", { peer: from.hostname, error });
+      }
+    }
+  };
+
+  const serveDatagrams = (socket: Deno.DatagramConn, context: Omit<DatagramContext, "source">) =>
     track((async () => {
       while (!closing) {
         let datagram: Uint8Array;
@@ -185,27 +249,40 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
           continue;
         }
         if (ignore.has(from.hostname)) continue;
-        let replies;
+        // Our own forwarded copy, back from the group: answered when it arrived.
+        if (context.route === "forwarded" && from.port === forwardPort) continue;
+        let answer;
         try {
-          replies = answerSearchDatagram(datagram, identity, (n) => resolve(n) !== undefined);
+          answer = answerSearchDatagram(
+            datagram,
+            identity,
+            (n) => resolve(n) !== undefined,
+            { ...context, source: from.hostname },
+          );
         } catch (error) {
           log.debug("PVA bad search datagram", { peer: from.hostname, error: String(error) });
           continue;
         }
-        for (const reply of replies) {
+        if (answer.forward !== undefined && forwardSocket !== undefined) {
           try {
-            await socket.send(reply.bytes, {
-              transport: "udp",
-              hostname: reply.address ?? from.hostname,
-              port: reply.port,
-            });
+            await forwardSocket.send(answer.forward, { transport: "udp", ...forwardTo });
           } catch (error) {
-            log.debug("PVA search reply failed", { peer: from.hostname, error });
+            log.debug("PVA search forwarding failed", { peer: from.hostname, error });
           }
         }
+        await sendReplies(answer.replies, from);
       }
     })());
+
+  for (const socket of udpSockets) {
+    const bound = (socket.addr as Deno.NetAddr).hostname;
+    serveDatagrams(socket, {
+      route: "direct",
+      forward: forwardSocket !== undefined,
+      destination: bound === "0.0.0.0" ? undefined : bound,
+    });
   }
+  if (groupSocket !== undefined) serveDatagrams(groupSocket, { route: "forwarded" });
 
   const serveConn = async (conn: Deno.TcpConn) => {
     const peer = conn.remoteAddr as Deno.NetAddr;
@@ -294,6 +371,9 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
     tcpPort,
     udpPort,
     interfaces: hosts.join(","),
+    searchForwarding: forwardSocket === undefined
+      ? "off"
+      : `${forwardTo.hostname}:${forwardTo.port}${groupSocket ? " (joined)" : ""}`,
     beacons: destinations.map((d) => `${d.hostname}:${d.port}`).join(","),
   });
 
@@ -301,6 +381,7 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
     tcpPort,
     udpPort,
     guid,
+    searchForwarding: forwardSocket === undefined ? undefined : { ...forwardTo },
     setSource(name, source) {
       const old = sources.get(name) ?? resolveExisting(name);
       sources.set(name, source);
@@ -325,6 +406,8 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
       closing = true;
       if (beaconTimer !== undefined) clearTimeout(beaconTimer);
       beaconSocket?.close();
+      forwardSocket?.close();
+      groupSocket?.close();
       for (const s of udpSockets) s.close();
       for (const l of listeners) l.close();
       for (const c of [...connections]) c.close("server closing");

@@ -23,6 +23,7 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
     overdue: undefined,
     uint32As: "double",
     pva: true,
+    pvaForward: true,
     logLevel: "info",
     writeHosts: undefined,
     listPvs: false,

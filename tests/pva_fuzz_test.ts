@@ -155,11 +155,14 @@ Deno.test("pva fuzz: 100k mutated messages never escape, never grow output unbou
     if (i % 10 === 0) {
       // The UDP path: only PvaProtocolError may come out.
       try {
-        answerSearchDatagram(
+        // Both routes, forwarding on: the forwarding rules see mutated datagrams too.
+        const answer = answerSearchDatagram(
           bytes,
           { guid: new Uint8Array(12), tcpPort: 1 },
           (n) => sources.has(n),
+          { route: i % 20 === 0 ? "forwarded" : "direct", source: "127.0.0.1", forward: true },
         );
+        assert.ok((answer.forward?.length ?? 0) <= bytes.length + 24, "forward bounded");
         searches++;
       } catch (err) {
         assert.ok(err instanceof PvaProtocolError, `search threw ${err}`);

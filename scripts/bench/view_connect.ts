@@ -12,6 +12,7 @@
 import { createCaClient } from "../../ca/client.ts";
 import { EXIT, runView } from "../../lib/view/app.ts";
 import type { TerminalIo } from "../../lib/view/tty.ts";
+import { testPvaServerEnv } from "../../tests/support/epics_env.ts";
 
 const frames = Number(Deno.args[0] ?? 40);
 const size = Deno.args[1] ?? "1028x512";
@@ -30,6 +31,8 @@ const env = {
   SIM_PIXEL_TYPE: "uint32",
   SIM_SEED: "1",
   DISS_LOG_LEVEL: "warning",
+  // pvAccess on loopback only: OS-assigned ports, no beacons, no search forwarding.
+  ...testPvaServerEnv(),
 };
 const ioc = new Deno.Command(Deno.execPath(), {
   args: [

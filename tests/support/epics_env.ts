@@ -27,7 +27,7 @@ export const MARKER_VARIABLE = "DISS_CA_TEST_MARKER";
 
 /**
  * pvAccess server environment for tests: loopback only, OS-assigned TCP and UDP ports, no
- * beacons (no automatic broadcast list, no explicit destinations).
+ * beacons (no automatic broadcast list, no explicit destinations), no local search forwarding.
  */
 export function testPvaServerEnv(): Record<string, string> {
   return {
@@ -37,6 +37,8 @@ export function testPvaServerEnv(): Record<string, string> {
     EPICS_PVAS_AUTO_BEACON_ADDR_LIST: "NO",
     EPICS_PVAS_BEACON_ADDR_LIST: "",
     EPICS_PVA_ADDR_LIST: "",
+    // No local search forwarding: tests never send to multicast, even on loopback.
+    DISS_PVA_FORWARD: "off",
   };
 }
 

@@ -43,7 +43,8 @@ export const FIXTURE_IMAGE = Uint16Array.of(0, 1, 2, 3, 100, 101, 102, 103, 200,
 
 /**
  * Starts a PVA server for `store` on loopback only: OS-assigned TCP and UDP ports, interface
- * 127.0.0.1, no beacons, no environment; `extra` overrides any of these.
+ * 127.0.0.1, no beacons, no local search forwarding, no environment; `extra` overrides any of
+ * these.
  */
 export function startLoopbackPvaServer(
   store: PvStore,
@@ -56,6 +57,7 @@ export function startLoopbackPvaServer(
     udpPort: 0,
     interfaces: ["127.0.0.1"],
     beaconAddresses: [],
+    forwardSearches: false, // tests never send to multicast, even on loopback
     ...extra,
   });
 }
