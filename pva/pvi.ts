@@ -1,6 +1,10 @@
 /**
  * PVI structures (spec §10): the `{prefix}PVI` PVs ophyd-async's `PviDeviceConnector` reads to
- * build a device without a hand-written PV list. No I/O.
+ * build a device without a hand-written PV list. Its reader (`PviTree.build_device_tree`) takes
+ * `value` of the GET as `{entry: {role: pv}}`: `{x}` alone is a command (put 1 to an integer
+ * NTScalar/NTEnum), `{d}` alone a child device whose own PVI PV that is, `{r, w}` / `{rw}` a
+ * SignalRW, `{r}` a SignalR, `{w}` a SignalW, anything else an error; entries named `__<n>` are
+ * DeviceVector elements. Entry names are the attribute names. No I/O.
  *
  * @module
  */
@@ -33,17 +37,25 @@ export interface PviPv {
 
 const ROLES = ["r", "w", "rw", "x", "d"] as const;
 
-/** Makes `name` a Python identifier (ophyd-async attribute names). */
+/**
+ * Makes `name` an entry name ophyd-async's `PviDeviceConnector` turns into an attribute: a Python
+ * identifier (other characters become `_`, a leading digit gets a `_` before it), and never
+ * `__<n>`, which that reader takes for element n of a `DeviceVector`.
+ */
 export function pviName(name: string): string {
-  const id = name.replace(/[^A-Za-z0-9_]/g, "_");
-  return /^[0-9]/.test(id) ? `_${id}` : id;
+  let id = name.replace(/[^A-Za-z0-9_]/g, "_");
+  if (/^[0-9]/.test(id)) id = `_${id}`;
+  if (/^__[0-9]+$/.test(id)) id = id.slice(1);
+  return id === "" ? "_" : id;
 }
 
 function pviPv(name: string, prefix: string, signals: readonly PviSignal[]): PviPv {
   const members: Record<string, FieldDesc> = {};
   const values: StructValue = {};
   for (const s of signals) {
-    const key = pviName(s.name);
+    // Names that became equal (`a-b`, `a_b`) are told apart by a suffix: none is lost.
+    let key = pviName(s.name);
+    for (let n = 2; key in members; n++) key = `${pviName(s.name)}_${n}`;
     const roles = ROLES.filter((r) => s[r] !== undefined);
     members[key] = T.struct("", Object.fromEntries(roles.map((r) => [r, T.scalar("string")])));
     values[key] = Object.fromEntries(roles.map((r) => [r, `${prefix}${s[r]}`]));

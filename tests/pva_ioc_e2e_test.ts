@@ -10,6 +10,7 @@ import { resolveSimSettings, simGenerator } from "../devices/sim.ts";
 import { sha256Hex } from "./support/bytes.ts";
 import { PvaClient, PvaStatusError } from "../pva/client.ts";
 import type { StructValue, UnionValue } from "../pva/pvdata.ts";
+import { buildTree } from "./support/ophyd_pvi_reader.ts";
 
 const SIM_ENV = {
   SIM_SEED: "5",
@@ -33,6 +34,18 @@ Deno.test("e2e pva: one acquisition seen over CA and PVA at once, images identic
     const c1 = (await client.get(`${P}c1:PVI`)).value.value as Record<string, StructValue>;
     assert.deepEqual(c1.image, { r: `${P}c1:image` });
     assert.deepEqual(c1.enerj, { rw: `${P}c1:enerj` });
+    // The whole tree as ophyd-async's PVI reader builds it, over PVA.
+    const tree = await buildTree(`${P}PVI`, async (pv) => (await client.get(pv)).value);
+    assert.deepEqual(Object.keys(tree.devices).sort(), ["c1", "c2"]);
+    assert.deepEqual(tree.commands, { cancel: `${P}cancel`, clear: `${P}clear` });
+    assert.equal(tree.devices.c2.signals.image.kind, "SignalR");
+    // Commands put 1 and need an integer NTScalar (PvaCommandBackend.connect checks).
+    for (const pv of Object.values(tree.commands)) {
+      const type = await client.getField(pv);
+      assert.ok(type?.kind === "structure" && type.id === "epics:nt/NTScalar:1.0", pv);
+      const value = type.fields.find((f) => f.name === "value")?.type;
+      assert.deepEqual(value, { kind: "scalar", type: "int" }, pv);
+    }
 
     // Same handler, same refusal text as over CA.
     await assert.rejects(
