@@ -5,8 +5,9 @@
  * by default, as LONG with `--uint32-as long`) and the raw loopback stream of the same bytes, all
  * in the same run. Target: PVA updates/s ≥ CA updates/s.
  *
- * Every round runs each phase twice for half of `--seconds`, in ABBA order (all phases, then all
- * again in reverse), so a load that changes during the round weighs on all of them alike; the
+ * Every round runs each phase in `2 × --cycles` slices of `--seconds / (2 × cycles)`, alternating
+ * the order (A B C C B A A B C ...), so a load that changes during the round weighs on all phases
+ * alike and a burst of load on the shared box hits no phase as a whole; the
  * LONG record gets the same pixels viewed as int32, as the IOC posts them. Each round prints the
  * rates, client and server (this process: poster and servers) CPU per update, the PVA/CA ratios
  * and the load average; the summary gives the range (min–max) of every rate and ratio.
@@ -17,7 +18,7 @@
  * also measured with PVXS's C++ `pvxmonitor` as the client (search over TCP to our port only).
  *
  * Usage: `./node_modules/.bin/deno run -A scripts/bench/pva_ndarray.ts [--seconds 3]
- * [--rounds 3] [--pvxs DIR] [--only pva,long] [--profile DIR]`
+ * [--rounds 3] [--cycles 2] [--pvxs DIR] [--only pva,long] [--profile DIR]`
  *
  * @module
  */
@@ -35,14 +36,17 @@ const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "3" },
     rounds: { type: "string", default: "3" },
+    cycles: { type: "string", default: "2" },
     pvxs: { type: "string" },
     only: { type: "string" },
     profile: { type: "string" },
   },
 });
 const SECONDS = Number(values.seconds);
-/** Each phase runs twice per round (ABBA), for half the phase time each. */
-const HALF = String(SECONDS / 2);
+/** Forward + reverse passes over the phases per round. */
+const CYCLES = Math.max(1, Number(values.cycles));
+/** Length of one slice of a phase (seconds). */
+const HALF = String(SECONDS / (2 * CYCLES));
 const ROUNDS = Math.max(1, Number(values.rounds));
 const WIDTH = 1028;
 const HEIGHT = 512;
@@ -149,7 +153,7 @@ const asLong = ca.add({ name: "B:lng", type: "long", maxCount: COUNT });
 const forPva = ca.add({ name: "B:nd", type: "double", maxCount: COUNT });
 pva.serveImage("B:nd", { width: WIDTH, height: HEIGHT, images: 1, pixel: "uint" });
 
-/** Counts the updates `pvxmonitor` prints in HALF seconds (one `uniqueId` line per update). */
+/** Counts the updates `pvxmonitor` prints in one slice (one `uniqueId` line per update). */
 async function pvxmonitor(port: number, pv: string): Promise<Record<string, number>> {
   const child = new Deno.Command(`${values.pvxs}/pvxmonitor`, {
     args: ["-#", "2", "-F", "delta", pv],
@@ -217,7 +221,7 @@ interface Tally {
   serverCpu: number;
   posts: number;
 }
-/** One half-length run of a phase. */
+/** One slice of a phase. */
 async function runHalf([, pv, run]: Phase, image: Uint32Array | Int32Array): Promise<Tally> {
   const cpu0 = serverCpu();
   const post = poster([pv], image);
@@ -232,10 +236,12 @@ async function runHalf([, pv, run]: Phase, image: Uint32Array | Int32Array): Pro
   };
 }
 for (let round = 1; round <= ROUNDS; round++) {
-  // ABBA: every phase runs twice for half the time, in order and then in reverse, so that a
-  // load that rises or falls during the round weighs on every phase alike.
+  // A B C C B A, `CYCLES` times: a load that rises or falls during the round weighs on every
+  // phase alike.
   const tallies = new Map<string, Tally>();
-  for (const phase of [...phases, ...[...phases].reverse()]) {
+  const order: Phase[] = [];
+  for (let c = 0; c < CYCLES; c++) order.push(...phases, ...[...phases].reverse());
+  for (const phase of order) {
     const t = await runHalf(phase, phase[0].includes("LONG") ? imageAsLong : image);
     const sum = tallies.get(phase[0]);
     if (sum === undefined) tallies.set(phase[0], t);
@@ -250,7 +256,8 @@ for (let round = 1; round <= ROUNDS; round++) {
     const perUpdate = (cpu: number) => (1000 * cpu / Math.max(1, t.updates)).toFixed(2);
     console.log(
       `[${round}] ${(label + ":").padEnd(19)}${rate.toFixed(1)} updates/s (${t.posts} posts; ` +
-        `CPU ms/update: client ${perUpdate(t.clientCpu)}, server ${perUpdate(t.serverCpu)}) → ` +
+        `CPU ms/update: client ${perUpdate(t.clientCpu)}, server ${perUpdate(t.serverCpu)}; ` +
+        `client got ${(100 * t.clientCpu / t.seconds).toFixed(0)} % of a core) → ` +
         `${(100 * rate / rawRate).toFixed(0)} % of raw`,
     );
   }
