@@ -203,6 +203,26 @@ export class RetainedMemory {
   }
 }
 
+/**
+ * Counts one more holder of `key` in `holds`; the returned release (idempotent) counts it down
+ * and calls `onLast` once the last holder released.
+ */
+function holdCounted<K>(holds: Map<K, number>, key: K, onLast: () => void): () => void {
+  holds.set(key, (holds.get(key) ?? 0) + 1);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const left = holds.get(key)! - 1;
+    if (left > 0) {
+      holds.set(key, left);
+      return;
+    }
+    holds.delete(key);
+    onLast();
+  };
+}
+
 /** Whether two typed arrays have the same element type and length (one may fill the other). */
 function sameShape(a: NumericArray, b: NumericArray): boolean {
   return a.constructor === b.constructor && a.length === b.length;
@@ -270,22 +290,12 @@ class EncodeCache {
     for (const p of this.#map.values()) current ||= p === payload;
     if (!current && !this.#holds.has(payload)) return () => {};
     if (current) this.#lent.add(payload);
-    this.#holds.set(payload, (this.#holds.get(payload) ?? 0) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = this.#holds.get(payload)! - 1;
-      if (left > 0) {
-        this.#holds.set(payload, left);
-        return;
-      }
-      this.#holds.delete(payload);
+    return holdCounted(this.#holds, payload, () => {
       if (this.#retired.delete(payload)) {
         this.#retained.change(-payload.length);
         this.#recycle(payload);
       }
-    };
+    });
   }
 
   #recycle(payload: Uint8Array): void {
@@ -432,19 +442,9 @@ export class PvRecord implements PvHandle {
     const value = this.#value;
     if (!this.#ownsValue || Array.isArray(value)) return undefined;
     const array = value as NumericArray;
-    this.#valueHolds.set(array, (this.#valueHolds.get(array) ?? 0) + 1);
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      const n = this.#valueHolds.get(array)! - 1;
-      if (n > 0) {
-        this.#valueHolds.set(array, n);
-        return;
-      }
-      this.#valueHolds.delete(array);
+    const release = holdCounted(this.#valueHolds, array, () => {
       if (array !== this.#value) this.#spareValue = array;
-    };
+    });
     return { value: array, release };
   }
 

@@ -92,6 +92,46 @@ export function pvSuffixes(config: DeviceConfig | undefined): string[] {
   return names;
 }
 
+/**
+ * The IOC's PVI entries (PV names without the prefix) for a configuration (or none yet): the
+ * top-level signals, and one child device per channel with its sizes, image and metadata.
+ */
+export function pviLayout(config: DeviceConfig | undefined): {
+  top: PviSignal[];
+  children: { name: string; signals: PviSignal[] }[];
+} {
+  const top: PviSignal[] = [
+    { name: "state", r: "state" },
+    { name: "ssqcnt", r: "ssqcnt" },
+    { name: "uuid", r: "uuid" },
+    { name: "numid", r: "numid" },
+    { name: "acquire", rw: "acquire" },
+    { name: "duration", rw: "duration" },
+    { name: "cancel", x: "cancel" },
+    { name: "clear", x: "clear" },
+    { name: "error", r: "error" },
+    { name: "version", r: "version" },
+  ];
+  const children: { name: string; signals: PviSignal[] }[] = [];
+  if (config !== undefined) {
+    top.push({ name: "channels", r: "channels" });
+    top.push({ name: "start_ts", r: "start_ts" }, { name: "acq_td", r: "acq_td" });
+    for (const ch of config.channels) {
+      const signals: PviSignal[] = [
+        { name: "asize0", r: `${ch.name}:asize0` },
+        { name: "asize1", r: `${ch.name}:asize1` },
+        { name: "asize2", r: `${ch.name}:asize2` },
+        { name: "image", r: `${ch.name}:image` },
+      ];
+      for (const key of Object.keys(ch.meta)) {
+        signals.push({ name: key, rw: `${ch.name}:${key}` });
+      }
+      children.push({ name: ch.name, signals });
+    }
+  }
+  return { top, children };
+}
+
 /** Options of {@link createIocPvs}. */
 export interface IocPvsOptions {
   server: CaServer;
@@ -260,35 +300,7 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
   /** The PVI structure (ophyd-async) of what is served now. */
   const publishPvi = (config: DeviceConfig | undefined) => {
     if (options.pva === undefined) return;
-    const top: PviSignal[] = [
-      { name: "state", r: "state" },
-      { name: "ssqcnt", r: "ssqcnt" },
-      { name: "uuid", r: "uuid" },
-      { name: "numid", r: "numid" },
-      { name: "acquire", rw: "acquire" },
-      { name: "duration", rw: "duration" },
-      { name: "cancel", x: "cancel" },
-      { name: "clear", x: "clear" },
-      { name: "error", r: "error" },
-      { name: "version", r: "version" },
-    ];
-    const children: { name: string; signals: PviSignal[] }[] = [];
-    if (config !== undefined) {
-      top.push({ name: "channels", r: "channels" });
-      top.push({ name: "start_ts", r: "start_ts" }, { name: "acq_td", r: "acq_td" });
-      for (const ch of config.channels) {
-        const signals: PviSignal[] = [
-          { name: "asize0", r: `${ch.name}:asize0` },
-          { name: "asize1", r: `${ch.name}:asize1` },
-          { name: "asize2", r: `${ch.name}:asize2` },
-          { name: "image", r: `${ch.name}:image` },
-        ];
-        for (const key of Object.keys(ch.meta)) {
-          signals.push({ name: key, rw: `${ch.name}:${key}` });
-        }
-        children.push({ name: ch.name, signals });
-      }
-    }
+    const { top, children } = pviLayout(config);
     for (const { name, type, value } of pviStructure(prefix, top, children)) {
       options.pva.setSource(name, staticSource(type, value));
     }

@@ -4,7 +4,8 @@
  * example).
  */
 import assert from "node:assert/strict";
-import { type PviPv, type PviSignal, pviStructure } from "../pva/pvi.ts";
+import { type PviPv, pviStructure } from "../pva/pvi.ts";
+import { pviLayout } from "../lib/ioc_pvs.ts";
 import type { StructValue } from "../pva/pvdata.ts";
 import { buildTree, DEVICE_ATTRIBUTES, signalOf, type Tree } from "./support/ophyd_pvi_reader.ts";
 
@@ -43,25 +44,18 @@ Deno.test("pvi reader port: their docstring layout gives their documented tree",
   assert.throws(() => signalOf({ d: "X", x: "Y" }), TypeError);
 });
 
-/** The IOC's PVI as `lib/ioc_pvs.ts` publishes it for an EIGER-like configuration. */
+/** The IOC's PVI (`lib/ioc_pvs.ts`) for an EIGER-like configuration with two thresholds. */
 function iocPvi(prefix: string): PviPv[] {
-  const top: PviSignal[] = [
-    { name: "state", r: "state" },
-    { name: "acquire", rw: "acquire" },
-    { name: "duration", rw: "duration" },
-    { name: "cancel", x: "cancel" },
-    { name: "clear", x: "clear" },
-    { name: "error", r: "error" },
-    { name: "channels", r: "channels" },
-  ];
-  const children = ["threshold_1", "threshold_2"].map((ch) => ({
-    name: ch,
-    signals: [
-      { name: "asize0", r: `${ch}:asize0` },
-      { name: "image", r: `${ch}:image` },
-      { name: "threshold_energy", rw: `${ch}:threshold_energy` },
-    ] as PviSignal[],
-  }));
+  const { top, children } = pviLayout({
+    channels: ["threshold_1", "threshold_2"].map((name) => ({
+      name,
+      meta: { threshold_energy: 8000 },
+    })),
+    numImages: 1,
+    width: 4,
+    height: 3,
+    pixelType: "uint32",
+  });
   return pviStructure(prefix, top, children);
 }
 

@@ -9,6 +9,9 @@ import { PvStore } from "../ca/store.ts";
 import { defaultCodec } from "../ca/codec_dbr.ts";
 import {
   answerSearchDatagram,
+  type DatagramAnswer,
+  type DatagramContext,
+  type DatagramRoute,
   decodeSearchResponse,
   encodeOriginTag,
   encodeSearch,
@@ -40,21 +43,30 @@ const PVXS_FORWARDED = hex(`
   00 00 00 00 00 00 00 00 00 00 ff ff 7f 00 00 01 de 99
   01 03 74 63 70 00 01 12 34 56 78 06 64 65 6d 6f 3a 78`);
 
+/** Answers `datagram` as the server does, forwarding on, from 127.0.0.1 unless `context` says. */
+function answer(
+  datagram: Uint8Array,
+  route: DatagramRoute,
+  context: Partial<DatagramContext> = {},
+): DatagramAnswer {
+  return answerSearchDatagram(datagram, IDENTITY, hosts, {
+    route,
+    source: "127.0.0.1",
+    forward: true,
+    ...context,
+  });
+}
+
 function replyOf(bytes: Uint8Array) {
   return decodeSearchResponse(new WireReader(bytes.subarray(HEADER_SIZE), false));
 }
 
 Deno.test("pva forwarding: a unicast search is forwarded byte-equal to PVXS, and still answered", () => {
-  const answer = answerSearchDatagram(UNICAST_SEARCH, IDENTITY, hosts, {
-    route: "direct",
-    source: "127.0.0.1",
-    forward: true,
-    destination: "127.0.0.1",
-  });
-  assert.deepEqual([...answer.forward!], [...PVXS_FORWARDED]);
-  assert.equal(answer.replies.length, 1);
-  assert.equal(answer.replies[0].port, 0xde99);
-  assert.deepEqual(replyOf(answer.replies[0].bytes).ids, [0x12345678]);
+  const got = answer(UNICAST_SEARCH, "direct", { destination: "127.0.0.1" });
+  assert.deepEqual([...got.forward!], [...PVXS_FORWARDED]);
+  assert.equal(got.replies.length, 1);
+  assert.equal(got.replies[0].port, 0xde99);
+  assert.deepEqual(replyOf(got.replies[0].bytes).ids, [0x12345678]);
   // The received datagram itself is not modified.
   assert.equal(UNICAST_SEARCH[8 + 4], 0x80);
 });
@@ -62,16 +74,12 @@ Deno.test("pva forwarding: a unicast search is forwarded byte-equal to PVXS, and
 Deno.test("pva forwarding: an explicit reply address is kept; unknown destination is all zero", () => {
   const search = encodeSearch(9, 0x80, 4000, [{ id: 1, name: "other" }]);
   search.set([0xff, 0xff, 10, 0, 0, 7], 8 + 8 + 10); // reply address ::ffff:10.0.0.7
-  const answer = answerSearchDatagram(search, IDENTITY, hosts, {
-    route: "direct",
-    source: "127.0.0.1",
-    forward: true,
-  });
+  const got = answer(search, "direct");
   // Nothing hosted here, no reply required: no reply, but the others may host it.
-  assert.equal(answer.replies.length, 0);
+  assert.equal(got.replies.length, 0);
   const expected = concat(encodeOriginTag(), search);
   expected[24 + 8 + 4] = 0x00; // unicast flag cleared
-  assert.deepEqual([...answer.forward!], [...expected]);
+  assert.deepEqual([...got.forward!], [...expected]);
   assert.deepEqual(
     [...encodeOriginTag()].slice(8),
     new Array(10).fill(0).concat([0xff, 0xff, 0, 0, 0, 0]),
@@ -79,47 +87,28 @@ Deno.test("pva forwarding: an explicit reply address is kept; unknown destinatio
 });
 
 Deno.test("pva forwarding: nothing is forwarded when off, for broadcasts, or from a multicast source", () => {
-  const off = answerSearchDatagram(UNICAST_SEARCH, IDENTITY, hosts, {
-    route: "direct",
-    source: "127.0.0.1",
-  });
+  const off = answer(UNICAST_SEARCH, "direct", { forward: false });
   assert.equal(off.forward, undefined);
   assert.equal(off.replies.length, 1);
   const broadcast = encodeSearch(1, 0x00, 4000, [{ id: 1, name: "demo:x" }]);
-  const b = answerSearchDatagram(broadcast, IDENTITY, hosts, {
-    route: "direct",
-    source: "127.0.0.1",
-    forward: true,
-  });
+  const b = answer(broadcast, "direct");
   assert.equal(b.forward, undefined);
   assert.equal(b.replies.length, 1);
-  const m = answerSearchDatagram(UNICAST_SEARCH, IDENTITY, hosts, {
-    route: "direct",
-    source: "224.0.0.9",
-    forward: true,
-  });
+  const m = answer(UNICAST_SEARCH, "direct", { source: "224.0.0.9" });
   assert.deepEqual(m, { replies: [], forward: undefined });
 });
 
 Deno.test("pva forwarding: a forwarded search is answered to the original client, never re-forwarded", () => {
-  const answer = answerSearchDatagram(PVXS_FORWARDED, IDENTITY, hosts, {
-    route: "forwarded",
-    source: "127.0.0.1",
-    forward: true,
-  });
-  assert.equal(answer.forward, undefined);
-  assert.equal(answer.replies.length, 1);
-  assert.equal(answer.replies[0].address, "127.0.0.1");
-  assert.equal(answer.replies[0].port, 0xde99);
-  assert.deepEqual(replyOf(answer.replies[0].bytes).ids, [0x12345678]);
+  const got = answer(PVXS_FORWARDED, "forwarded");
+  assert.equal(got.forward, undefined);
+  assert.equal(got.replies.length, 1);
+  assert.equal(got.replies[0].address, "127.0.0.1");
+  assert.equal(got.replies[0].port, 0xde99);
+  assert.deepEqual(replyOf(got.replies[0].bytes).ids, [0x12345678]);
   // Even if a forwarder left the unicast flag set, a forwarded search is not forwarded again.
   const flagged = PVXS_FORWARDED.slice();
   flagged[24 + 8 + 4] = 0x80;
-  const again = answerSearchDatagram(flagged, IDENTITY, hosts, {
-    route: "forwarded",
-    source: "127.0.0.1",
-    forward: true,
-  });
+  const again = answer(flagged, "forwarded");
   assert.equal(again.forward, undefined);
   assert.equal(again.replies.length, 1);
 });
@@ -141,11 +130,7 @@ Deno.test("pva forwarding: PVXS's receiving rules (zero reply address, tags, sou
     { replies: [], forward: undefined },
   );
   // An ORIGIN_TAG arriving directly (not through the loopback group) is not trusted.
-  const direct = answerSearchDatagram(PVXS_FORWARDED, IDENTITY, hosts, {
-    route: "direct",
-    source: "127.0.0.1",
-    forward: true,
-  });
+  const direct = answer(PVXS_FORWARDED, "direct");
   assert.deepEqual(direct, { replies: [], forward: undefined });
 });
 
