@@ -219,10 +219,14 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
   }
   const forwardPort = (forwardSocket?.addr as Deno.NetAddr | undefined)?.port;
 
-  const sendReplies = async (replies: SearchReply[], from: Deno.NetAddr) => {
+  const sendReplies = async (
+    via: Deno.DatagramConn,
+    replies: SearchReply[],
+    from: Deno.NetAddr,
+  ) => {
     for (const reply of replies) {
       try {
-        await udpSockets[0].send(reply.bytes, {
+        await via.send(reply.bytes, {
           transport: "udp",
           hostname: reply.address ?? from.hostname,
           port: reply.port,
@@ -270,7 +274,13 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
             log.debug("PVA search forwarding failed", { peer: from.hostname, error });
           }
         }
-        await sendReplies(answer.replies, from);
+        // Direct searches are answered from the socket they came to; forwarded ones (the group
+        // socket is bound to the multicast address) from the first search socket.
+        await sendReplies(
+          context.route === "direct" ? socket : udpSockets[0],
+          answer.replies,
+          from,
+        );
       }
     })());
 
