@@ -28,6 +28,7 @@ export class GvspFormatError extends Error {
 
 /** A decoded GVSP header (reused by the hot path: fields are overwritten per packet). */
 export interface GvspHeader {
+  /** Status (standard: 0x0100 marks a resent packet; 0x8xxx an error packet). */
   status: number;
   /** Block id (frame number); 16-bit for standard ids. */
   blockId: number;
@@ -38,11 +39,21 @@ export interface GvspHeader {
   extended: boolean;
   /** Offset of the body in the packet (8 or 20). */
   headerLength: number;
+  /** A retransmission: status 0x0100, or flag 0x0001 of an extended header. */
+  resent: boolean;
 }
 
 /** A fresh header object to decode into. */
 export function newGvspHeader(): GvspHeader {
-  return { status: 0, blockId: 0, format: 0, packetId: 0, extended: false, headerLength: 8 };
+  return {
+    status: 0,
+    blockId: 0,
+    format: 0,
+    packetId: 0,
+    extended: false,
+    headerLength: 8,
+    resent: false,
+  };
 }
 
 /**
@@ -53,31 +64,48 @@ export function decodeGvspHeader(
   packet: Uint8Array,
   out: GvspHeader = newGvspHeader(),
 ): GvspHeader {
-  if (packet.length < 8) throw new GvspFormatError(`GVSP packet of ${packet.length} bytes < 8`);
-  const b4 = packet[4];
-  out.status = (packet[0] << 8) | packet[1];
+  return decodeGvspHeaderAt(packet, 0, packet.length, out);
+}
+
+/**
+ * Decodes the header of the `length`-byte packet at `start` of `bytes` into `out` (no
+ * allocation, no view): the receive path decodes packets where they landed in a frame buffer.
+ */
+export function decodeGvspHeaderAt(
+  bytes: Uint8Array,
+  start: number,
+  length: number,
+  out: GvspHeader,
+): GvspHeader {
+  if (length < 8) throw new GvspFormatError(`GVSP packet of ${length} bytes < 8`);
+  const b4 = bytes[start + 4];
+  out.status = (bytes[start] << 8) | bytes[start + 1];
   out.format = b4 & 0x0f;
   if ((b4 & 0x80) === 0) {
     out.extended = false;
     out.headerLength = 8;
-    out.blockId = (packet[2] << 8) | packet[3];
-    out.packetId = (packet[5] << 16) | (packet[6] << 8) | packet[7];
+    out.blockId = (bytes[start + 2] << 8) | bytes[start + 3];
+    out.packetId = (bytes[start + 5] << 16) | (bytes[start + 6] << 8) | bytes[start + 7];
+    out.resent = out.status === STATUS_PACKET_RESEND;
   } else {
-    if (packet.length < 20) {
-      throw new GvspFormatError(`extended GVSP packet of ${packet.length} bytes < 20`);
-    }
-    const dv = new DataView(packet.buffer, packet.byteOffset, packet.byteLength);
-    const high = dv.getUint32(8);
+    if (length < 20) throw new GvspFormatError(`extended GVSP packet of ${length} bytes < 20`);
+    const high = readUint32(bytes, start + 8);
     if (high > 0x1fffff) throw new GvspFormatError("64-bit block id beyond 2^53");
     out.extended = true;
     out.headerLength = 20;
-    out.blockId = high * 0x100000000 + dv.getUint32(12);
-    out.packetId = dv.getUint32(16);
+    out.blockId = high * 0x100000000 + readUint32(bytes, start + 12);
+    out.packetId = readUint32(bytes, start + 16);
+    out.resent = (bytes[start + 3] & 0x01) !== 0 || out.status === STATUS_PACKET_RESEND;
   }
   if (out.format < GvspFormat.LEADER || out.format > 8) {
     throw new GvspFormatError(`GVSP packet format ${out.format} unknown`);
   }
   return out;
+}
+
+/** Big-endian u32 at `at` of `bytes`, as a non-negative number. */
+function readUint32(bytes: Uint8Array, at: number): number {
+  return ((bytes[at] << 24) >>> 0) + ((bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3]);
 }
 
 /** An image leader. */
@@ -132,23 +160,52 @@ export function decodeTrailer(body: Uint8Array): Trailer {
   return { payloadType: dv.getUint16(2), sizeY: body.length >= 8 ? dv.getUint32(4) : 0 };
 }
 
-function header(blockId: number, format: number, packetId: number, status: number, length: number) {
-  const out = new Uint8Array(8 + length);
+/** Options of the encoders. */
+export interface GvspEncodeOptions {
+  /** Status word (default 0; 0x0100 marks a resent packet). */
+  status?: number;
+  /** 20-byte extended-id header (64-bit block id, 32-bit packet id). */
+  extended?: boolean;
+}
+
+function header(
+  blockId: number,
+  format: number,
+  packetId: number,
+  length: number,
+  options: GvspEncodeOptions,
+): Uint8Array {
+  const status = options.status ?? 0;
+  const hl = options.extended ? 20 : 8;
+  const out = new Uint8Array(hl + length);
   out[0] = status >> 8;
   out[1] = status & 0xff;
-  out[2] = (blockId >> 8) & 0xff;
-  out[3] = blockId & 0xff;
-  out[4] = format;
-  out[5] = (packetId >> 16) & 0xff;
-  out[6] = (packetId >> 8) & 0xff;
-  out[7] = packetId & 0xff;
+  if (!options.extended) {
+    out[2] = (blockId >> 8) & 0xff;
+    out[3] = blockId & 0xff;
+    out[4] = format;
+    out[5] = (packetId >> 16) & 0xff;
+    out[6] = (packetId >> 8) & 0xff;
+    out[7] = packetId & 0xff;
+    return out;
+  }
+  const dv = new DataView(out.buffer);
+  if (status === STATUS_PACKET_RESEND) dv.setUint16(2, 0x0001);
+  out[4] = 0x80 | format;
+  dv.setUint32(8, Math.floor(blockId / 0x100000000));
+  dv.setUint32(12, blockId >>> 0);
+  dv.setUint32(16, packetId);
   return out;
 }
 
-/** Encodes a standard-id image leader (packet id 0). */
-export function encodeImageLeader(blockId: number, leader: ImageLeader, status = 0): Uint8Array {
-  const out = header(blockId, GvspFormat.LEADER, 0, status, 36);
-  const dv = new DataView(out.buffer, 8);
+/** Encodes an image leader (packet id 0). */
+export function encodeImageLeader(
+  blockId: number,
+  leader: ImageLeader,
+  options: GvspEncodeOptions = {},
+): Uint8Array {
+  const out = header(blockId, GvspFormat.LEADER, 0, 36, options);
+  const dv = new DataView(out.buffer, out.length - 36);
   dv.setUint16(2, leader.payloadType);
   dv.setBigUint64(4, leader.timestamp);
   dv.setUint32(12, leader.pixelFormat);
@@ -161,44 +218,52 @@ export function encodeImageLeader(blockId: number, leader: ImageLeader, status =
   return out;
 }
 
-/** Encodes a standard-id payload packet carrying `data`. */
+/** Encodes a payload packet carrying `data`. */
 export function encodePayload(
   blockId: number,
   packetId: number,
   data: Uint8Array,
-  status = 0,
+  options: GvspEncodeOptions = {},
 ): Uint8Array {
-  const out = header(blockId, GvspFormat.PAYLOAD, packetId, status, data.length);
-  out.set(data, 8);
+  const out = header(blockId, GvspFormat.PAYLOAD, packetId, data.length, options);
+  out.set(data, out.length - data.length);
   return out;
 }
 
-/** Encodes a standard-id image trailer. */
-export function encodeTrailer(blockId: number, packetId: number, sizeY: number, status = 0) {
-  const out = header(blockId, GvspFormat.TRAILER, packetId, status, 8);
-  const dv = new DataView(out.buffer, 8);
+/** Encodes an image trailer. */
+export function encodeTrailer(
+  blockId: number,
+  packetId: number,
+  sizeY: number,
+  options: GvspEncodeOptions = {},
+): Uint8Array {
+  const out = header(blockId, GvspFormat.TRAILER, packetId, 8, options);
+  const dv = new DataView(out.buffer, out.length - 8);
   dv.setUint16(2, PAYLOAD_IMAGE);
   dv.setUint32(4, sizeY);
   return out;
 }
 
 /**
- * Splits one image into GVSP packets (leader, payloads of `packetSize − 36` bytes, trailer) the
- * way a camera sends it.
+ * Splits one image into GVSP packets (leader, payloads of `packetSize − 36` bytes — `− 48` with
+ * extended ids —, trailer) the way a camera sends it.
  */
 export function packetizeImage(
   blockId: number,
   leader: ImageLeader,
   data: Uint8Array,
   packetSize: number,
+  options: GvspEncodeOptions = {},
 ): Uint8Array[] {
-  const per = packetSize - STANDARD_OVERHEAD;
+  const per = packetSize - (options.extended ? EXTENDED_OVERHEAD : STANDARD_OVERHEAD);
   if (per <= 0) throw new RangeError(`packet size ${packetSize} leaves no room for data`);
-  const packets = [encodeImageLeader(blockId, leader)];
+  const packets = [encodeImageLeader(blockId, leader, options)];
   let pid = 1;
   for (let at = 0; at < data.length; at += per) {
-    packets.push(encodePayload(blockId, pid++, data.subarray(at, Math.min(data.length, at + per))));
+    packets.push(
+      encodePayload(blockId, pid++, data.subarray(at, Math.min(data.length, at + per)), options),
+    );
   }
-  packets.push(encodeTrailer(blockId, pid, leader.height));
+  packets.push(encodeTrailer(blockId, pid, leader.height, options));
   return packets;
 }

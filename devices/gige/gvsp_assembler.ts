@@ -14,7 +14,7 @@
  */
 
 import {
-  decodeGvspHeader,
+  decodeGvspHeaderAt,
   decodeImageLeader,
   decodeTrailer,
   EXTENDED_OVERHEAD,
@@ -23,7 +23,6 @@ import {
   type ImageLeader,
   newGvspHeader,
   STANDARD_OVERHEAD,
-  STATUS_PACKET_RESEND,
 } from "./gvsp.ts";
 import { errorMessage } from "../../core/errors.ts";
 
@@ -31,6 +30,44 @@ import { errorMessage } from "../../core/errors.ts";
 const LATE_BLOCKS = 100;
 /** A block id further than this ahead (or further behind than late) restarts the sequence. */
 const RESYNC_BLOCKS = 1000;
+/** Bytes of a frame buffer before its data: room for the header of packet 1 received in place. */
+const HEAD = 32;
+/** IP + UDP header bytes counted in the packet size (SCPS). */
+const IP_UDP = 28;
+/** Largest UDP datagram: the scratch buffer's size. */
+const MAX_DATAGRAM = 65536;
+
+/**
+ * A recycled frame buffer: `data` (PayloadSize bytes, handed out) inside a larger `backing` with
+ * room for a header before and one packet after, and receive views ("slots") per packet id made
+ * once per buffer, so receiving in place allocates nothing.
+ */
+class FrameBuffer {
+  readonly backing: Uint8Array;
+  readonly data: Uint8Array;
+  #slots: (Uint8Array | undefined)[] = [];
+  #slotsHeader = 0;
+
+  constructor(payloadSize: number, packetSize: number) {
+    this.backing = new Uint8Array(HEAD + payloadSize + packetSize);
+    this.data = this.backing.subarray(HEAD, HEAD + payloadSize);
+  }
+
+  /** Receive view for packet `pid` with an `hl`-byte header and `per` data bytes (+1 guard). */
+  slot(pid: number, hl: number, per: number): Uint8Array {
+    if (this.#slotsHeader !== hl) {
+      this.#slots = [];
+      this.#slotsHeader = hl;
+    }
+    let view = this.#slots[pid];
+    if (view === undefined) {
+      const start = HEAD + (pid - 1) * per - hl;
+      view = this.backing.subarray(start, start + hl + per + 1);
+      this.#slots[pid] = view;
+    }
+    return view;
+  }
+}
 
 /** Options of a {@link FrameAssembler}. */
 export interface AssemblerOptions {
@@ -98,6 +135,8 @@ export interface AssemblerStats {
   framesFailed: number;
   /** Block-id jumps that restarted the sequence. */
   resyncs: number;
+  /** Payload packets received straight into their place (no copy). */
+  inPlace: number;
 }
 
 /** Formats packet ids as compact ranges: `3-5,9`. */
@@ -114,7 +153,10 @@ export function packetRanges(ids: readonly number[]): string {
 
 class InFlight {
   blockId = 0;
-  buffer: Uint8Array;
+  /** Bumped at every reset: tells a reused record from the frame a receive was aimed at. */
+  generation = 0;
+  /** Undefined for a placeholder of a block that was skipped entirely. */
+  fb: FrameBuffer | undefined;
   got: Uint8Array;
   received = 0;
   total: number;
@@ -133,15 +175,16 @@ class InFlight {
   /** Set when finished; the result waits until every older frame finished too. */
   result: AssemblerOutput | undefined = undefined;
 
-  constructor(buffer: Uint8Array, maxPackets: number, expectedTotal: number) {
-    this.buffer = buffer;
+  constructor(fb: FrameBuffer | undefined, maxPackets: number, expectedTotal: number) {
+    this.fb = fb;
     this.got = new Uint8Array(maxPackets);
     this.total = expectedTotal;
   }
 
-  reset(blockId: number, buffer: Uint8Array, expectedTotal: number, now: number): void {
+  reset(blockId: number, fb: FrameBuffer | undefined, expectedTotal: number, now: number): void {
     this.blockId = blockId;
-    this.buffer = buffer;
+    this.generation++;
+    this.fb = fb;
     this.got.fill(0);
     this.received = 0;
     this.total = expectedTotal;
@@ -181,13 +224,16 @@ export class FrameAssembler {
     framesComplete: 0,
     framesFailed: 0,
     resyncs: 0,
+    inPlace: 0,
   };
   #options: Required<AssemblerOptions>;
+  #packetSize: number;
   #perPacket: number;
   #perPacketExtended: number;
   #expectedTotal: number;
   #maxPackets: number;
-  #pool: Uint8Array[] = [];
+  #pool: FrameBuffer[] = [];
+  #owned = new WeakMap<Uint8Array, FrameBuffer>();
   #records: InFlight[] = [];
   #inFlight: InFlight[] = [];
   #newest: number | undefined;
@@ -195,14 +241,30 @@ export class FrameAssembler {
   #outputs: AssemblerOutput[] = [];
   #resends: ResendRequest[] = [];
   #header = newGvspHeader();
+  #scratch = new Uint8Array(MAX_DATAGRAM);
+  // The packet expected next (set by the last accepted leader or payload packet).
+  #expectRec: InFlight | undefined;
+  #expectGeneration = 0;
+  #expectPid = 0;
+  #expectHeader = 8;
+  // The receive in progress into a frame buffer (when #targetRec is set).
+  #targetRec: InFlight | undefined;
+  #targetGeneration = 0;
+  #targetFb: FrameBuffer | undefined;
+  #targetPid = 0;
+  #targetHeader = 8;
+  #targetStart = 0;
+  #savedHead = new Uint8Array(20);
+  #savedGuard = 0;
 
   constructor(options: AssemblerOptions) {
     this.#options = { maxResendRanges: 64, maxInFlight: 4, ...options };
     this.payloadSize = options.payloadSize;
+    this.#packetSize = options.packetSize;
     this.#perPacket = options.packetSize - STANDARD_OVERHEAD;
     this.#perPacketExtended = options.packetSize - EXTENDED_OVERHEAD;
-    if (this.#perPacketExtended <= 0) {
-      throw new RangeError(`packet size ${options.packetSize} too small for GVSP`);
+    if (this.#perPacketExtended <= 0 || options.packetSize - IP_UDP > MAX_DATAGRAM) {
+      throw new RangeError(`packet size ${options.packetSize} impossible for GVSP`);
     }
     if (!Number.isSafeInteger(options.payloadSize) || options.payloadSize <= 0) {
       throw new RangeError(`payload size ${options.payloadSize} must be a positive integer`);
@@ -223,11 +285,13 @@ export class FrameAssembler {
     for (const f of this.#inFlight) this.#free(f);
     this.#inFlight = [];
     this.#newest = undefined;
+    this.#expectRec = undefined;
   }
 
-  /** Hands a frame buffer back for reuse. */
+  /** Hands a frame buffer (a {@link CompleteFrame.buffer}) back for reuse. */
   recycle(buffer: Uint8Array): void {
-    if (buffer.length === this.payloadSize && this.#pool.length < 8) this.#pool.push(buffer);
+    const fb = this.#owned.get(buffer);
+    if (fb !== undefined && this.#pool.length < 8 && !this.#pool.includes(fb)) this.#pool.push(fb);
   }
 
   /** Next output, or undefined. */
@@ -241,6 +305,111 @@ export class FrameAssembler {
     const r = this.#resends;
     this.#resends = [];
     return r;
+  }
+
+  /**
+   * Where to receive the next datagram (at most `packet size − 28 + 1` bytes are expected there;
+   * a longer datagram is truncated and then counted as oversized). Either a view of a frame buffer
+   * at the place of the packet expected next, or a scratch buffer. Hand the received length to
+   * {@link received} before calling anything but {@link poll} (or call {@link cancelTarget}).
+   */
+  receiveTarget(): Uint8Array {
+    this.cancelTarget();
+    const f = this.#expectRec;
+    if (f === undefined || f.generation !== this.#expectGeneration || f.result !== undefined) {
+      return this.#scratch;
+    }
+    const pid = this.#expectPid;
+    const hl = this.#expectHeader;
+    const per = hl === 8 ? this.#perPacket : this.#perPacketExtended;
+    const offset = (pid - 1) * per;
+    const fb = f.fb;
+    if (fb === undefined || pid < 1 || pid >= f.got.length || f.got[pid] !== 0) {
+      return this.#scratch;
+    }
+    if (offset >= this.payloadSize) return this.#scratch;
+    const b = fb.backing;
+    const start = HEAD + offset - hl;
+    for (let i = 0; i < hl; i++) this.#savedHead[i] = b[start + i];
+    this.#savedGuard = b[HEAD + offset + per];
+    this.#targetRec = f;
+    this.#targetGeneration = f.generation;
+    this.#targetFb = fb;
+    this.#targetPid = pid;
+    this.#targetHeader = hl;
+    this.#targetStart = start;
+    return fb.slot(pid, hl, per);
+  }
+
+  /** Gives up the receive aimed by {@link receiveTarget}: the overwritten bytes are restored. */
+  cancelTarget(): void {
+    const fb = this.#targetFb;
+    if (this.#targetRec === undefined || fb === undefined) return;
+    this.#restore(fb.backing);
+  }
+
+  #restore(b: Uint8Array): void {
+    const start = this.#targetStart;
+    const hl = this.#targetHeader;
+    for (let i = 0; i < hl; i++) b[start + i] = this.#savedHead[i];
+    const per = hl === 8 ? this.#perPacket : this.#perPacketExtended;
+    b[start + hl + per] = this.#savedGuard;
+    this.#targetRec = undefined;
+    this.#targetFb = undefined;
+  }
+
+  /** Takes the datagram of `length` bytes just received into the last {@link receiveTarget}. */
+  received(length: number, now: number): void {
+    const f = this.#targetRec;
+    const fb = this.#targetFb;
+    if (f === undefined || fb === undefined) {
+      this.#process(this.#scratch, 0, length, now);
+      return;
+    }
+    const b = fb.backing;
+    const s = this.#targetStart;
+    const hl = this.#targetHeader;
+    const pid = this.#targetPid;
+    const per = hl === 8 ? this.#perPacket : this.#perPacketExtended;
+    const status = (b[s] << 8) | b[s + 1];
+    let expected = f.generation === this.#targetGeneration && f.result === undefined &&
+      length > hl && length <= hl + per && (status & 0x8000) === 0;
+    let resent = status === 0x0100;
+    if (expected) {
+      if (hl === 8) {
+        expected = b[s + 4] === GvspFormat.PAYLOAD &&
+          ((b[s + 2] << 8) | b[s + 3]) === f.blockId &&
+          ((b[s + 5] << 16) | (b[s + 6] << 8) | b[s + 7]) === pid;
+      } else {
+        const h = this.#header;
+        try {
+          decodeGvspHeaderAt(b, s, length, h);
+          expected = h.extended && h.format === GvspFormat.PAYLOAD && h.blockId === f.blockId &&
+            h.packetId === pid;
+          resent = h.resent;
+        } catch {
+          expected = false;
+        }
+      }
+    }
+    if (!expected) {
+      // Not the packet this place was meant for: copy it out, undo, and handle it as any other.
+      this.#scratch.set(b.subarray(s, s + length));
+      this.#restore(b);
+      this.#process(this.#scratch, 0, length, now);
+      return;
+    }
+    this.#restore(b);
+    this.stats.packets++;
+    this.stats.inPlace++;
+    const end = (pid - 1) * per + length - hl;
+    if (end > this.payloadSize) {
+      f.bad ??= `payload packet ${pid} ends at byte ${end}, beyond PayloadSize ${this.payloadSize}`;
+      this.#fail(f, "bad packet");
+      return;
+    }
+    if (end > f.dataEnd) f.dataEnd = end;
+    this.#accept(f, pid, hl, resent, now);
   }
 
   #blockDiff(a: number, b: number): number {
@@ -258,15 +427,20 @@ export class FrameAssembler {
       const oldest = this.#inFlight.find((g) => g.result === undefined)!;
       this.#fail(oldest, "superseded by newer frames");
     }
-    const buffer = this.#pool.pop() ?? new Uint8Array(this.payloadSize);
+    let fb = this.#pool.pop();
+    if (fb === undefined) {
+      fb = new FrameBuffer(this.payloadSize, this.#packetSize);
+      this.#owned.set(fb.data, fb);
+    }
     let rec = this.#records.pop();
-    if (rec === undefined) rec = new InFlight(buffer, this.#maxPackets, this.#expectedTotal);
-    rec.reset(blockId, buffer, this.#expectedTotal, now);
+    if (rec === undefined) rec = new InFlight(fb, this.#maxPackets, this.#expectedTotal);
+    rec.reset(blockId, fb, this.#expectedTotal, now);
     this.#inFlight.push(rec);
     return rec;
   }
 
   #free(f: InFlight): void {
+    f.generation++; // a receive aimed at this frame no longer belongs to it
     const i = this.#inFlight.indexOf(f);
     if (i >= 0) this.#inFlight.splice(i, 1);
     this.#records.push(f);
@@ -280,7 +454,7 @@ export class FrameAssembler {
       : `block ${f.blockId} incomplete: missing packets ${
         packetRanges(missing)
       } of ${f.total} (${why})`;
-    this.#pool.push(f.buffer);
+    if (f.fb !== undefined && this.#pool.length < 8) this.#pool.push(f.fb);
     this.stats.framesFailed++;
     f.result = { kind: "incomplete", blockId: f.blockId, missing, total: f.total, reason };
     this.#flush();
@@ -288,13 +462,14 @@ export class FrameAssembler {
 
   #complete(f: InFlight): void {
     this.stats.framesComplete++;
+    const fb = f.fb!;
     f.result = {
       kind: "frame",
       blockId: f.blockId,
       leader: f.leader,
       trailerSizeY: f.trailerSizeY,
-      data: f.buffer.subarray(0, f.dataEnd),
-      buffer: f.buffer,
+      data: fb.data.subarray(0, f.dataEnd),
+      buffer: fb.data,
       resentPackets: f.resent,
     };
     this.#flush();
@@ -317,12 +492,16 @@ export class FrameAssembler {
     this.#resends.push({ blockId: f.blockId, first, last });
   }
 
-  /** Feeds one received datagram. */
+  /** Feeds one received datagram (copied where it belongs). */
   feed(packet: Uint8Array, now: number): void {
+    this.#process(packet, 0, packet.length, now);
+  }
+
+  #process(bytes: Uint8Array, start: number, length: number, now: number): void {
     this.stats.packets++;
     const h = this.#header;
     try {
-      decodeGvspHeader(packet, h);
+      decodeGvspHeaderAt(bytes, start, length, h);
     } catch (err) {
       if (err instanceof GvspFormatError) {
         this.stats.malformed++;
@@ -367,8 +546,8 @@ export class FrameAssembler {
             const id = this.#extended ? this.#newest + k : this.#nextId16(this.#newest, k);
             this.stats.framesFailed++;
             const rec = this.#records.pop() ??
-              new InFlight(new Uint8Array(0), this.#maxPackets, this.#expectedTotal);
-            rec.reset(id, new Uint8Array(0), this.#expectedTotal, now);
+              new InFlight(undefined, this.#maxPackets, this.#expectedTotal);
+            rec.reset(id, undefined, this.#expectedTotal, now);
             rec.result = {
               kind: "incomplete",
               blockId: id,
@@ -394,12 +573,14 @@ export class FrameAssembler {
       this.stats.duplicates++;
       return;
     }
-    const body = packet.subarray(h.headerLength);
+    const hl = h.headerLength;
+    const bodyStart = start + hl;
+    const bodyLength = length - hl;
     switch (h.format) {
       case GvspFormat.LEADER:
         if (pid !== 0) f.bad ??= `leader with packet id ${pid}`;
         try {
-          f.leader = decodeImageLeader(body);
+          f.leader = decodeImageLeader(bytes.subarray(bodyStart, bodyStart + bodyLength));
         } catch (err) {
           f.bad ??= errorMessage(err);
         }
@@ -407,22 +588,22 @@ export class FrameAssembler {
       case GvspFormat.PAYLOAD: {
         const per = h.extended ? this.#perPacketExtended : this.#perPacket;
         const offset = (pid - 1) * per;
-        const end = offset + body.length;
+        const end = offset + bodyLength;
         if (pid === 0) f.bad ??= "payload packet with id 0";
-        else if (body.length > per) {
-          f.bad ??= `payload packet ${pid} of ${body.length} bytes > ${per}`;
-        } else if (end > f.buffer.length) {
+        else if (bodyLength > per) {
+          f.bad ??= `payload packet ${pid} of ${bodyLength} bytes > ${per}`;
+        } else if (end > this.payloadSize) {
           f.bad ??=
-            `payload packet ${pid} ends at byte ${end}, beyond PayloadSize ${f.buffer.length}`;
+            `payload packet ${pid} ends at byte ${end}, beyond PayloadSize ${this.payloadSize}`;
         } else {
-          f.buffer.set(body, offset);
+          f.fb!.data.set(bytes.subarray(bodyStart, bodyStart + bodyLength), offset);
           if (end > f.dataEnd) f.dataEnd = end;
         }
         break;
       }
       case GvspFormat.TRAILER:
         try {
-          f.trailerSizeY = decodeTrailer(body).sizeY;
+          f.trailerSizeY = decodeTrailer(bytes.subarray(bodyStart, bodyStart + bodyLength)).sizeY;
         } catch (err) {
           f.bad ??= errorMessage(err);
         }
@@ -436,13 +617,23 @@ export class FrameAssembler {
       this.#fail(f, "bad packet");
       return;
     }
+    this.#accept(f, pid, hl, h.resent, now);
+    if (h.format === GvspFormat.TRAILER) this.#expectRec = undefined;
+  }
+
+  /** Books an accepted packet `pid` of `f`; completes the frame when it was the last one. */
+  #accept(f: InFlight, pid: number, hl: number, resent: boolean, now: number): void {
     f.got[pid] = 1;
     f.received++;
     f.lastProgress = now;
-    if (h.status === STATUS_PACKET_RESEND) {
+    if (resent) {
       f.resent++;
       this.stats.resentReceived++;
     }
+    this.#expectRec = f;
+    this.#expectGeneration = f.generation;
+    this.#expectPid = pid + 1;
+    this.#expectHeader = hl;
     if (pid > f.highest + 1) this.#askResend(f, f.highest + 1, pid - 1);
     if (pid > f.highest) f.highest = pid;
     if (f.trailerSeen && f.received >= f.total) {

@@ -64,24 +64,44 @@ export class GvspReceiver {
   }
 
   async #readLoop(): Promise<void> {
-    // One receive buffer for every datagram: the assembler copies what it keeps before the next
-    // receive, and the runtime does not allocate 64 KiB per packet (several times cheaper).
-    const buffer = new Uint8Array(65536);
+    // Each datagram is received where the assembler says: into the frame buffer at the place of
+    // the packet it expects next (no copy), else into its scratch buffer. Between acquisitions
+    // into one reused buffer of our own. One receive per datagram, nothing else awaited.
+    const scratch = new Uint8Array(65536);
     while (!this.#closed) {
-      let data: Uint8Array;
+      const a = this.#assembler;
+      const target = a === undefined ? scratch : a.receiveTarget();
+      let length: number;
       try {
-        [data] = await this.#conn.receive(buffer);
+        const [data] = await this.#conn.receive(target);
+        length = data.length;
       } catch {
+        a?.cancelTarget();
         if (this.#closed) return;
         continue;
       }
-      const a = this.#assembler;
-      if (a === undefined) {
+      const now = performance.now();
+      const b = this.#assembler;
+      if (a === b) {
+        if (a === undefined) {
+          this.idleDrops++;
+          continue;
+        }
+        a.received(length, now);
+        this.#drain(a);
+        continue;
+      }
+      // The assembler changed while this receive was pending: the datagram goes to the new one.
+      if (a !== undefined) {
+        scratch.set(target.subarray(0, length));
+        a.cancelTarget();
+      }
+      if (b === undefined) {
         this.idleDrops++;
         continue;
       }
-      a.feed(data, performance.now());
-      this.#drain(a);
+      b.feed(scratch.subarray(0, length), now);
+      this.#drain(b);
     }
   }
 
