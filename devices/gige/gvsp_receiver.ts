@@ -8,6 +8,7 @@
 
 import { encodeCommand, GvcpCommand, packetResendPayload } from "./gvcp.ts";
 import type { AssemblerOutput, FrameAssembler } from "./gvsp_assembler.ts";
+import { raiseUdpReceiveBuffer, type UdpReceiveBuffer } from "../../core/udp_receive_buffer.ts";
 
 /** Options of {@link GvspReceiver}. */
 export interface GvspReceiverOptions {
@@ -19,6 +20,8 @@ export interface GvspReceiverOptions {
   device: { host: string; port: number };
   /** Ageing period of frames in flight, ms (default 5). */
   pollMs?: number;
+  /** Kernel receive buffer to ask for, bytes (needs FFI permission; see core/udp_receive_buffer.ts). */
+  receiveBufferBytes?: number;
 }
 
 /** A bound GVSP socket with its reassembly and a queue of results. */
@@ -34,6 +37,8 @@ export class GvspReceiver {
   #reqId = 1;
   /** Datagrams that arrived while no assembler was set (between acquisitions). */
   idleDrops = 0;
+  /** What became of the receive buffer size asked for (undefined when none was asked). */
+  readonly receiveBuffer: UdpReceiveBuffer | undefined;
 
   constructor(options: GvspReceiverOptions) {
     this.#conn = Deno.listenDatagram({
@@ -42,6 +47,9 @@ export class GvspReceiver {
       port: options.port ?? 0,
     });
     this.#device = options.device;
+    if (options.receiveBufferBytes !== undefined) {
+      this.receiveBuffer = raiseUdpReceiveBuffer(this.#conn, options.receiveBufferBytes);
+    }
     this.#reader = this.#readLoop();
     this.#timer = setInterval(() => this.#age(), options.pollMs ?? 5);
   }

@@ -1,22 +1,30 @@
 /**
- * GVSP reassembly throughput: 2048×2048 Mono8 and Mono16 frames sent as GVSP over loopback by a C
- * sender (`scripts/bench/c/gvsp_sender.c`, compiled here with gcc; sendmmsg, paced with sleeps in
- * bursts of ≤64 KiB), received in the same run by
+ * GVSP reassembly: the highest sustained lossless rate of our receive path next to the raw UDP
+ * receive rate, measured in the same run.
  *
- * 1. raw: a Deno UDP socket that only counts datagrams and bytes, receiving into one reused buffer
- *    (the baseline), and
- * 2. gige: our receive path (GvspReceiver + FrameAssembler into recycled frame buffers),
+ * A C sender (`scripts/bench/c/gvsp_sender.c`, compiled here with gcc) sends 2048×2048 Mono8 and
+ * Mono16 frames as GVSP over loopback, paced like a camera on a link of the given rate, for
+ * `--seconds` per trial. Two receivers:
  *
- * at a sweep of sender rates (MB/s) up to and beyond GigE line rate (125 MB/s). For each rate:
- * the share of packets the raw socket got, and the whole/lost frames and MB/s of the gige path.
- * Summary: the highest rate each path sustained without loss, and their ratio (gige/raw).
+ * 1. raw: a Deno UDP socket that only counts datagrams, receiving into one reused buffer (the
+ *    baseline: the fastest a Deno program receives datagrams at all);
+ * 2. gige: our receive path, `GvspReceiver` + `FrameAssembler` (payload packets received in place
+ *    into recycled frame buffers), a consumer taking each frame, spot-checking its pixels and
+ *    recycling it.
  *
- * UDP has no flow control: whatever the receiver does not drain in time overflows the socket's
- * receive buffer (the system default, `net.core.rmem_default`, since Deno cannot set SO_RCVBUF)
- * and is lost — on a loaded machine both paths lose packets at the same rates.
+ * For each path a bisection over the rate (geometric, `--min`..`--max` MB/s, `--steps` halvings,
+ * raw and gige trials alternating so both see the same machine load) finds the highest rate at
+ * which a whole trial lost nothing: raw received every datagram sent; gige delivered every frame
+ * whole. The rate reported is the one the sender achieved (bytes sent / its send time). Summary
+ * per format: lossless rates, ratio gige/raw, and whether GigE line rate (125 MB/s) was sustained.
+ * Also printed: CPU time per packet of each path (process user+system, incl. the runtime's I/O
+ * threads), a load-independent view of the cost.
  *
- * Usage: `./node_modules/.bin/deno run -A scripts/bench/gige_reassembly.ts [--frames 10]
- * [--packet-size 9000] [--rates 25,50,125,250]`
+ * Both sockets get the same kernel receive buffer (`--rcvbuf` MiB via SO_RCVBUF, which needs
+ * `--allow-ffi`, here `-A`; 0 keeps the system default `net.core.rmem_default`).
+ *
+ * Usage: `nice ./node_modules/.bin/deno run -A scripts/bench/gige_reassembly.ts [--seconds 3]
+ * [--packet-size 9000] [--min 50] [--max 1600] [--steps 6] [--rcvbuf 32] [--formats Mono8,Mono16]`
  *
  * @module
  */
@@ -25,20 +33,31 @@ import { parseArgs } from "node:util";
 import process from "node:process";
 import { FrameAssembler } from "../../devices/gige/gvsp_assembler.ts";
 import { GvspReceiver } from "../../devices/gige/gvsp_receiver.ts";
+import { raiseUdpReceiveBuffer } from "../../core/udp_receive_buffer.ts";
 
 const { values } = parseArgs({
   options: {
-    frames: { type: "string", default: "10" },
+    seconds: { type: "string", default: "3" },
     "packet-size": { type: "string", default: "9000" },
-    rates: { type: "string", default: "25,50,125,250" },
+    min: { type: "string", default: "50" },
+    max: { type: "string", default: "1600" },
+    steps: { type: "string", default: "6" },
+    rcvbuf: { type: "string", default: "32" },
+    formats: { type: "string", default: "Mono8,Mono16" },
   },
 });
-const FRAMES = Number(values.frames);
+const SECONDS = Number(values.seconds);
 const PACKET_SIZE = Number(values["packet-size"]);
-const RATES = values.rates!.split(",").map(Number);
+const MIN_RATE = Number(values.min);
+const MAX_RATE = Number(values.max);
+const STEPS = Number(values.steps);
+const RCVBUF = Number(values.rcvbuf) * 1024 * 1024;
+const FORMATS = values.formats!.split(",");
 const WIDTH = 2048;
 const HEIGHT = 2048;
 const LINE_RATE_MBPS = 125;
+const BPP: Record<string, number> = { Mono8: 8, Mono16: 16 };
+for (const f of FORMATS) if (BPP[f] === undefined) throw new Error(`format ${f}: Mono8 or Mono16`);
 
 const dir = await Deno.makeTempDir({ prefix: "gige_bench_" });
 const sender = `${dir}/gvsp_sender`;
@@ -46,41 +65,30 @@ const source = new URL("./c/gvsp_sender.c", import.meta.url).pathname;
 const cc = await new Deno.Command("gcc", { args: ["-O2", "-o", sender, source] }).output();
 if (!cc.success) throw new Error(new TextDecoder().decode(cc.stderr));
 
-/** CPU this process spends spawning and reaping one sender (subtracted from the gige runs). */
-let spawnCpu = 0;
-
 interface Sent {
   packets: number;
   bytes: number;
   seconds: number;
 }
 
-async function send(port: number, packetSize: number, bpp: number, rate: number): Promise<Sent> {
+async function send(port: number, bpp: number, frames: number, rate: number): Promise<Sent> {
   const out = await new Deno.Command(sender, {
-    args: [
-      "127.0.0.1",
-      String(port),
-      String(packetSize),
-      String(WIDTH),
-      String(HEIGHT),
-      String(bpp),
-      String(FRAMES),
-      String(rate),
-    ],
+    args: ["127.0.0.1", String(port), String(PACKET_SIZE), String(WIDTH), String(HEIGHT)]
+      .concat([String(bpp), String(frames), String(rate)]),
   }).output();
   if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
   const [, , packets, bytes, seconds] = new TextDecoder().decode(out.stdout).trim().split(" ");
   return { packets: Number(packets), bytes: Number(bytes), seconds: Number(seconds) };
 }
 
-interface Result {
-  mbps: number;
-  framesPerSecond: number;
-  whole: number;
-  lost: number;
-  packetsReceived: number;
-  packetsSent: number;
-  /** Process CPU time (user + system) per received packet, µs, from the first packet on. */
+/** One trial's outcome. */
+interface Trial {
+  lossless: boolean;
+  /** Rate the sender achieved, MB/s. */
+  sentMbps: number;
+  /** What was lost, for the log line. */
+  detail: string;
+  /** Process CPU µs per received packet. */
   cpuPerPacket: number;
 }
 
@@ -89,170 +97,197 @@ function cpuMicros(): number {
   return u.user + u.system;
 }
 
-/** Raw baseline: count datagrams until the sender is done and the socket is idle for 300 ms. */
-async function raw(packetSize: number, bpp: number, rate: number): Promise<Result> {
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function bufferNote(conn: Deno.DatagramConn): string {
+  if (RCVBUF === 0) return "";
+  const r = raiseUdpReceiveBuffer(conn, RCVBUF);
+  const mib = (n: number | undefined) => n === undefined ? "?" : `${(n / 1048576).toFixed(1)} MiB`;
+  return `SO_RCVBUF asked ${mib(RCVBUF)}, in effect ${mib(r.bytes)} (as the kernel counts it)${
+    r.applied ? "" : `: ${r.reason}`
+  }`;
+}
+
+let warned = false;
+
+/** Raw baseline: count datagrams until the sender is done and the socket idle for 200 ms. */
+async function raw(bpp: number, frames: number, rate: number): Promise<Trial> {
   const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const port = (conn.addr as Deno.NetAddr).port;
+  const note = bufferNote(conn);
+  if (note && !warned) {
+    console.log(note);
+    warned = true;
+  }
   let packets = 0;
-  let bytes = 0;
-  let first = 0;
-  let last = 0;
+  let last = performance.now();
   let done = false;
-  let cpu0 = 0;
   const buffer = new Uint8Array(65536);
   const reader = (async () => {
     while (!done) {
-      let data: Uint8Array;
       try {
-        [data] = await conn.receive(buffer);
+        await conn.receive(buffer);
       } catch {
         return;
       }
-      last = performance.now();
-      if (packets === 0) {
-        first = last;
-        cpu0 = cpuMicros();
-      }
       packets++;
-      bytes += data.length - 8;
+      last = performance.now();
     }
   })();
-  const sent = await send(port, packetSize, bpp, rate);
-  while (performance.now() - last < 300) await new Promise((r) => setTimeout(r, 50));
+  const cpu0 = cpuMicros();
+  const sent = await send((conn.addr as Deno.NetAddr).port, bpp, frames, rate);
+  const deadline = performance.now() + 2000;
+  while (packets < sent.packets && performance.now() - last < 200 && performance.now() < deadline) {
+    await pause(20);
+  }
   const cpu = cpuMicros() - cpu0;
   done = true;
   conn.close();
   await reader;
-  const seconds = (last - first) / 1000;
-  const frameBytes = (WIDTH * HEIGHT * bpp) / 8;
-  const perFrame = Math.ceil(frameBytes / (packetSize - 36)) + 2;
   return {
-    mbps: bytes / seconds / 1e6,
-    framesPerSecond: packets / perFrame / seconds,
-    whole: NaN,
-    lost: NaN,
-    packetsReceived: packets,
-    packetsSent: sent.packets,
-    cpuPerPacket: cpu / Math.max(1, packets - 1),
+    lossless: packets === sent.packets,
+    sentMbps: sent.bytes / sent.seconds / 1e6,
+    detail: `${sent.packets - packets} of ${sent.packets} packets lost`,
+    cpuPerPacket: cpu / Math.max(1, packets),
   };
 }
 
-/** Our receive path: whole frames into recycled buffers. */
-async function gige(packetSize: number, bpp: number, rate: number): Promise<Result> {
+/** Our receive path: whole frames into recycled buffers, pixels spot-checked. */
+async function gige(bpp: number, frames: number, rate: number): Promise<Trial> {
   const frameBytes = (WIDTH * HEIGHT * bpp) / 8;
   const receiver = new GvspReceiver({
     localAddress: "127.0.0.1",
     device: { host: "127.0.0.1", port: 9 },
+    receiveBufferBytes: RCVBUF === 0 ? undefined : RCVBUF,
   });
   const assembler = new FrameAssembler({
     payloadSize: frameBytes,
-    packetSize,
+    packetSize: PACKET_SIZE,
     resend: false,
     windowMs: 200,
   });
   receiver.setAssembler(assembler);
   let whole = 0;
-  let lost = 0;
-  let first = 0;
-  let last = 0;
+  let failed = 0;
+  let corrupt = 0;
   const stop = new AbortController();
   const consumer = (async () => {
-    while (whole + lost < FRAMES) {
+    while (whole + failed < frames) {
       let out;
       try {
         out = await receiver.next(stop.signal);
       } catch {
         return;
       }
-      last = performance.now();
-      if (out.kind === "frame") {
-        if (whole === 0) first = last;
-        whole++;
-        assembler.recycle(out.buffer);
-      } else {
-        lost++;
+      if (out.kind !== "frame") {
+        failed++;
+        continue;
       }
+      whole++;
+      // The sender's pixels are (i * 7) & 0xff: check every 4099th byte and the last one.
+      const d = out.data;
+      if (d.length !== frameBytes) corrupt++;
+      else {
+        for (let i = 0; i < d.length; i += 4099) {
+          if (d[i] !== ((i * 7) & 0xff)) {
+            corrupt++;
+            break;
+          }
+        }
+        if (d[d.length - 1] !== (((d.length - 1) * 7) & 0xff)) corrupt++;
+      }
+      assembler.recycle(out.buffer);
     }
   })();
   const cpu0 = cpuMicros();
-  const sent = await send(receiver.port, packetSize, bpp, rate);
-  const deadline = performance.now() + 3000;
-  while (whole + lost < FRAMES && performance.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const sent = await send(receiver.port, bpp, frames, rate);
+  const deadline = performance.now() + 2000;
+  while (whole + failed < frames && performance.now() < deadline) await pause(20);
+  const cpu = cpuMicros() - cpu0;
   stop.abort();
   await consumer;
-  const packetsReceived = assembler.stats.packets;
-  const cpu = cpuMicros() - cpu0 - spawnCpu;
+  const packets = assembler.stats.packets;
   await receiver.close();
-  lost = FRAMES - whole;
-  // Rate over the frames after the first (the first frame's arrival starts the clock).
-  const seconds = (last - first) / 1000;
+  if (corrupt > 0) {
+    throw new Error(`${corrupt} frames with wrong pixels: the receive path is broken`);
+  }
   return {
-    mbps: whole > 1 ? ((whole - 1) * frameBytes) / seconds / 1e6 : 0,
-    framesPerSecond: whole > 1 ? (whole - 1) / seconds : 0,
-    whole,
-    lost,
-    packetsReceived,
-    packetsSent: sent.packets,
-    cpuPerPacket: cpu / Math.max(1, packetsReceived),
+    lossless: whole === frames,
+    sentMbps: sent.bytes / sent.seconds / 1e6,
+    detail: `${frames - whole} of ${frames} frames lost (${sent.packets - packets} packets)`,
+    cpuPerPacket: cpu / Math.max(1, packets),
   };
 }
 
-{
-  const c0 = cpuMicros();
-  for (let i = 0; i < 5; i++) {
-    await new Deno.Command(sender, {
-      args: ["127.0.0.1", "9", String(PACKET_SIZE), "8", "8", "8", "0", "0"],
-    }).output();
-  }
-  spawnCpu = (cpuMicros() - c0) / 5;
+/** Bisection state of one path. */
+interface Search {
+  name: string;
+  run: (bpp: number, frames: number, rate: number) => Promise<Trial>;
+  lo: number;
+  hi: number;
+  /** Highest achieved rate of a lossless trial. */
+  best: number;
+  cpu: number[];
 }
+
 console.log(
-  `GVSP reassembly, ${WIDTH}x${HEIGHT}, ${FRAMES} frames per run, packet size ${PACKET_SIZE}, ` +
-    `loopback, rmem_default ${Deno.readTextFileSync("/proc/sys/net/core/rmem_default").trim()} B`,
+  `GVSP reassembly, ${WIDTH}x${HEIGHT}, loopback, packet size ${PACKET_SIZE}, ` +
+    `${SECONDS} s per trial, rates ${MIN_RATE}..${MAX_RATE} MB/s in ${STEPS} halvings, ` +
+    `SO_RCVBUF ${RCVBUF === 0 ? "system default" : `${values.rcvbuf} MiB`}, ` +
+    `load average ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`,
 );
-for (const [format, bpp] of [["Mono8", 8], ["Mono16", 16]] as const) {
-  console.log(`-- ${format}`);
-  let rawBest = 0;
-  let gigeBest = 0;
-  const rawCpu: number[] = [];
-  const gigeCpu: number[] = [];
-  for (const rate of RATES) {
-    const r = await raw(PACKET_SIZE, bpp, rate);
-    const g = await gige(PACKET_SIZE, bpp, rate);
-    const rawShare = r.packetsReceived / r.packetsSent;
-    rawCpu.push(r.cpuPerPacket);
-    gigeCpu.push(g.cpuPerPacket);
-    if (rawShare >= 1) rawBest = rate;
-    if (g.lost === 0) gigeBest = rate;
-    console.log(
-      `rate ${String(rate).padStart(4)} MB/s | raw: ${
-        (100 * rawShare).toFixed(1).padStart(5)
-      } % of packets ` +
-        `${r.mbps.toFixed(1).padStart(6)} MB/s | gige: whole ${g.whole}/${FRAMES} ` +
-        `${g.mbps.toFixed(1).padStart(6)} MB/s ${
-          g.framesPerSecond.toFixed(1).padStart(5)
-        } frames/s`,
-    );
+for (const format of FORMATS) {
+  const bpp = BPP[format];
+  const frameBytes = (WIDTH * HEIGHT * bpp) / 8;
+  const searches: Search[] = [
+    { name: "raw", run: raw, lo: MIN_RATE, hi: MAX_RATE, best: 0, cpu: [] },
+    { name: "gige", run: gige, lo: MIN_RATE, hi: MAX_RATE, best: 0, cpu: [] },
+  ];
+  // Rates to try: the bounds first, then the geometric middle of what is still open.
+  for (let step = -2; step < STEPS; step++) {
+    for (const s of searches) {
+      if (step >= 0 && s.hi / s.lo < 1.02) continue;
+      const rate = step === -2 ? MIN_RATE : step === -1 ? MAX_RATE : Math.sqrt(s.lo * s.hi);
+      if (step === -1 && s.best === 0) continue; // lossy at the minimum already
+      const frames = Math.max(3, Math.ceil((rate * 1e6 * SECONDS) / frameBytes));
+      const t = await s.run(bpp, frames, rate);
+      s.cpu.push(t.cpuPerPacket);
+      if (t.lossless) {
+        s.lo = rate;
+        s.best = Math.max(s.best, t.sentMbps);
+        if (step === -1) s.hi = rate; // lossless even at the maximum: done
+      } else {
+        s.hi = rate;
+        if (step === -2) s.lo = s.hi = rate;
+      }
+      console.log(
+        `${format} ${s.name.padEnd(4)} asked ${rate.toFixed(0).padStart(5)} MB/s, sent ${
+          t.sentMbps.toFixed(0).padStart(5)
+        } MB/s, ${frames} frames: ${t.lossless ? "lossless" : `LOSS, ${t.detail}`}; ${
+          t.cpuPerPacket.toFixed(1)
+        } µs CPU/packet`,
+      );
+    }
   }
+  const [r, g] = searches;
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const dataPerPacket = PACKET_SIZE - 36;
-  const rawCapacity = dataPerPacket / median(rawCpu);
-  const gigeCapacity = dataPerPacket / median(gigeCpu);
+  const bound = (s: Search) =>
+    s.best === 0
+      ? `< ${MIN_RATE}`
+      : s.lo >= MAX_RATE
+      ? `≥ ${s.best.toFixed(0)}`
+      : s.best.toFixed(0);
   console.log(
-    `${format}: CPU-bound capacity on one free core: raw ${rawCapacity.toFixed(0)} MB/s, gige ${
-      gigeCapacity.toFixed(0)
-    } MB/s; ratio gige/raw ${(gigeCapacity / rawCapacity).toFixed(2)}; line rate ${
-      gigeCapacity >= LINE_RATE_MBPS ? "within" : "BEYOND"
-    } the gige path's capacity`,
-  );
-  console.log(
-    `${format}: lossless up to raw ${rawBest} MB/s, gige ${gigeBest} MB/s; ratio gige/raw ${
-      rawBest > 0 ? (gigeBest / rawBest).toFixed(2) : "n/a (raw lost packets at every rate)"
-    }; GigE line rate (${LINE_RATE_MBPS} MB/s) ${
-      gigeBest >= LINE_RATE_MBPS ? "sustained" : "NOT sustained"
-    }`,
+    `${format}: highest lossless rate for ${SECONDS} s: raw ${bound(r)} MB/s, gige ${
+      bound(g)
+    } MB/s (${(g.best * 1e6 / frameBytes).toFixed(1)} frames/s); ` +
+      `ratio gige/raw ${
+        r.best > 0 ? (g.best / r.best).toFixed(2) : "n/a"
+      }; GigE line rate (${LINE_RATE_MBPS} MB/s) ${
+        g.best >= LINE_RATE_MBPS ? "sustained" : "NOT sustained"
+      }; CPU per packet (median) raw ${median(r.cpu).toFixed(1)} µs, gige ${
+        median(g.cpu).toFixed(1)
+      } µs, ratio raw/gige ${(median(r.cpu) / median(g.cpu)).toFixed(2)}`,
   );
 }
+console.log(`load average ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
 await Deno.remove(dir, { recursive: true });

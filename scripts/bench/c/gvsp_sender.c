@@ -1,8 +1,11 @@
 /*
  * GVSP sender for the reassembly benchmark (scripts/bench/gige_reassembly.ts): sends `frames`
  * images of width x height at `bpp` bits per pixel as standard-id GVSP packets (leader, payloads
- * of packet_size - 36 bytes, trailer) to host:port, unpaced (rate 0) or paced to `rate` MB/s,
- * with sendmmsg batches. Prints "sent <frames> <packets> <bytes> <seconds>".
+ * of packet_size - 36 bytes, trailer) to host:port, unpaced (rate 0) or paced to `rate` MB/s
+ * like a camera on a link of that speed: sendmmsg bursts of at most 64 KiB on a schedule, never
+ * more than 1 ms of backlog caught up at once (a sender that fell behind, e.g. descheduled on a
+ * loaded machine, sends at the rate again instead of flooding). Prints
+ * "sent <frames> <packets> <bytes> <seconds>"; bytes / seconds is the rate achieved.
  *
  * Usage: gvsp_sender HOST PORT PACKET_SIZE WIDTH HEIGHT BPP FRAMES RATE_MBPS
  */
@@ -89,6 +92,7 @@ int main(int argc, char **argv) {
   uint32_t block = 1;
   size_t sent_packets = 0, sent_bytes = 0;
   double start = now();
+  double next = start; /* when the next burst is due */
   /* Bursts of at most ~64 KiB, so pacing never overruns a default socket buffer at once. */
   const size_t batch = packet_size >= 65536 ? 1 : 65536 / packet_size;
   for (int f = 0; f < frames; f++) {
@@ -98,15 +102,21 @@ int main(int argc, char **argv) {
     while (k < n_packets) {
       size_t n = n_packets - k < batch ? n_packets - k : batch;
       if (rate > 0) {
-        double wait = start + (double)sent_bytes / rate - now();
+        double t = now();
+        double wait = next - t;
         if (wait > 0) {
           struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)};
           nanosleep(&ts, NULL); /* sleep, not spin: the receiver shares the cores */
+        } else if (wait < -0.001) {
+          next = t; /* fell behind by more than 1 ms: drop the backlog */
         }
       }
       int r = sendmmsg(fd, msgs + k, n, 0);
       if (r < 0) { perror("sendmmsg"); return 1; }
-      for (int i = 0; i < r; i++) sent_bytes += iov[k + i].iov_len;
+      size_t burst = 0;
+      for (int i = 0; i < r; i++) burst += iov[k + i].iov_len;
+      sent_bytes += burst;
+      if (rate > 0) next += (double)burst / rate;
       sent_packets += r;
       k += r;
     }
