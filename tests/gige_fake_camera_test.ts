@@ -107,9 +107,13 @@ Deno.test("gige interop: IOC against the aravis fake camera, read by pyepics and
         `${format}: pixels equal the fake's test pattern for the logged block`,
         async () => {
           const prefix = `GIG:${format}:`;
+          // The fake sends no test packets: the packet size falls back to GIGE_PACKET_SIZE
+          // (Mono16 here), else the fake's own 1400, with a log line saying so.
+          const packetSize = mono16 ? 4000 : 1400;
           const ioc = await startIoc(["--backend", "gige", "--prefix", prefix], {
             GIGE_DEVICE_HOST: "127.0.0.1",
             GIGE_FEATURES: `Width=40;Height=24;PixelFormat=${format};GainRaw=0`,
+            ...(mono16 ? { GIGE_PACKET_SIZE: "4000" } : {}),
           });
           try {
             const res = await acquireOnce(ioc, prefix);
@@ -122,6 +126,16 @@ Deno.test("gige interop: IOC against the aravis fake camera, read by pyepics and
             const [block] = loggedBlocks(ioc);
             assert.ok(block > 0, ioc.lines.join("\n"));
             assert.deepEqual(res.image, pattern(40, 24, block, mono16));
+            const fallback = ioc.lines.find((l) => /Camera sent no test packet/.test(l)) ?? "";
+            assert.match(
+              fallback,
+              new RegExp(`packet_size=${packetSize}\\b`),
+              ioc.lines.join("\n"),
+            );
+            assert.match(
+              ioc.lines.find((l) => /Stream channel open/.test(l)) ?? "",
+              new RegExp(`packet_size=${packetSize}\\b`),
+            );
             assert.equal(await ioc.stop("SIGTERM"), 0);
           } finally {
             await ioc.stop("SIGKILL");

@@ -29,6 +29,7 @@ import { fetchDescription } from "./description.ts";
 import { type FeatureValue, NodeMap, type RegisterPort } from "./genicam.ts";
 import { FrameAssembler } from "./gvsp_assembler.ts";
 import { GvspReceiver } from "./gvsp_receiver.ts";
+import { negotiatePacketSize, SCPS_DO_NOT_FRAGMENT, SCPS_PIXEL_BIG_ENDIAN } from "./packet_size.ts";
 import { type PixelFormatInfo, pixelFormatInfo, unpackPixels } from "./pixels.ts";
 import { type GigeSettings, parseGigeSettings } from "./settings.ts";
 import { discoverOnInterface, type LocalAddress, resolveLocalAddress } from "./network.ts";
@@ -40,6 +41,11 @@ const EXPOSURE_FEATURES = ["ExposureTime", "ExposureTimeAbs"];
 const GAIN_FEATURES = ["Gain", "GainRaw", "GainAbs"];
 const TEMPERATURE_FEATURES = ["DeviceTemperature", "TemperatureAbs"];
 const RUNTIME_POLL_MS = 2000;
+/** Kernel receive buffer asked for the stream socket (capped by net.core.rmem_max). */
+const RECEIVE_BUFFER_BYTES = 32 * 1024 * 1024;
+/** Packet size bounds of the negotiation without GIGE_PACKET_SIZE (jumbo frames) and below. */
+const DEFAULT_MAX_PACKET_SIZE = 9000;
+const MIN_PACKET_SIZE = 576;
 
 /** Seconds per unit of a time feature's `<Unit>` (µs when absent, as SFNC defines). */
 export function secondsPerUnit(unit: string): number {
@@ -279,29 +285,24 @@ export class GigeDevice implements Device {
       const formatCode = await nodes.getNumber("PixelFormat");
       const format = pixelFormatInfo(formatCode, formatName);
 
-      // Stream channel: packet size, destination, port.
-      receiver = new GvspReceiver({ localAddress: local.address, device: { host, port: st.port } });
-      const scps = await client.readRegister(Bootstrap.SCPS0);
-      if (st.packetSize !== undefined) {
-        await client.writeRegister(
-          Bootstrap.SCPS0,
-          ((scps & 0x7fff0000) | st.packetSize) >>> 0,
-        );
-      }
-      const packetSize = (await client.readRegister(Bootstrap.SCPS0)) & 0xffff;
-      if (st.packetSize !== undefined && packetSize !== st.packetSize) {
-        throw new Error(
-          `camera uses packet size ${packetSize} instead of GIGE_PACKET_SIZE=${st.packetSize}`,
-        );
-      }
+      // Stream channel: destination and port, then the packet size (its test packets go there).
+      receiver = new GvspReceiver({
+        localAddress: local.address,
+        device: { host, port: st.port },
+        receiveBufferBytes: RECEIVE_BUFFER_BYTES,
+      });
       const destination = local.address === "0.0.0.0" ? "127.0.0.1" : local.address;
       await client.writeRegister(Bootstrap.SCDA0, ipv4Value(destination));
       await client.writeRegister(Bootstrap.SCP0, receiver.port);
+      const packetSize = await this.#negotiatePacketSize(client, nodes, receiver, signal);
       const resend = (capability & Capability.PACKETRESEND) !== 0;
+      const buffer = receiver.receiveBuffer;
       log.info("Stream channel open", {
         destination: `${destination}:${receiver.port}`,
         packet_size: packetSize,
         resend,
+        receive_buffer: buffer?.bytes ?? "system default",
+        ...(buffer?.applied ? {} : { receive_buffer_note: buffer?.reason ?? "not asked" }),
       });
 
       this.#session = {
@@ -352,6 +353,68 @@ export class GigeDevice implements Device {
       await client.close();
       throw err;
     }
+  }
+
+  /**
+   * Packet size: the largest that arrives, found with test packets between GIGE_PACKET_SIZE (or
+   * 9000) and 576, within the camera's GevSCPSPacketSize range when its description has one. A
+   * camera that sends no test packets (the aravis fake) gets GIGE_PACKET_SIZE, else keeps its
+   * own size; a log line says so. Returns the size read back from the camera.
+   */
+  async #negotiatePacketSize(
+    client: GvcpClient,
+    nodes: NodeMap,
+    receiver: GvspReceiver,
+    signal: AbortSignal,
+  ): Promise<number> {
+    const st = this.#settings;
+    const log = this.#ctx.log;
+    let min = MIN_PACKET_SIZE;
+    let max = st.packetSize ?? DEFAULT_MAX_PACKET_SIZE;
+    let inc = 4;
+    if (nodes.has("GevSCPSPacketSize")) {
+      try {
+        const range = await nodes.range("GevSCPSPacketSize");
+        if (Number.isFinite(range.min)) min = Math.max(min, range.min);
+        if (Number.isFinite(range.max)) max = Math.min(max, range.max);
+        if (range.inc !== undefined && range.inc > 0) inc = range.inc;
+      } catch (err) {
+        log.warn("GevSCPSPacketSize range unreadable", { error: errorMessage(err) });
+      }
+    }
+    min = Math.min(min, max);
+    const before = (await client.readRegister(Bootstrap.SCPS0)) & 0xffff;
+    const result = await negotiatePacketSize(client, receiver, {
+      min,
+      max,
+      inc,
+      timeoutMs: st.testPacketTimeoutMs,
+      signal,
+    });
+    const trials = result.trials.map((t) => `${t.size}:${t.arrived ? "ok" : "lost"}`).join(",");
+    let wanted = result.size;
+    if (wanted === undefined) {
+      wanted = st.packetSize ?? before;
+      log.warn("Camera sent no test packet: packet size not negotiated", {
+        packet_size: wanted,
+        from: st.packetSize !== undefined ? "GIGE_PACKET_SIZE" : "camera",
+        trials,
+      });
+      if (wanted !== before) {
+        const scps = await client.readRegister(Bootstrap.SCPS0);
+        await client.writeRegister(
+          Bootstrap.SCPS0,
+          ((scps & (SCPS_DO_NOT_FRAGMENT | SCPS_PIXEL_BIG_ENDIAN)) | wanted) >>> 0,
+        );
+      }
+    } else {
+      log.info("Packet size negotiated", { packet_size: wanted, largest_tried: max, trials });
+    }
+    const packetSize = (await client.readRegister(Bootstrap.SCPS0)) & 0xffff;
+    if (packetSize !== wanted) {
+      throw new Error(`camera uses packet size ${packetSize} instead of ${wanted}`);
+    }
+    return packetSize;
   }
 
   async #tryExecute(nodes: NodeMap, name: string): Promise<void> {

@@ -37,6 +37,9 @@ export class GvspReceiver {
   #reqId = 1;
   /** Datagrams that arrived while no assembler was set (between acquisitions). */
   idleDrops = 0;
+  /** Test packets seen (packet size negotiation). */
+  testPackets = 0;
+  #testWatch: { length: number; arrived: boolean; wake: (() => void) | undefined } | undefined;
   /** What became of the receive buffer size asked for (undefined when none was asked). */
   readonly receiveBuffer: UdpReceiveBuffer | undefined;
 
@@ -92,7 +95,7 @@ export class GvspReceiver {
       const b = this.#assembler;
       if (a === b) {
         if (a === undefined) {
-          this.idleDrops++;
+          this.#idle(length);
           continue;
         }
         a.received(length, now);
@@ -105,12 +108,51 @@ export class GvspReceiver {
         a.cancelTarget();
       }
       if (b === undefined) {
-        this.idleDrops++;
+        this.#idle(length);
         continue;
       }
       b.feed(scratch.subarray(0, length), now);
       this.#drain(b);
     }
+  }
+
+  /** A datagram between acquisitions: a test packet being watched for, or dropped. */
+  #idle(length: number): void {
+    const w = this.#testWatch;
+    if (w !== undefined && length === w.length) {
+      this.testPackets++;
+      w.arrived = true;
+      this.#testWatch = undefined;
+      w.wake?.();
+    } else {
+      this.idleDrops++;
+    }
+  }
+
+  /**
+   * Watches for a test packet: a datagram of exactly `length` bytes while no assembler is set.
+   * `wait` resolves true when it came (also before `wait` was called), false `timeoutMs` after
+   * the call of `wait`. A new watch replaces the previous one.
+   */
+  watchTestPacket(length: number): { wait(timeoutMs: number): Promise<boolean> } {
+    const w = { length, arrived: false, wake: undefined as (() => void) | undefined };
+    this.#testWatch = w;
+    return {
+      wait: (timeoutMs: number) => {
+        if (w.arrived) return Promise.resolve(true);
+        return new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => {
+            w.wake = undefined;
+            if (this.#testWatch === w) this.#testWatch = undefined;
+            resolve(false);
+          }, timeoutMs);
+          w.wake = () => {
+            clearTimeout(timer);
+            resolve(true);
+          };
+        });
+      },
+    };
   }
 
   #age(): void {

@@ -25,8 +25,13 @@ export interface GigeSettings {
   numImages: number;
   /** `internal` (free-run/software) or `external` (hardware trigger) (`GIGE_TRIGGER`). */
   trigger: GigeTrigger;
-  /** Stream packet size in bytes (`GIGE_PACKET_SIZE`); undefined keeps the camera's. */
+  /**
+   * Stream packet size in bytes (`GIGE_PACKET_SIZE`): the largest size negotiation tries, and the
+   * size used when the camera sends no test packets; undefined: up to 9000, else the camera's.
+   */
   packetSize?: number;
+  /** Wait for each test packet of the packet size negotiation, ms (`GIGE_TEST_PACKET_TIMEOUT`). */
+  testPacketTimeoutMs: number;
   /** Seconds to wait for a frame beyond the exposure (`GIGE_IMAGE_OVERDUE`, default 5; 0 = never). */
   imageOverdue: number;
   /** Time without progress before an incomplete frame is given up, ms (`GIGE_RESEND_WINDOW`). */
@@ -95,6 +100,12 @@ export function parseGigeSettings(env: Env): GigeSettings {
       (n) => Number.isInteger(n) && n >= 576 && n <= 16404 && n % 4 === 0,
       "a multiple of 4 in 576..16404 (bytes per IP datagram)",
     ),
+    testPacketTimeoutMs: envNumber(
+      env,
+      "GIGE_TEST_PACKET_TIMEOUT",
+      (n) => n >= 5 && n <= 5000,
+      "milliseconds 5..5000",
+    ) ?? 50,
     imageOverdue: envNumber(env, "GIGE_IMAGE_OVERDUE", (n) => n >= 0, "seconds >= 0") ?? 5,
     resendWindowMs: envNumber(
       env,

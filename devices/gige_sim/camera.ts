@@ -22,6 +22,7 @@ import {
   PENDING_ACK,
 } from "../gige/gvcp.ts";
 import { type ImageLeader, packetizeImage, STATUS_PACKET_RESEND } from "../gige/gvsp.ts";
+import { SCPS_FIRE_TEST_PACKET, TEST_PACKET_OVERHEAD } from "../gige/packet_size.ts";
 import { zipArchive } from "./zip_writer.ts";
 
 /** Device register addresses of the simulator's description. */
@@ -187,6 +188,17 @@ export class SimCamera {
   leaderOverride: Partial<ImageLeader> | undefined;
   /** Datagrams of junk sent before each frame. */
   junkPerFrame = 0;
+  /** Send a test packet when SCPS is written with the fire bit (false: like the aravis fake). */
+  fireTestPackets = true;
+  /**
+   * Largest IP datagram the path to the host carries (bytes incl. 28 of IP + UDP): larger stream
+   * and test packets are dropped, as a hop with a smaller MTU drops do-not-fragment packets.
+   */
+  pathMtu = Infinity;
+  /** Stream and test packets dropped for exceeding {@link pathMtu}. */
+  mtuDrops = 0;
+  /** Test packets sent (sizes, whole IP datagram). */
+  testPacketsSent: number[] = [];
   /** Resend requests received. */
   resendRequests: { blockId: number; first: number; last: number }[] = [];
   /** Frames sent (block ids). */
@@ -465,6 +477,19 @@ export class SimCamera {
       this.registers.set(address, value);
       return;
     }
+    if (address === Bootstrap.SCPS0) {
+      // The fire bit is self-clearing: one test packet of the size written, to SCDA:SCP.
+      this.registers.set(address, (value & ~SCPS_FIRE_TEST_PACKET) >>> 0);
+      if ((value & SCPS_FIRE_TEST_PACKET) !== 0 && this.fireTestPackets) {
+        const size = value & 0xffff;
+        const packet = new Uint8Array(Math.max(8, size - TEST_PACKET_OVERHEAD));
+        packet[4] = 0x03; // block id 0 marks a test packet
+        for (let i = 8; i < packet.length; i++) packet[i] = (i * 31) & 0xff;
+        this.testPacketsSent.push(size);
+        this.#sendStream(packet);
+      }
+      return;
+    }
     this.registers.set(address, value);
     if (address === SimRegister.ACQUISITION_COMMAND) {
       if (value === 1) this.#startStream();
@@ -501,6 +526,10 @@ export class SimCamera {
   #sendStream(packet: Uint8Array): void {
     const port = this.registers.get(Bootstrap.SCP0) ?? 0;
     if (port === 0 || this.#closed) return;
+    if (packet.length + TEST_PACKET_OVERHEAD > this.pathMtu) {
+      this.mtuDrops++;
+      return;
+    }
     const ip = this.registers.get(Bootstrap.SCDA0) ?? 0;
     const hostname = [24, 16, 8, 0].map((s) => (ip >>> s) & 0xff).join(".");
     this.#gvsp.send(packet, { transport: "udp", hostname, port: port & 0xffff }).catch(() => {});
