@@ -165,6 +165,51 @@ Deno.test("gige backend: lost packets (leader, payload, trailer) are resent and 
   }
 });
 
+Deno.test("gige backend: 64-bit block ids on a GigE Vision 2.0 camera, across 2^32, with resends", async () => {
+  const first = 2 ** 32 - 2;
+  const dropped = new Set<string>();
+  const r = await rig(
+    {
+      GIGE_NUM_IMAGES: "4",
+      GIGE_PACKET_SIZE: "576",
+      GIGE_FEATURES: "Width=64;Height=40",
+      GIGE_RESEND_WINDOW: "5000",
+    },
+    { version: 0x00020000, firstBlock: first },
+    (camera) => {
+      camera.dropPacket = (block, pid) => {
+        const key = `${block}/${pid}`;
+        const lose = (block === first && pid === 0) || (block === first + 2 && pid === 3);
+        if (lose && !dropped.has(key)) {
+          dropped.add(key);
+          return true;
+        }
+        return false;
+      };
+    },
+  );
+  try {
+    await r.device.initialize(AbortSignal.timeout(10_000));
+    assert.equal(
+      (r.camera.registers.get(Bootstrap.GVSP_CONFIGURATION) ?? 0) & 0x40000000,
+      0x40000000,
+      "extended ids enabled",
+    );
+    await r.device.acquire(0.001, AbortSignal.timeout(10_000));
+    const got = images(r.events);
+    assert.deepEqual(r.camera.framesSent, [first, first + 1, first + 2, first + 3]);
+    assert.equal(got.length, 4);
+    got.forEach((img, i) => {
+      assert.deepEqual(Array.from(img.images.camera), expected(64, 40, first + i, 0xff));
+    });
+    assert.ok(r.camera.resendRequests.some((q) => q.blockId === first + 2 && q.first === 3));
+    assert.ok(r.camera.resendRequests.some((q) => q.blockId === first && q.first === 0));
+    assert.ok(r.device.streamStats().resentReceived >= 2);
+  } finally {
+    await r.close();
+  }
+});
+
 Deno.test("gige backend: packets missing beyond the resend window → error naming block and packets; clear recovers", async () => {
   const r = await rig(
     { GIGE_NUM_IMAGES: "2", GIGE_PACKET_SIZE: "576", GIGE_RESEND_WINDOW: "30" },

@@ -15,6 +15,7 @@ import {
   decodeReadRegAck,
   encodeAck,
   encodeCommand,
+  FLAG_EXTENDED_ID,
   GvcpCommand,
   GvcpFormatError,
   ipv4Text,
@@ -65,6 +66,31 @@ Deno.test("gvcp: commands encode byte for byte as captured (§7.1-7.6, 7.8)", ()
     hex("42 00 00 40 00 0c 00 0d  00 00 ff 7f  00 00 00 01  00 00 00 01"),
   );
   assert.throws(() => encodeCommand(GvcpCommand.WRITEMEM, 1, new Uint8Array(541)), RangeError);
+  // §7.8, extended ids: flags 0x10, 20-byte payload with the 64-bit block id last.
+  assert.deepEqual(
+    encodeCommand(
+      GvcpCommand.PACKETRESEND,
+      0x0e,
+      packetResendPayload(0xff7f, 1, 1, 0, true),
+      FLAG_EXTENDED_ID,
+    ),
+    hex("42 10 00 40 00 14 00 0e  00 00 00 00  00 00 00 01  00 00 00 01  00 00 00 00 00 00 ff 7f"),
+  );
+  const big = 2 ** 40 + 0x1234_5678;
+  const ext = decodeCommand(
+    encodeCommand(GvcpCommand.PACKETRESEND, 1, packetResendPayload(big, 70000, 0x1000005, 0, true)),
+  );
+  assert.deepEqual(decodePacketResend(ext.payload, FLAG_EXTENDED_ID), {
+    channel: 0,
+    blockId: big,
+    firstPacket: 70000,
+    lastPacket: 0x1000005,
+    extended: true,
+  });
+  assert.throws(
+    () => decodePacketResend(packetResendPayload(5, 1, 1), FLAG_EXTENDED_ID),
+    /12 bytes < 20/,
+  );
 });
 
 Deno.test("gvcp: acknowledges decode as captured; short or inconsistent ones are refused", () => {
@@ -86,7 +112,7 @@ Deno.test("gvcp: acknowledges decode as captured; short or inconsistent ones are
   assert.deepEqual([round.command, round.reqId, round.payload.length], [0x80, 9, 8]);
   assert.deepEqual(
     decodePacketResend(packetResendPayload(0x1234, 5, 0x1000000 + 7)),
-    { channel: 0, blockId: 0x1234, firstPacket: 5, lastPacket: 7 },
+    { channel: 0, blockId: 0x1234, firstPacket: 5, lastPacket: 7, extended: false },
   );
   assert.deepEqual(decodeAck(encodeAck(0x8001, 0x87, 3)).status, 0x8001);
 });

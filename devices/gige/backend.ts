@@ -23,7 +23,13 @@ import type {
   RuntimeStateEvent,
 } from "../contract.ts";
 import { errorMessage } from "../../core/errors.ts";
-import { Bootstrap, Capability, type DiscoveryInfo, ipv4Value } from "./gvcp.ts";
+import {
+  Bootstrap,
+  Capability,
+  type DiscoveryInfo,
+  GVSP_CONFIG_EXTENDED_ID,
+  ipv4Value,
+} from "./gvcp.ts";
 import { GvcpClient } from "./gvcp_client.ts";
 import { fetchDescription } from "./description.ts";
 import { type FeatureValue, NodeMap, type RegisterPort } from "./genicam.ts";
@@ -295,12 +301,14 @@ export class GigeDevice implements Device {
       await client.writeRegister(Bootstrap.SCDA0, ipv4Value(destination));
       await client.writeRegister(Bootstrap.SCP0, receiver.port);
       const packetSize = await this.#negotiatePacketSize(client, nodes, receiver, signal);
+      const extendedIds = await this.#enableExtendedIds(client);
       const resend = (capability & Capability.PACKETRESEND) !== 0;
       const buffer = receiver.receiveBuffer;
       log.info("Stream channel open", {
         destination: `${destination}:${receiver.port}`,
         packet_size: packetSize,
         resend,
+        block_ids: extendedIds ? "64-bit" : "16-bit",
         receive_buffer: buffer?.bytes ?? "system default",
         ...(buffer?.applied ? {} : { receive_buffer_note: buffer?.reason ?? "not asked" }),
       });
@@ -415,6 +423,28 @@ export class GigeDevice implements Device {
       throw new Error(`camera uses packet size ${packetSize} instead of ${wanted}`);
     }
     return packetSize;
+  }
+
+  /**
+   * 64-bit block ids (extended-id GVSP headers) on cameras of GigE Vision 2.0 and later, which
+   * must support them: no 16-bit wrap. Older cameras, or one that refuses, keep 16-bit ids (the
+   * receiver reads either form from every packet anyway).
+   */
+  async #enableExtendedIds(client: GvcpClient): Promise<boolean> {
+    const version = await client.readRegister(Bootstrap.VERSION);
+    if (version >>> 16 < 2) return false;
+    try {
+      const config = await client.readRegister(Bootstrap.GVSP_CONFIGURATION);
+      await client.writeRegister(
+        Bootstrap.GVSP_CONFIGURATION,
+        (config | GVSP_CONFIG_EXTENDED_ID) >>> 0,
+      );
+      return ((await client.readRegister(Bootstrap.GVSP_CONFIGURATION)) &
+        GVSP_CONFIG_EXTENDED_ID) !== 0;
+    } catch (err) {
+      this.#ctx.log.warn("64-bit block ids not enabled", { error: errorMessage(err) });
+      return false;
+    }
   }
 
   async #tryExecute(nodes: NodeMap, name: string): Promise<void> {

@@ -34,6 +34,10 @@ export const PENDING_ACK = 0x0089;
 export const FLAG_ACK_REQUIRED = 0x01;
 /** Flag bit of DISCOVERY: allow broadcast acknowledge. */
 export const FLAG_ALLOW_BROADCAST_ACK = 0x10;
+/** Flag bit of PACKETRESEND (and events): 64-bit block id, 32-bit packet ids (20-byte payload). */
+export const FLAG_EXTENDED_ID = 0x10;
+/** GVSP configuration bit (register 0x0960): 64-bit block ids / extended-id headers on. */
+export const GVSP_CONFIG_EXTENDED_ID = 0x40000000;
 
 /** Bootstrap register addresses (channel 0 for stream channel registers). */
 export const Bootstrap = {
@@ -48,6 +52,7 @@ export const Bootstrap = {
   TICK_FREQUENCY_HIGH: 0x093c,
   TICK_FREQUENCY_LOW: 0x0940,
   GVCP_CONFIGURATION: 0x0954,
+  GVSP_CONFIGURATION: 0x0960,
   CCP: 0x0a00,
   SCP0: 0x0d00,
   SCPS0: 0x0d04,
@@ -232,16 +237,28 @@ export function writeMemPayload(address: number, data: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Payload of PACKETRESEND (standard 16-bit block ids, channel 0 unless given). */
+/**
+ * Payload of PACKETRESEND for stream channel `channel`: standard ids (12 bytes: 16-bit block id,
+ * 24-bit packet ids), or with `extended` (send with {@link FLAG_EXTENDED_ID}) 20 bytes: channel,
+ * reserved, 32-bit first and last packet id, 64-bit block id.
+ */
 export function packetResendPayload(
   blockId: number,
   firstPacket: number,
   lastPacket: number,
   channel = 0,
+  extended = false,
 ): Uint8Array {
-  const out = new Uint8Array(12);
+  const out = new Uint8Array(extended ? 20 : 12);
   const dv = view(out);
   dv.setUint16(0, channel);
+  if (extended) {
+    dv.setUint32(4, firstPacket >>> 0);
+    dv.setUint32(8, lastPacket >>> 0);
+    dv.setUint32(12, Math.floor(blockId / 0x100000000));
+    dv.setUint32(16, blockId >>> 0);
+    return out;
+  }
   dv.setUint16(2, blockId & 0xffff);
   dv.setUint32(4, firstPacket & 0xffffff);
   dv.setUint32(8, lastPacket & 0xffffff);
@@ -254,17 +271,38 @@ export interface PacketResend {
   blockId: number;
   firstPacket: number;
   lastPacket: number;
+  /** The 20-byte extended-id form. */
+  extended: boolean;
 }
 
-/** Decodes a PACKETRESEND payload (standard ids). */
-export function decodePacketResend(payload: Uint8Array): PacketResend {
-  if (payload.length < 12) throw new GvcpFormatError(`PACKETRESEND of ${payload.length} bytes`);
+/**
+ * Decodes a PACKETRESEND payload; `flags` of the command tell the extended-id form
+ * ({@link FLAG_EXTENDED_ID}). 64-bit block ids beyond 2^53 are refused.
+ */
+export function decodePacketResend(payload: Uint8Array, flags = 0): PacketResend {
+  const extended = (flags & FLAG_EXTENDED_ID) !== 0;
+  const need = extended ? 20 : 12;
+  if (payload.length < need) {
+    throw new GvcpFormatError(`PACKETRESEND of ${payload.length} bytes < ${need}`);
+  }
   const dv = view(payload);
+  if (extended) {
+    const high = dv.getUint32(12);
+    if (high > 0x1fffff) throw new GvcpFormatError("PACKETRESEND block id beyond 2^53");
+    return {
+      channel: dv.getUint16(0),
+      blockId: high * 0x100000000 + dv.getUint32(16),
+      firstPacket: dv.getUint32(4),
+      lastPacket: dv.getUint32(8),
+      extended,
+    };
+  }
   return {
     channel: dv.getUint16(0),
     blockId: dv.getUint16(2),
     firstPacket: dv.getUint32(4) & 0xffffff,
     lastPacket: dv.getUint32(8) & 0xffffff,
+    extended,
   };
 }
 

@@ -231,6 +231,7 @@ export class FrameAssembler {
   #perPacket: number;
   #perPacketExtended: number;
   #expectedTotal: number;
+  #expectedTotalExtended: number;
   #maxPackets: number;
   #pool: FrameBuffer[] = [];
   #owned = new WeakMap<Uint8Array, FrameBuffer>();
@@ -270,9 +271,15 @@ export class FrameAssembler {
       throw new RangeError(`payload size ${options.payloadSize} must be a positive integer`);
     }
     this.#expectedTotal = Math.ceil(options.payloadSize / this.#perPacket) + 2;
+    this.#expectedTotalExtended = Math.ceil(options.payloadSize / this.#perPacketExtended) + 2;
     // Room for a trailer that comes later than PayloadSize predicts (chunks, padding) is not
     // needed: data beyond the buffer makes the frame bad anyway.
     this.#maxPackets = Math.ceil(options.payloadSize / this.#perPacketExtended) + 2;
+  }
+
+  /** Whether the stream uses extended-id headers (64-bit block ids), as its last packet did. */
+  get extendedIds(): boolean {
+    return this.#extended;
   }
 
   /** Frames currently being assembled. */
@@ -432,9 +439,10 @@ export class FrameAssembler {
       fb = new FrameBuffer(this.payloadSize, this.#packetSize);
       this.#owned.set(fb.data, fb);
     }
+    const total = this.#extended ? this.#expectedTotalExtended : this.#expectedTotal;
     let rec = this.#records.pop();
-    if (rec === undefined) rec = new InFlight(fb, this.#maxPackets, this.#expectedTotal);
-    rec.reset(blockId, fb, this.#expectedTotal, now);
+    if (rec === undefined) rec = new InFlight(fb, this.#maxPackets, total);
+    rec.reset(blockId, fb, total, now);
     this.#inFlight.push(rec);
     return rec;
   }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { encodeCommand, GvcpCommand, packetResendPayload } from "./gvcp.ts";
+import { encodeCommand, FLAG_EXTENDED_ID, GvcpCommand, packetResendPayload } from "./gvcp.ts";
 import type { AssemblerOutput, FrameAssembler } from "./gvsp_assembler.ts";
 import { raiseUdpReceiveBuffer, type UdpReceiveBuffer } from "../../core/udp_receive_buffer.ts";
 
@@ -166,11 +166,12 @@ export class GvspReceiver {
     for (const r of a.takeResends()) {
       const id = this.#reqId;
       this.#reqId = id >= 0xffff ? 1 : id + 1;
+      const extended = a.extendedIds;
       const packet = encodeCommand(
         GvcpCommand.PACKETRESEND,
         id,
-        packetResendPayload(r.blockId, r.first, r.last),
-        0,
+        packetResendPayload(r.blockId, r.first, r.last, 0, extended),
+        extended ? FLAG_EXTENDED_ID : 0,
       );
       this.#conn.send(packet, {
         transport: "udp",

@@ -19,6 +19,7 @@ import {
   encodeAck,
   GvcpCommand,
   GvcpFormatError,
+  GVSP_CONFIG_EXTENDED_ID,
   PENDING_ACK,
 } from "../gige/gvcp.ts";
 import { type ImageLeader, packetizeImage, STATUS_PACKET_RESEND } from "../gige/gvsp.ts";
@@ -168,6 +169,10 @@ export interface SimCameraOptions {
   /** Width/height at start (default 64×48). */
   width?: number;
   height?: number;
+  /** Block id of the first frame (default 1; beyond 0xffff only in extended-id mode). */
+  firstBlock?: number;
+  /** GigE Vision version register (default 1.2; 2.0 and up offer extended ids). */
+  version?: number;
 }
 
 /** A simulated GigE Vision camera on 127.0.0.1. */
@@ -219,8 +224,9 @@ export class SimCamera {
     this.#gvcp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
     this.#gvsp = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
     this.#periodMs = options.periodMs ?? 5;
+    this.#nextBlock = options.firstBlock ?? 1;
     const r = this.registers;
-    r.set(Bootstrap.VERSION, 0x00010002);
+    r.set(Bootstrap.VERSION, options.version ?? 0x00010002);
     r.set(Bootstrap.DEVICE_MODE, 0x80000000);
     r.set(Bootstrap.CURRENT_IP, 0x7f000001);
     r.set(Bootstrap.STREAM_CHANNELS, 1);
@@ -376,7 +382,7 @@ export class SimCamera {
   }
 
   #handle(
-    cmd: { command: number; reqId: number; payload: Uint8Array },
+    cmd: { command: number; flags: number; reqId: number; payload: Uint8Array },
     from: Deno.NetAddr,
     isController: boolean,
     reply: (status: number, payload?: Uint8Array) => void,
@@ -443,7 +449,7 @@ export class SimCamera {
           break;
         }
         case GvcpCommand.PACKETRESEND: {
-          const r = decodePacketResend(cmd.payload);
+          const r = decodePacketResend(cmd.payload, cmd.flags);
           this.resendRequests.push({
             blockId: r.blockId,
             first: r.firstPacket,
@@ -456,6 +462,7 @@ export class SimCamera {
             const p = packets[pid].slice();
             p[0] = STATUS_PACKET_RESEND >> 8;
             p[1] = STATUS_PACKET_RESEND & 0xff;
+            if (this.#extendedIds) p[3] |= 0x01; // extended header flag: packet resent
             this.#sendStream(p);
           }
           break;
@@ -523,6 +530,12 @@ export class SimCamera {
     this.#framesLeft = 0;
   }
 
+  /** Extended-id mode: GVSP configuration bit set by the host. */
+  get #extendedIds(): boolean {
+    return ((this.registers.get(Bootstrap.GVSP_CONFIGURATION) ?? 0) & GVSP_CONFIG_EXTENDED_ID) !==
+      0;
+  }
+
   #sendStream(packet: Uint8Array): void {
     const port = this.registers.get(Bootstrap.SCP0) ?? 0;
     if (port === 0 || this.#closed) return;
@@ -538,7 +551,8 @@ export class SimCamera {
   #sendFrame(): void {
     this.#framesLeft--;
     const block = this.#nextBlock;
-    this.#nextBlock = block >= 0xffff ? 1 : block + 1;
+    const extended = this.#extendedIds;
+    this.#nextBlock = extended ? block + 1 : block >= 0xffff ? 1 : block + 1;
     const width = this.registers.get(SimRegister.WIDTH) ?? 0;
     const height = this.registers.get(SimRegister.HEIGHT) ?? 0;
     const format = this.registers.get(SimRegister.PIXEL_FORMAT) ?? MONO8;
@@ -556,7 +570,7 @@ export class SimCamera {
       ...this.leaderOverride,
     };
     const packetSize = (this.registers.get(Bootstrap.SCPS0) ?? 1500) & 0xffff;
-    const packets = packetizeImage(block, leader, data, packetSize);
+    const packets = packetizeImage(block, leader, data, packetSize, { extended });
     this.#kept.set(block, packets);
     for (const old of this.#kept.keys()) if (this.#kept.size > 8) this.#kept.delete(old);
     for (let i = 0; i < this.junkPerFrame; i++) this.#sendStream(new Uint8Array([1, 2, 3]));
