@@ -210,6 +210,37 @@ Deno.test("gige backend: 64-bit block ids on a GigE Vision 2.0 camera, across 2^
   }
 });
 
+Deno.test("gige backend: chunk data (image + timestamp chunk) stripped; a damaged layout is an error naming the block", async () => {
+  const r = await rig({
+    GIGE_NUM_IMAGES: "2",
+    GIGE_FEATURES: "Width=40;Height=30;PixelFormat=Mono16;ChunkModeActive=true",
+  });
+  try {
+    await r.device.initialize(AbortSignal.timeout(10_000));
+    await r.device.acquire(0.001, AbortSignal.timeout(10_000));
+    const got = images(r.events);
+    assert.equal(got.length, 2);
+    got.forEach((img, i) => {
+      assert.equal(img.images.camera.length, 40 * 30);
+      assert.deepEqual(
+        Array.from(img.images.camera),
+        expected(40, 30, r.camera.framesSent[i], 0xffff),
+      );
+    });
+    r.camera.brokenChunks = true;
+    const err = await r.device.acquire(0.001, AbortSignal.timeout(10_000)).then(
+      () => undefined,
+      (e: Error) => e.message,
+    );
+    assert.equal(
+      err?.replace(/ \(.*$|: chunk 0x.*$/, ""),
+      `block ${r.camera.framesSent[2]}: chunk layout not understood`,
+    );
+  } finally {
+    await r.close();
+  }
+});
+
 Deno.test("gige backend: packets missing beyond the resend window → error naming block and packets; clear recovers", async () => {
   const r = await rig(
     { GIGE_NUM_IMAGES: "2", GIGE_PACKET_SIZE: "576", GIGE_RESEND_WINDOW: "30" },

@@ -31,10 +31,15 @@ import {
   decodeGvspHeader,
   decodeImageLeader,
   decodeTrailer,
+  encodeImageLeader,
+  encodePayload,
+  encodeTrailer,
   GvspFormatError,
   type ImageLeader,
   packetizeImage,
+  payloadHasChunks,
 } from "../devices/gige/gvsp.ts";
+import { encodeChunks, parseChunks } from "../devices/gige/chunks.ts";
 import { FrameAssembler, packetRanges } from "../devices/gige/gvsp_assembler.ts";
 import { pixelFormatInfo, unpackPixels } from "../devices/gige/pixels.ts";
 
@@ -334,4 +339,76 @@ Deno.test("pixels: packed formats unpack per the layout tables", () => {
   assert.deepEqual(Array.from(four), [1, 2, 3, 1023]);
   assert.equal(pixelFormatInfo(0x010c0006).bytes(3, 1), 5);
   assert.throws(() => pixelFormatInfo(0x02180014, "RGB8"), /pixel format RGB8 is not supported/);
+});
+
+Deno.test("gvsp chunks: image first, tags chained back to byte 0; unknown layouts refused", () => {
+  const image = Uint8Array.from({ length: 37 }, (_, i) => i);
+  const counter = hex("00 00 00 2a");
+  const payload = encodeChunks([{ id: 1, data: image }, { id: 0x0c0ffee, data: counter }]);
+  // image | tag(1, 37) | counter | tag(0x0c0ffee, 4)
+  assert.deepEqual(payload.subarray(37, 45), hex("00 00 00 01  00 00 00 25"));
+  assert.deepEqual(payload.subarray(49), hex("00 c0 ff ee  00 00 00 04"));
+  assert.deepEqual(parseChunks(payload), [
+    { id: 1, offset: 0, length: 37 },
+    { id: 0x0c0ffee, offset: 45, length: 4 },
+  ]);
+  const broken = payload.slice();
+  broken[broken.length - 1] = 0x40; // last chunk claims 64 bytes: starts before the payload
+  assert.throws(() => parseChunks(broken), /chunk layout not understood: chunk 0xc0ffee of 64/);
+  assert.throws(() => parseChunks(payload.subarray(1)), /chunk layout not understood/);
+  assert.throws(() => parseChunks(new Uint8Array(0)), /empty payload/);
+  // Types: 0x4001 and 0x0005 carry chunks and share the image leader; 0x0004 has no image.
+  assert.equal(payloadHasChunks(0x4001), true);
+  assert.equal(payloadHasChunks(0x0005), true);
+  assert.equal(payloadHasChunks(0x0001), false);
+  const leader = encodeImageLeader(3, {
+    payloadType: 0x4001,
+    timestamp: 7n,
+    pixelFormat: 0x01080001,
+    width: 37,
+    height: 1,
+    offsetX: 0,
+    offsetY: 0,
+    paddingX: 0,
+    paddingY: 0,
+  });
+  assert.equal(decodeImageLeader(leader.subarray(8)).payloadType, 0x4001);
+  leader[8 + 2] = 0x00;
+  leader[8 + 3] = 0x04; // chunk data: no image leader
+  assert.throws(() => decodeImageLeader(leader.subarray(8)), /payload type 0x4 is not an image/);
+  const trailer = encodeTrailer(3, 4, 1, { chunkLength: 53 });
+  assert.deepEqual(decodeTrailer(trailer.subarray(8)), {
+    payloadType: 0x4001,
+    sizeY: 1,
+    chunkLength: 53,
+  });
+});
+
+Deno.test("gvsp extended ids: 20-byte headers encode and decode, 64-bit block ids, resent flag", () => {
+  const leader = {
+    payloadType: 1,
+    timestamp: 0n,
+    pixelFormat: 0x01080001,
+    width: 100,
+    height: 1,
+    offsetX: 0,
+    offsetY: 0,
+    paddingX: 0,
+    paddingY: 0,
+  };
+  const block = 2 ** 45 + 3;
+  const packets = packetizeImage(block, leader, new Uint8Array(100), 88, { extended: true });
+  assert.equal(packets.length, 1 + Math.ceil(100 / 40) + 1, "88 − 48 = 40 data bytes per packet");
+  const h = decodeGvspHeader(packets[2]);
+  assert.deepEqual([h.extended, h.blockId, h.packetId, h.format, h.headerLength, h.resent], [
+    true,
+    block,
+    2,
+    3,
+    20,
+    false,
+  ]);
+  const resent = encodePayload(block, 2, new Uint8Array(4), { extended: true, status: 0x0100 });
+  assert.equal(resent[3] & 1, 1, "flag 0x0001: packet resent");
+  assert.equal(decodeGvspHeader(resent).resent, true);
 });

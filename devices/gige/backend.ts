@@ -35,6 +35,8 @@ import { fetchDescription } from "./description.ts";
 import { type FeatureValue, NodeMap, type RegisterPort } from "./genicam.ts";
 import { FrameAssembler } from "./gvsp_assembler.ts";
 import { GvspReceiver } from "./gvsp_receiver.ts";
+import { payloadHasChunks } from "./gvsp.ts";
+import { parseChunks } from "./chunks.ts";
 import { negotiatePacketSize, SCPS_DO_NOT_FRAGMENT, SCPS_PIXEL_BIG_ENDIAN } from "./packet_size.ts";
 import { type PixelFormatInfo, pixelFormatInfo, unpackPixels } from "./pixels.ts";
 import { type GigeSettings, parseGigeSettings } from "./settings.ts";
@@ -635,14 +637,24 @@ export class GigeDevice implements Device {
             }, expected ${s.width}x${s.height} ${s.formatName}`,
           );
         }
-        if (leader.paddingX !== 0 || out.data.length < expectedBytes) {
+        let data = out.data;
+        if (payloadHasChunks(leader.payloadType)) {
+          // The image is the first chunk; the others (and every chunk tag) are stripped.
+          try {
+            data = data.subarray(0, parseChunks(data)[0].length);
+          } catch (err) {
+            recycle();
+            throw new Error(`block ${out.blockId}: ${errorMessage(err)}`);
+          }
+        }
+        if (leader.paddingX !== 0 || data.length < expectedBytes) {
           recycle();
           throw new Error(
-            `block ${out.blockId}: ${out.data.length} bytes (padding ${leader.paddingX}), expected ${expectedBytes}`,
+            `block ${out.blockId}: ${data.length} bytes (padding ${leader.paddingX}), expected ${expectedBytes}`,
           );
         }
         blocks.push(out.blockId);
-        const image = this.#image(s, buffer, out.data, recycle);
+        const image = this.#image(s, buffer, data, recycle);
         this.#ctx.emit({
           type: "image-data",
           seriesId,

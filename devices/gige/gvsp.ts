@@ -123,13 +123,27 @@ export interface ImageLeader {
 
 /** Payload type "image" (after masking the chunk flag 0x4000). */
 export const PAYLOAD_IMAGE = 0x0001;
+/** Payload type "extended chunk" (GEV 1.x, deprecated): an image leader, chunks in the payload. */
+export const PAYLOAD_EXTENDED_CHUNK = 0x0005;
+/** Payload type flag "with chunks" (GEV 2.0): e.g. 0x4001 = image with chunks. */
+export const PAYLOAD_CHUNK_FLAG = 0x4000;
 
-/** Decodes a leader body (after the header). Non-image payload types throw. */
+/** Whether a payload of this leader type carries chunks (the image being the first one). */
+export function payloadHasChunks(payloadType: number): boolean {
+  return (payloadType & PAYLOAD_CHUNK_FLAG) !== 0 ||
+    (payloadType & 0x3fff) === PAYLOAD_EXTENDED_CHUNK;
+}
+
+/**
+ * Decodes a leader body (after the header): image (0x0001, 0x4001 with chunks) or extended chunk
+ * (0x0005), which share the image layout. Other payload types throw, naming the type.
+ */
 export function decodeImageLeader(body: Uint8Array): ImageLeader {
   if (body.length < 12) throw new GvspFormatError(`leader of ${body.length} bytes < 12`);
   const dv = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const payloadType = dv.getUint16(2);
-  if ((payloadType & 0x3fff) !== PAYLOAD_IMAGE) {
+  const base = payloadType & 0x3fff;
+  if (base !== PAYLOAD_IMAGE && base !== PAYLOAD_EXTENDED_CHUNK) {
     throw new GvspFormatError(`leader payload type 0x${payloadType.toString(16)} is not an image`);
   }
   if (body.length < 36) throw new GvspFormatError(`image leader of ${body.length} bytes < 36`);
@@ -151,13 +165,20 @@ export interface Trailer {
   payloadType: number;
   /** Effective lines (0 when the device does not say; the aravis fake sends 0). */
   sizeY: number;
+  /** Chunk data payload length (types with the chunk flag; undefined when not given). */
+  chunkLength?: number;
 }
 
 /** Decodes a trailer body. */
 export function decodeTrailer(body: Uint8Array): Trailer {
   if (body.length < 4) throw new GvspFormatError(`trailer of ${body.length} bytes < 4`);
   const dv = new DataView(body.buffer, body.byteOffset, body.byteLength);
-  return { payloadType: dv.getUint16(2), sizeY: body.length >= 8 ? dv.getUint32(4) : 0 };
+  const payloadType = dv.getUint16(2);
+  const trailer: Trailer = { payloadType, sizeY: body.length >= 8 ? dv.getUint32(4) : 0 };
+  if ((payloadType & PAYLOAD_CHUNK_FLAG) !== 0 && body.length >= 12) {
+    trailer.chunkLength = dv.getUint32(8);
+  }
+  return trailer;
 }
 
 /** Options of the encoders. */
@@ -166,6 +187,8 @@ export interface GvspEncodeOptions {
   status?: number;
   /** 20-byte extended-id header (64-bit block id, 32-bit packet id). */
   extended?: boolean;
+  /** Trailer of an image with chunks: its chunk data payload length (payload type 0x4001). */
+  chunkLength?: number;
 }
 
 function header(
@@ -237,10 +260,12 @@ export function encodeTrailer(
   sizeY: number,
   options: GvspEncodeOptions = {},
 ): Uint8Array {
-  const out = header(blockId, GvspFormat.TRAILER, packetId, 8, options);
-  const dv = new DataView(out.buffer, out.length - 8);
-  dv.setUint16(2, PAYLOAD_IMAGE);
+  const chunks = options.chunkLength !== undefined;
+  const out = header(blockId, GvspFormat.TRAILER, packetId, chunks ? 16 : 8, options);
+  const dv = new DataView(out.buffer, out.length - (chunks ? 16 : 8));
+  dv.setUint16(2, chunks ? PAYLOAD_IMAGE | PAYLOAD_CHUNK_FLAG : PAYLOAD_IMAGE);
   dv.setUint32(4, sizeY);
+  if (chunks) dv.setUint32(8, options.chunkLength!);
   return out;
 }
 

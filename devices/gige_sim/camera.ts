@@ -25,6 +25,7 @@ import {
 import { type ImageLeader, packetizeImage, STATUS_PACKET_RESEND } from "../gige/gvsp.ts";
 import { SCPS_FIRE_TEST_PACKET, TEST_PACKET_OVERHEAD } from "../gige/packet_size.ts";
 import { zipArchive } from "./zip_writer.ts";
+import { encodeChunks } from "../gige/chunks.ts";
 
 /** Device register addresses of the simulator's description. */
 export const SimRegister = {
@@ -41,7 +42,12 @@ export const SimRegister = {
   TL_LOCKED: 0xa028,
   FRAME_COUNT: 0xa02c,
   STATUS_BITS: 0xa030,
+  CHUNK_MODE: 0xa034,
 } as const;
+
+/** Chunk id of the image chunk and of the timestamp chunk the simulator appends. */
+export const SIM_CHUNK_IMAGE = 0x1;
+export const SIM_CHUNK_TIMESTAMP = 0xa5a5_0001;
 
 const XML_ADDRESS = 0x10000;
 const MONO8 = 0x01080001;
@@ -76,7 +82,9 @@ ${intReg("HeightReg", SimRegister.HEIGHT)}
 <EnumEntry Name="RGB8"><Value>${0x02180014}</Value></EnumEntry>
 <pValue>PixelFormatReg</pValue></Enumeration>
 ${intReg("PixelFormatReg", SimRegister.PIXEL_FORMAT)}
-<IntSwissKnife Name="PayloadSize"><pVariable Name="W">Width</pVariable><pVariable Name="H">Height</pVariable><pVariable Name="PF">PixelFormatReg</pVariable><Formula>(W * H * ((PF &gt;&gt; 16) &amp; 0xFF) + 7) / 8</Formula></IntSwissKnife>
+<IntSwissKnife Name="PayloadSize"><pVariable Name="W">Width</pVariable><pVariable Name="H">Height</pVariable><pVariable Name="PF">PixelFormatReg</pVariable><pVariable Name="CM">ChunkModeReg</pVariable><Formula>(W * H * ((PF &gt;&gt; 16) &amp; 0xFF) + 7) / 8 + CM * 24</Formula></IntSwissKnife>
+<Boolean Name="ChunkModeActive"><pValue>ChunkModeReg</pValue></Boolean>
+${intReg("ChunkModeReg", SimRegister.CHUNK_MODE)}
 <Float Name="ExposureTime"><pValue>ExposureTimeReg</pValue><Min>10</Min><Max>10000000</Max><Unit>us</Unit></Float>
 ${floatReg("ExposureTime", SimRegister.EXPOSURE)}
 <Float Name="Gain"><pValue>GainReg</pValue><Min>0</Min><Max>24</Max><Unit>dB</Unit></Float>
@@ -191,6 +199,8 @@ export class SimCamera {
   honourResend = true;
   /** Overrides the leader of sent frames (wrong size or format). */
   leaderOverride: Partial<ImageLeader> | undefined;
+  /** With ChunkModeActive: a damaged chunk layout (the last tag's length too large). */
+  brokenChunks = false;
   /** Datagrams of junk sent before each frame. */
   junkPerFrame = 0;
   /** Send a test packet when SCPS is written with the fire bit (false: like the aravis fake). */
@@ -556,10 +566,18 @@ export class SimCamera {
     const width = this.registers.get(SimRegister.WIDTH) ?? 0;
     const height = this.registers.get(SimRegister.HEIGHT) ?? 0;
     const format = this.registers.get(SimRegister.PIXEL_FORMAT) ?? MONO8;
-    const data = simFrameBytes(width, height, format, block);
+    let data = simFrameBytes(width, height, format, block);
+    const chunked = (this.registers.get(SimRegister.CHUNK_MODE) ?? 0) !== 0;
+    const timestamp = BigInt(Date.now()) * 1_000_000n;
+    if (chunked) {
+      const ts = new Uint8Array(8);
+      new DataView(ts.buffer).setBigUint64(0, timestamp);
+      data = encodeChunks([{ id: SIM_CHUNK_IMAGE, data }, { id: SIM_CHUNK_TIMESTAMP, data: ts }]);
+      if (this.brokenChunks) new DataView(data.buffer).setUint32(data.length - 4, data.length);
+    }
     const leader: ImageLeader = {
-      payloadType: 1,
-      timestamp: BigInt(Date.now()) * 1_000_000n,
+      payloadType: chunked ? 0x4001 : 1,
+      timestamp,
       pixelFormat: format,
       width,
       height,
@@ -570,7 +588,10 @@ export class SimCamera {
       ...this.leaderOverride,
     };
     const packetSize = (this.registers.get(Bootstrap.SCPS0) ?? 1500) & 0xffff;
-    const packets = packetizeImage(block, leader, data, packetSize, { extended });
+    const packets = packetizeImage(block, leader, data, packetSize, {
+      extended,
+      chunkLength: chunked ? data.length : undefined,
+    });
     this.#kept.set(block, packets);
     for (const old of this.#kept.keys()) if (this.#kept.size > 8) this.#kept.delete(old);
     for (let i = 0; i < this.junkPerFrame; i++) this.#sendStream(new Uint8Array([1, 2, 3]));
