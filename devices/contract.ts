@@ -150,6 +150,11 @@ export interface ImageDataEvent {
    */
   images: Record<string, PixelArray>;
   /**
+   * Optional per-image facts from the device, e.g. its own timestamp or frame counter: kept with
+   * the series (`Frame.imageMeta`) and published with the image (NTNDArray attributes).
+   */
+  meta?: Readonly<Record<string, MetaValue>>;
+  /**
    * Optional: lets a backend reuse its image buffers. The controller calls it (at most once) when
    * nobody reads `images` any more: right after copying them into a multi-image series, or when
    * the last reader of a single-image frame gave it back (the data hooks settled and, e.g., the

@@ -426,6 +426,7 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
       const giveBack = frame.retain();
       const timestamp = frame.timestamps[0] * 1000;
       published++;
+      const imageAttributes = imageMetaAttributes(frame.imageMeta);
       for (const [name, pixels] of Object.entries(frame.images)) {
         const pv = images[name];
         if (pv === undefined) continue;
@@ -440,6 +441,7 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
             descriptor: "Image start time, Unix seconds",
           },
           { name: "Exposure", value: anyDoubles(frame.exposures), descriptor: "Exposure, s" },
+          ...imageAttributes,
         ];
         for (const [key, v] of Object.entries(controller.channelMeta[name] ?? {})) {
           attributes.push({
@@ -474,4 +476,29 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
     // The last frame stays with the PVs (they still serve it): it is not given back.
     close: unsubscribe,
   };
+}
+
+/**
+ * NTNDArray attributes of the per-image facts of a series (`ImageDataEvent.meta`): one per key,
+ * numbers as a double array over the images (NaN where an image lacks the key), anything else as
+ * a comma-separated string.
+ */
+export function imageMetaAttributes(
+  imageMeta: readonly (Readonly<Record<string, MetaValue>> | undefined)[],
+): NdAttribute[] {
+  const keys = new Set<string>();
+  for (const m of imageMeta) if (m !== undefined) { for (const k of Object.keys(m)) keys.add(k); }
+  const out: NdAttribute[] = [];
+  for (const key of keys) {
+    const values = imageMeta.map((m) => m?.[key]);
+    const numeric = values.every((v) => v === undefined || typeof v === "number");
+    out.push({
+      name: key,
+      value: numeric
+        ? anyDoubles(values.map((v) => (v === undefined ? NaN : v as number)))
+        : anyString(values.map((v) => (v === undefined ? "" : String(v))).join(",")),
+      descriptor: `Image ${key}`,
+    });
+  }
+  return out;
 }

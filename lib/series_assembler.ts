@@ -18,6 +18,7 @@ import {
   type DataEvent,
   type DeviceConfig,
   imageOrderProblem,
+  type MetaValue,
   PIXEL_ARRAY_TYPES,
   type PixelArray,
 } from "../devices/contract.ts";
@@ -48,6 +49,8 @@ export interface Frame extends Readonly<SeriesInfo> {
   timestamps: Float64Array;
   /** Real exposure time of each image, seconds. */
   exposures: Float64Array;
+  /** Per-image facts the device sent with each image (`ImageDataEvent.meta`), if any. */
+  imageMeta: readonly (Readonly<Record<string, MetaValue>> | undefined)[];
   /**
    * Keeps the pixels readable beyond the data hook (see the ownership rule in
    * `devices/contract.ts`): returns the function that gives them back. Until every such function
@@ -80,6 +83,7 @@ interface OpenSeries {
   releases: (() => void)[];
   timestamps: Float64Array;
   exposures: Float64Array;
+  imageMeta: (Readonly<Record<string, MetaValue>> | undefined)[];
   closed?: "end" | "cancel";
 }
 
@@ -117,6 +121,7 @@ export class SeriesAssembler {
       releases: [],
       timestamps: new Float64Array(config.numImages),
       exposures: new Float64Array(config.numImages),
+      imageMeta: [],
     };
   }
 
@@ -169,6 +174,7 @@ export class SeriesAssembler {
       }
       s.timestamps[s.received] = ev.timestamp;
       s.exposures[s.received] = ev.exposure;
+      s.imageMeta[s.received] = ev.meta;
       s.received++;
       return { kind: "image" };
     }
@@ -209,6 +215,7 @@ export class SeriesAssembler {
       images: s.images,
       timestamps: s.timestamps,
       exposures: s.exposures,
+      imageMeta: s.imageMeta,
       retain,
     };
   }

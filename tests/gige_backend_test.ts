@@ -92,6 +92,13 @@ Deno.test("gige backend: zipped description, Mono8 frames equal the pattern, fac
       assert.equal(img.exposure, 0.002);
       const block = r.camera.framesSent[i];
       assert.deepEqual(Array.from(img.images.camera), expected(40, 30, block, 0xff), `frame ${i}`);
+      // The camera's own timestamp (leader, 1 GHz ticks) and block id as per-image metadata.
+      assert.equal(img.meta?.block_id, block);
+      const ns = r.camera.timestampsSent[i];
+      assert.ok(
+        Math.abs((img.meta?.device_time as number) - Number(ns) / 1e9) < 1e-6,
+        `${img.meta?.device_time} vs ${ns}`,
+      );
     });
     await assert.rejects(r.device.adjustChannel("camera", { gain: 3 }), /read-only/);
   } finally {

@@ -74,6 +74,21 @@ export function secondsPerUnit(unit: string): number {
   }
 }
 
+/**
+ * Per-image facts of a frame: its block id and, when the camera has a timestamp clock, the
+ * leader's timestamp in seconds of that clock (`device_time`; its epoch is the camera's, often
+ * power-up or PTP/Unix time).
+ */
+export function imageMeta(
+  blockId: number,
+  ticks: bigint,
+  tickFrequency: number,
+): Record<string, number> {
+  if (!(tickFrequency > 0)) return { block_id: blockId };
+  const f = BigInt(tickFrequency);
+  return { block_id: blockId, device_time: Number(ticks / f) + Number(ticks % f) / tickFrequency };
+}
+
 /** A connected camera: control socket, node map, stream receiver. */
 interface Session {
   client: GvcpClient;
@@ -89,6 +104,8 @@ interface Session {
   resend: boolean;
   exposureFeature: string;
   exposureScale: number;
+  /** Timestamp ticks per second of the camera (0: it has no timestamps). */
+  tickFrequency: number;
   gainFeature: string | undefined;
   temperatureFeature: string | undefined;
 }
@@ -305,6 +322,8 @@ export class GigeDevice implements Device {
       const packetSize = await this.#negotiatePacketSize(client, nodes, receiver, signal);
       const extendedIds = await this.#enableExtendedIds(client);
       const resend = (capability & Capability.PACKETRESEND) !== 0;
+      const tickFrequency = (await client.readRegister(Bootstrap.TICK_FREQUENCY_HIGH)) *
+          0x100000000 + (await client.readRegister(Bootstrap.TICK_FREQUENCY_LOW));
       const buffer = receiver.receiveBuffer;
       log.info("Stream channel open", {
         destination: `${destination}:${receiver.port}`,
@@ -329,6 +348,7 @@ export class GigeDevice implements Device {
         resend,
         exposureFeature,
         exposureScale,
+        tickFrequency,
         gainFeature,
         temperatureFeature,
       };
@@ -662,6 +682,7 @@ export class GigeDevice implements Device {
           timestamp: Date.now() / 1000,
           exposure,
           images: { [GIGE_CHANNEL]: image.pixels },
+          meta: imageMeta(out.blockId, leader.timestamp, s.tickFrequency),
           release: image.release,
         });
       }

@@ -218,6 +218,8 @@ export class SimCamera {
   resendRequests: { blockId: number; first: number; last: number }[] = [];
   /** Frames sent (block ids). */
   framesSent: number[] = [];
+  /** Leader timestamps of the frames sent (ns, the tick frequency being 1 GHz). */
+  timestampsSent: bigint[] = [];
   #gvcp: Deno.DatagramConn;
   #gvsp: Deno.DatagramConn;
   #controller: { host: string; port: number } | undefined;
@@ -242,6 +244,8 @@ export class SimCamera {
     r.set(Bootstrap.STREAM_CHANNELS, 1);
     r.set(Bootstrap.GVCP_CAPABILITY, Capability.PACKETRESEND | Capability.WRITEMEM);
     r.set(Bootstrap.HEARTBEAT_TIMEOUT, 3000);
+    r.set(Bootstrap.TICK_FREQUENCY_HIGH, 0);
+    r.set(Bootstrap.TICK_FREQUENCY_LOW, 1_000_000_000); // leader timestamps in ns
     r.set(Bootstrap.CCP, 0);
     r.set(Bootstrap.SCPS0, 1500);
     r.set(SimRegister.WIDTH, options.width ?? 64);
@@ -599,6 +603,7 @@ export class SimCamera {
       if (!this.dropPacket(block, pid)) this.#sendStream(p);
     });
     this.framesSent.push(block);
+    this.timestampsSent.push(timestamp);
   }
 
   /** Stops everything. */
