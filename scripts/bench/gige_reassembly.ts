@@ -292,7 +292,11 @@ for (const format of FORMATS) {
       bound(g)
     } MB/s (${(g.best * 1e6 / frameBytes).toFixed(1)} frames/s); ` +
       `ratio gige/raw ${
-        r.best > 0 ? (g.best / r.best).toFixed(2) : "n/a"
+        r.best > 0
+          ? `${(g.best / r.best).toFixed(2)} (target ≥ 0.50 ${
+            g.best >= r.best / 2 ? "met" : "NOT met"
+          })`
+          : "n/a"
       }; GigE line rate (${LINE_RATE_MBPS} MB/s) ${
         g.best >= LINE_RATE_MBPS ? "sustained" : "NOT sustained"
       }; CPU per packet (median) raw ${median(r.cpu).toFixed(1)} µs, gige ${
