@@ -46,6 +46,17 @@ async function rig(
   };
 }
 
+/** A drop rule that loses each chosen packet on its first transmission only. */
+function dropOnce(lose: (block: number, pid: number) => boolean) {
+  const dropped = new Set<string>();
+  return (block: number, pid: number): boolean => {
+    const key = `${block}/${pid}`;
+    if (!lose(block, pid) || dropped.has(key)) return false;
+    dropped.add(key);
+    return true;
+  };
+}
+
 function images(events: DeviceEvent[]): ImageDataEvent[] {
   return events.filter((e): e is ImageDataEvent => e.type === "image-data");
 }
@@ -127,7 +138,6 @@ Deno.test("gige backend: Mono16 and Mono12Packed become uint16 with the pattern'
 });
 
 Deno.test("gige backend: lost packets (leader, payload, trailer) are resent and frames are whole", async () => {
-  const dropped = new Set<string>();
   const r = await rig(
     {
       GIGE_NUM_IMAGES: "4",
@@ -137,17 +147,11 @@ Deno.test("gige backend: lost packets (leader, payload, trailer) are resent and 
     },
     {},
     (camera) => {
-      camera.dropPacket = (block, pid) => {
-        const key = `${block}/${pid}`;
-        // First transmission only: leader of frame 1, payloads 2-3 of frame 2, trailer of frame 3.
-        const lose = (block === 1 && pid === 0) || (block === 2 && (pid === 2 || pid === 3)) ||
-          (block === 3 && pid === 6);
-        if (lose && !dropped.has(key)) {
-          dropped.add(key);
-          return true;
-        }
-        return false;
-      };
+      // First transmission only: leader of frame 1, payloads 2-3 of frame 2, trailer of frame 3.
+      camera.dropPacket = dropOnce((block, pid) =>
+        (block === 1 && pid === 0) || (block === 2 && (pid === 2 || pid === 3)) ||
+        (block === 3 && pid === 6)
+      );
     },
   );
   try {
@@ -174,7 +178,6 @@ Deno.test("gige backend: lost packets (leader, payload, trailer) are resent and 
 
 Deno.test("gige backend: 64-bit block ids on a GigE Vision 2.0 camera, across 2^32, with resends", async () => {
   const first = 2 ** 32 - 2;
-  const dropped = new Set<string>();
   const r = await rig(
     {
       GIGE_NUM_IMAGES: "4",
@@ -184,15 +187,9 @@ Deno.test("gige backend: 64-bit block ids on a GigE Vision 2.0 camera, across 2^
     },
     { version: 0x00020000, firstBlock: first },
     (camera) => {
-      camera.dropPacket = (block, pid) => {
-        const key = `${block}/${pid}`;
-        const lose = (block === first && pid === 0) || (block === first + 2 && pid === 3);
-        if (lose && !dropped.has(key)) {
-          dropped.add(key);
-          return true;
-        }
-        return false;
-      };
+      camera.dropPacket = dropOnce((block, pid) =>
+        (block === first && pid === 0) || (block === first + 2 && pid === 3)
+      );
     },
   );
   try {

@@ -6,7 +6,12 @@
  * give exactly what the copying path (feed) gives: same frames, same bytes, same failures.
  */
 import assert from "node:assert/strict";
-import { type GvspEncodeOptions, type ImageLeader, packetizeImage } from "../devices/gige/gvsp.ts";
+import {
+  type GvspEncodeOptions,
+  type ImageLeader,
+  imageLeader,
+  packetizeImage,
+} from "../devices/gige/gvsp.ts";
 import {
   type AssemblerOptions,
   type AssemblerOutput,
@@ -23,17 +28,7 @@ function deliver(a: FrameAssembler, packet: Uint8Array, now: number): void {
 }
 
 function leaderFor(width: number, height: number): ImageLeader {
-  return {
-    payloadType: 1,
-    timestamp: 0n,
-    pixelFormat: 0x01080001,
-    width,
-    height,
-    offsetX: 0,
-    offsetY: 0,
-    paddingX: 0,
-    paddingY: 0,
-  };
+  return imageLeader({ width, height });
 }
 
 function image(n: number, seed: number): Uint8Array {

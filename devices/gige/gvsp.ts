@@ -121,6 +121,22 @@ export interface ImageLeader {
   paddingY: number;
 }
 
+/** An image leader with `fields` over the defaults: Mono8, 0×0, no offsets or padding. */
+export function imageLeader(fields: Partial<ImageLeader>): ImageLeader {
+  return {
+    payloadType: PAYLOAD_IMAGE,
+    timestamp: 0n,
+    pixelFormat: 0x01080001,
+    width: 0,
+    height: 0,
+    offsetX: 0,
+    offsetY: 0,
+    paddingX: 0,
+    paddingY: 0,
+    ...fields,
+  };
+}
+
 /** Payload type "image" (after masking the chunk flag 0x4000). */
 export const PAYLOAD_IMAGE = 0x0001;
 /** Payload type "extended chunk" (GEV 1.x, deprecated): an image leader, chunks in the payload. */

@@ -22,7 +22,12 @@ import {
   GVSP_CONFIG_EXTENDED_ID,
   PENDING_ACK,
 } from "../gige/gvcp.ts";
-import { type ImageLeader, packetizeImage, STATUS_PACKET_RESEND } from "../gige/gvsp.ts";
+import {
+  type ImageLeader,
+  imageLeader,
+  packetizeImage,
+  STATUS_PACKET_RESEND,
+} from "../gige/gvsp.ts";
 import { SCPS_FIRE_TEST_PACKET, TEST_PACKET_OVERHEAD } from "../gige/packet_size.ts";
 import { zipArchive } from "./zip_writer.ts";
 import { encodeChunks } from "../gige/chunks.ts";
@@ -579,18 +584,14 @@ export class SimCamera {
       data = encodeChunks([{ id: SIM_CHUNK_IMAGE, data }, { id: SIM_CHUNK_TIMESTAMP, data: ts }]);
       if (this.brokenChunks) new DataView(data.buffer).setUint32(data.length - 4, data.length);
     }
-    const leader: ImageLeader = {
+    const leader = imageLeader({
       payloadType: chunked ? 0x4001 : 1,
       timestamp,
       pixelFormat: format,
       width,
       height,
-      offsetX: 0,
-      offsetY: 0,
-      paddingX: 0,
-      paddingY: 0,
       ...this.leaderOverride,
-    };
+    });
     const packetSize = (this.registers.get(Bootstrap.SCPS0) ?? 1500) & 0xffff;
     const packets = packetizeImage(block, leader, data, packetSize, {
       extended,
