@@ -57,13 +57,13 @@ export interface CircuitLimits {
 }
 
 /** Default limits. */
-export const DEFAULT_LIMITS: CircuitLimits = {
+export const DEFAULT_LIMITS: Readonly<CircuitLimits> = Object.freeze({
   maxChannels: 20_000,
   maxSubscriptions: 50_000,
   maxRequestPayload: 16_384,
   maxQueuedRequests: 4_096,
   maxQueuedReplyBytes: 64 * 1024 * 1024,
-};
+});
 
 /** What a circuit needs from the server. */
 export interface CircuitContext {
@@ -121,24 +121,26 @@ export class Circuit {
   /** Circuit priority (from the client's VERSION). */
   priority = 0;
   #ctx: CircuitContext;
-  #limits: CircuitLimits;
+  #limits: Readonly<CircuitLimits>;
   #reader: MessageReader;
   #queue: CaMessage[] = [];
   #pumping = false;
   #closed = false;
-  #out: Uint8Array[] = [];
+  /** Queued replies (undefined while none: an idle circuit holds no arrays). */
+  #out: Uint8Array[] | undefined;
   #outBytes = 0;
   /** Releases of shared payloads queued in `#out`. */
-  #outHolds: (() => void)[] = [];
+  #outHolds: (() => void)[] | undefined;
   /** Releases of shared payloads handed out by the last {@link takeOutput}. */
-  #sentHolds: (() => void)[] = [];
-  #dirty = new Set<Subscription>();
+  #sentHolds: (() => void)[] | undefined;
+  /** Subscriptions with a pending update; channels and subscriptions by id (made on first use). */
+  #dirtySet: Set<Subscription> | undefined;
   #eventsOn = true;
-  #channels = new Map<number, Channel>();
-  #subscriptions = new Map<number, Subscription>();
+  #channelMap: Map<number, Channel> | undefined;
+  #subscriptionMap: Map<number, Subscription> | undefined;
   #nextSid = 1;
-  #roomWaiters: (() => void)[] = [];
-  #drainWaiters: (() => void)[] = [];
+  #roomWaiters: (() => void)[] | undefined;
+  #drainWaiters: (() => void)[] | undefined;
   /** Own bytes in `#out` (not shared payloads). */
   #outOwn = 0;
   /** Own bytes handed out by the last {@link takeOutput} and not yet released. */
@@ -148,13 +150,29 @@ export class Circuit {
 
   constructor(ctx: CircuitContext) {
     this.#ctx = ctx;
-    this.#limits = { ...DEFAULT_LIMITS, ...ctx.limits };
+    this.#limits = mergedLimits(ctx.limits);
     this.client = { user: "", host: "", address: ctx.address };
     this.#reader = new MessageReader({
       maxPayload: (h) => this.#maxPayload(h),
       requireAligned: true,
     });
     this.#push(versionMessage(0, 0));
+  }
+
+  get #channels(): ReadonlyMap<number, Channel> {
+    return this.#channelMap ?? NO_CHANNELS;
+  }
+
+  get #subscriptions(): ReadonlyMap<number, Subscription> {
+    return this.#subscriptionMap ?? NO_SUBSCRIPTIONS;
+  }
+
+  get #dirty(): ReadonlySet<Subscription> {
+    return this.#dirtySet ?? NO_SUBSCRIPTION_SET;
+  }
+
+  #markDirty(sub: Subscription): void {
+    (this.#dirtySet ??= new Set()).add(sub);
   }
 
   /** Whether the circuit was closed. */
@@ -208,21 +226,25 @@ export class Circuit {
   /** Resolves when {@link wantsInput} may have become true (or the circuit closed). */
   waitForRoom(): Promise<void> {
     if (this.wantsInput() || this.#closed) return Promise.resolve();
-    return new Promise((resolve) => this.#roomWaiters.push(resolve));
+    return new Promise((resolve) => (this.#roomWaiters ??= []).push(resolve));
   }
 
   #signalRoom(): void {
-    if (this.#roomWaiters.length === 0) return;
+    if (this.#roomWaiters === undefined) return;
     if (!this.wantsInput() && !this.#closed) return;
+    this.#wakeRoomWaiters();
+  }
+
+  #wakeRoomWaiters(): void {
     const waiters = this.#roomWaiters;
-    this.#roomWaiters = [];
-    for (const w of waiters) w();
+    this.#roomWaiters = undefined;
+    for (const w of waiters ?? []) w();
   }
 
   #signalDrained(): void {
     const waiters = this.#drainWaiters;
-    this.#drainWaiters = [];
-    for (const w of waiters) w();
+    this.#drainWaiters = undefined;
+    for (const w of waiters ?? []) w();
   }
 
   /** Feeds received bytes. Protocol errors close the circuit. */
@@ -242,7 +264,7 @@ export class Circuit {
 
   /** Resolves when all queued requests have been handled. */
   async idle(): Promise<void> {
-    while (this.#pumping) await new Promise<void>((r) => this.#roomWaiters.push(r));
+    while (this.#pumping) await new Promise<void>((r) => (this.#roomWaiters ??= []).push(r));
   }
 
   async #pump(): Promise<void> {
@@ -250,7 +272,7 @@ export class Circuit {
     try {
       while (this.#queue.length > 0 && !this.#closed) {
         while (this.#outBytes >= this.#limits.maxQueuedReplyBytes && !this.#closed) {
-          await new Promise<void>((r) => this.#drainWaiters.push(r));
+          await new Promise<void>((r) => (this.#drainWaiters ??= []).push(r));
         }
         if (this.#closed) break;
         const message = this.#queue.shift()!;
@@ -268,9 +290,9 @@ export class Circuit {
       }
     } finally {
       this.#pumping = false;
-      const waiters = this.#roomWaiters;
-      this.#roomWaiters = [];
-      for (const w of waiters) w();
+      // Drop the queue's grown storage while idle.
+      if (this.#queue.length === 0) this.#queue.length = 0;
+      this.#wakeRoomWaiters();
     }
   }
 
@@ -299,7 +321,7 @@ export class Circuit {
 
   #push(bytes: Uint8Array): void {
     if (this.#closed) return;
-    this.#out.push(bytes);
+    (this.#out ??= []).push(bytes);
     this.#outBytes += bytes.length;
     this.#own(bytes.length);
     this.#ctx.wake();
@@ -402,7 +424,7 @@ export class Circuit {
         this.#push(serverDisconnMessage(channel.cid));
       },
     };
-    this.#channels.set(sid, channel);
+    (this.#channelMap ??= new Map()).set(sid, channel);
     target.record.holders.add(channel);
     const count = this.clientMinor < 9 ? Math.min(target.maxCount, 0xfffe) : target.maxCount;
     this.#push(accessRightsMessage(channel.cid, channel.rights));
@@ -432,13 +454,13 @@ export class Circuit {
 
   #dropChannel(channel: Channel): void {
     for (const sub of channel.subscriptions) {
-      this.#dirty.delete(sub);
-      this.#subscriptions.delete(sub.id);
+      this.#dirtySet?.delete(sub);
+      this.#subscriptionMap?.delete(sub.id);
       channel.target.record.subscribers.delete(sub);
     }
     channel.subscriptions.clear();
     channel.target.record.holders.delete(channel);
-    this.#channels.delete(channel.sid);
+    this.#channelMap?.delete(channel.sid);
   }
 
   #clearChannel(h: CaHeader): void {
@@ -507,7 +529,7 @@ export class Circuit {
       return;
     }
     if (this.#closed) return;
-    this.#outHolds.push(target.hold(payload));
+    (this.#outHolds ??= []).push(target.hold(payload));
     const p1 = h.cmd === CMD.READ ? channel.cid : ECA.NORMAL;
     this.#pushData(
       { cmd: h.cmd, size: payload.length, type: h.type, count, p1, p2: h.p2 },
@@ -533,10 +555,11 @@ export class Circuit {
   #pushData(header: CaHeader, payload: Uint8Array, shared: boolean): void {
     if (this.#closed) return;
     const head = encodeHeader(header);
-    this.#out.push(head);
+    const out = this.#out ??= [];
+    out.push(head);
     this.#outBytes += head.length;
     if (payload.length > 0) {
-      this.#out.push(payload);
+      out.push(payload);
       this.#outBytes += payload.length;
     }
     this.#own(head.length + (shared ? 0 : payload.length));
@@ -653,20 +676,20 @@ export class Circuit {
       notify: () => {
         if (this.#closed) return;
         const wasEmpty = this.#dirty.size === 0;
-        this.#dirty.add(sub);
+        this.#markDirty(sub);
         if (wasEmpty && this.#eventsOn) this.#ctx.wake();
       },
     };
-    this.#subscriptions.set(sub.id, sub);
+    (this.#subscriptionMap ??= new Map()).set(sub.id, sub);
     channel.subscriptions.add(sub);
     target.record.subscribers.add(sub);
-    this.#dirty.add(sub);
+    this.#markDirty(sub);
     this.#ctx.wake();
   }
 
   #removeSubscription(sub: Subscription): void {
-    this.#dirty.delete(sub);
-    this.#subscriptions.delete(sub.id);
+    this.#dirtySet?.delete(sub);
+    this.#subscriptionMap?.delete(sub.id);
     sub.channel.subscriptions.delete(sub);
     sub.channel.target.record.subscribers.delete(sub);
   }
@@ -693,7 +716,7 @@ export class Circuit {
     try {
       if ((sub.channel.rights & ACCESS.READ) === 0) throw { eca: ECA.NORDACCESS };
       payload = target.encoded(sub.type, count);
-      this.#sentHolds.push(target.hold(payload));
+      (this.#sentHolds ??= []).push(target.hold(payload));
     } catch (error) {
       status = (error as { eca?: number })?.eca ?? ECA.GETFAIL;
       if (status !== ECA.NORDACCESS) {
@@ -722,7 +745,7 @@ export class Circuit {
 
   /** Whether {@link takeOutput} would return something. */
   hasOutput(): boolean {
-    return this.#out.length > 0 || (this.#eventsOn && this.#dirty.size > 0);
+    return this.#out !== undefined || (this.#eventsOn && this.#dirty.size > 0);
   }
 
   /**
@@ -735,15 +758,15 @@ export class Circuit {
     this.releaseOutput();
     let out: Uint8Array[];
     let bytes = 0;
-    if (this.#out.length > 0) {
+    if (this.#out !== undefined) {
       out = this.#out;
       bytes = this.#outBytes;
-      this.#out = [];
+      this.#out = undefined;
       this.#outBytes = 0;
       this.#sentOwn = this.#outOwn;
       this.#outOwn = 0;
       this.#sentHolds = this.#outHolds;
-      this.#outHolds = [];
+      this.#outHolds = undefined;
       this.#signalDrained();
       this.#signalRoom();
     } else {
@@ -752,7 +775,7 @@ export class Circuit {
     if (this.#eventsOn) {
       for (const sub of this.#dirty) {
         if (bytes >= maxBytes) break;
-        this.#dirty.delete(sub);
+        this.#dirtySet!.delete(sub);
         bytes += this.#update(sub, out);
       }
     }
@@ -771,9 +794,9 @@ export class Circuit {
       this.#sentOwn = 0;
       this.#ctx.onHeldBytes?.(-own);
     }
-    if (this.#sentHolds.length === 0) return;
     const holds = this.#sentHolds;
-    this.#sentHolds = [];
+    if (holds === undefined) return;
+    this.#sentHolds = undefined;
     for (const release of holds) release();
   }
 
@@ -782,20 +805,34 @@ export class Circuit {
     if (this.#closed) return;
     this.#closed = true;
     this.releaseOutput();
-    for (const release of this.#outHolds) release();
-    this.#outHolds = [];
+    for (const release of this.#outHolds ?? []) release();
+    this.#outHolds = undefined;
     for (const channel of [...this.#channels.values()]) this.#dropChannel(channel);
     this.#queue = [];
-    this.#out = [];
+    this.#out = undefined;
     this.#outBytes = 0;
     if (this.#outOwn > 0) this.#ctx.onHeldBytes?.(-this.#outOwn);
     this.#outOwn = 0;
-    this.#dirty.clear();
+    this.#dirtySet = undefined;
     this.#signalDrained();
-    const waiters = this.#roomWaiters;
-    this.#roomWaiters = [];
-    for (const w of waiters) w();
+    this.#wakeRoomWaiters();
   }
+}
+
+const NO_CHANNELS: ReadonlyMap<number, never> = new Map<number, never>();
+const NO_SUBSCRIPTIONS: ReadonlyMap<number, never> = new Map<number, never>();
+const NO_SUBSCRIPTION_SET: ReadonlySet<never> = new Set<never>();
+
+/** Limits merged with the defaults, once per distinct `limits` object (shared by circuits). */
+const mergedLimitsCache = new WeakMap<Partial<CircuitLimits>, CircuitLimits>();
+function mergedLimits(limits: Partial<CircuitLimits> | undefined): Readonly<CircuitLimits> {
+  if (limits === undefined) return DEFAULT_LIMITS;
+  let merged = mergedLimitsCache.get(limits);
+  if (merged === undefined) {
+    merged = { ...DEFAULT_LIMITS, ...limits };
+    mergedLimitsCache.set(limits, merged);
+  }
+  return merged;
 }
 
 const DBR_PUT_ACKT = 35;

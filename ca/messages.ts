@@ -391,7 +391,8 @@ const EMPTY = new Uint8Array(0);
  * Throws {@link CaProtocolError} on an oversized or misaligned payload; the stream is then unusable.
  */
 export class MessageReader {
-  #head = new Uint8Array(EXTENDED_HEADER);
+  /** Header bytes split across chunks (allocated on the first split header). */
+  #head: Uint8Array | undefined;
   #headFill = 0;
   #current: CaMessage | undefined;
   #filled = 0;
@@ -441,10 +442,11 @@ export class MessageReader {
         // Slow path: accumulate header bytes across chunks.
         const need = this.#headFill < SHORT_HEADER ? SHORT_HEADER : EXTENDED_HEADER;
         const take = Math.min(need - this.#headFill, n - pos);
-        this.#head.set(chunk.subarray(pos, pos + take), this.#headFill);
+        const head = this.#head ??= new Uint8Array(EXTENDED_HEADER);
+        head.set(chunk.subarray(pos, pos + take), this.#headFill);
         this.#headFill += take;
         pos += take;
-        decoded = decodeHeader(this.#head.subarray(0, this.#headFill));
+        decoded = decodeHeader(head.subarray(0, this.#headFill));
         if (!decoded) continue;
         this.#headFill = 0;
       }

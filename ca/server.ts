@@ -216,7 +216,6 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     tasks.add(p);
     p.finally(() => tasks.delete(p));
   };
-  const conns = new Set<Deno.Conn>();
   /** Open circuits, each with what closing it needs and names it in logs. */
   const circuits = new Map<Circuit, { port: number; end: () => void }>();
   let closing = false;
@@ -332,9 +331,33 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
     })());
   }
 
-  const serveConn = async (conn: Deno.TcpConn) => {
+  // What every circuit shares (one object, no closures per circuit).
+  const circuitServices = {
+    resolve: (name: string) => store.resolve(name),
+    codec,
+    tcpPort,
+    writeAccess: options.writeAccess,
+    limits: options.limits,
+    onHeldBytes: (delta: number) => {
+      ownHeldBytes += delta;
+      if (delta > 0) checkBudget();
+    },
+    now,
+    log: (level: "info" | "warning" | "debug", message: string, fields: Record<string, unknown>) =>
+      log[level](message, fields),
+  };
+  // Connections whose pump has not finished yet; close() waits for them.
+  let pumping = 0;
+  let pumpsDone: (() => void) | undefined;
+  const pumpFinished = () => {
+    if (--pumping === 0) pumpsDone?.();
+  };
+  const onPumpError = (what: string, error: unknown) =>
+    log.debug(`Circuit ${what} failed`, { error });
+
+  const serveConn = (conn: Deno.TcpConn) => {
     const peer = conn.remoteAddr as Deno.NetAddr;
-    if (!admit(peer)) {
+    if (closing || !admit(peer)) {
       try {
         conn.close();
       } catch {
@@ -343,49 +366,40 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
       return;
     }
     log.debug("Circuit open", { peer: peer.hostname, port: peer.port });
-    conns.add(conn);
-    await pumpStream(conn, (hooks) => {
-      const circuit = new Circuit({
-        resolve: (name) => store.resolve(name),
+    let circuit: Circuit;
+    pumping++;
+    pumpStream(conn, (hooks) => {
+      // A literal of fixed shape (no spread): the context objects of all circuits share one map.
+      circuit = new Circuit({
+        resolve: circuitServices.resolve,
         codec,
         tcpPort,
         address: peer.hostname,
-        writeAccess: options.writeAccess,
-        limits: options.limits,
+        writeAccess: circuitServices.writeAccess,
+        limits: circuitServices.limits,
         wake: hooks.wake,
         onClose: hooks.end,
-        onHeldBytes: (delta) => {
-          ownHeldBytes += delta;
-          if (delta > 0) checkBudget();
-        },
+        onHeldBytes: circuitServices.onHeldBytes,
         now,
-        log: (level, message, fields) => log[level](message, fields),
+        log: circuitServices.log,
       });
       circuits.set(circuit, { port: peer.port, end: hooks.end });
-      return {
-        receive: (bytes) => circuit.receive(bytes),
-        hasOutput: () => circuit.hasOutput(),
-        takeOutput: () => circuit.takeOutput(),
-        releaseOutput: () => circuit.releaseOutput(),
-        waitForRoom: () => circuit.waitForRoom(),
-        close: () => {
-          circuit.close();
-          circuits.delete(circuit);
-          trimSoon();
-          conns.delete(conn);
-        },
-      };
+      return circuit;
     }, {
       gate,
-      onError: (what, error) => log.debug(`Circuit ${what} failed`, { peer: peer.hostname, error }),
-    });
-    log.debug("Circuit closed", { peer: peer.hostname, port: peer.port });
+      onError: onPumpError,
+      onEnd: () => {
+        circuits.delete(circuit);
+        trimSoon();
+        log.debug("Circuit closed", { peer: circuit.client.address, port: peer.port });
+      },
+    }).then(pumpFinished);
   };
 
   for (const listener of listeners) {
     track(acceptConnections(
       listener,
-      (conn) => track(serveConn(conn)),
+      serveConn,
       () => closing,
       (error) => log.warning("TCP accept failed", { error }),
     ));
@@ -448,15 +462,8 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
       for (const { receive } of searchSockets) receive.close();
       await searchWorker?.close();
       for (const l of listeners) l.close();
-      for (const c of [...circuits.keys()]) c.close();
-      for (const c of [...conns]) {
-        try {
-          c.close();
-        } catch {
-          // Already closed.
-        }
-      }
-      conns.clear();
+      for (const { end } of [...circuits.values()]) end();
+      if (pumping > 0) await new Promise<void>((resolve) => (pumpsDone = resolve));
       while (tasks.size > 0) await Promise.allSettled([...tasks]);
     },
   };

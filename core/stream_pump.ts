@@ -1,14 +1,19 @@
 /**
  * The socket side of a sans-I/O stream protocol connection (a CA circuit, a pvAccess server
- * connection): one reader task feeding received bytes in, one writer task taking output out,
- * both ending the connection on error or EOF. The protocol object never sees the socket.
- * Both tasks use {@link AdaptiveBuffer}s (a few KB while the connection is quiet), and big
- * payloads are written in chunks that each ask an optional shared {@link BulkWriteGate}.
+ * connection): one reader task feeding received bytes in, and a writer task, started when output
+ * is ready, taking it out; either ends the connection on error or EOF. The protocol object never
+ * sees the socket. An idle connection holds one small pending read and nothing else; the
+ * {@link AdaptiveBuffer}s for bursts are allocated while data flows, and big payloads are written
+ * in chunks that each ask an optional shared {@link BulkWriteGate}.
  *
  * @module
  */
 
-import { AdaptiveBuffer, DEFAULT_ADAPTIVE_SIZES } from "./socket_buffer.ts";
+import {
+  AdaptiveBuffer,
+  type AdaptiveBufferSizes,
+  DEFAULT_ADAPTIVE_SIZES,
+} from "./socket_buffer.ts";
 import type { BulkWriteGate } from "./write_gate.ts";
 import { sleep, systemClock } from "./clock.ts";
 
@@ -37,11 +42,19 @@ export interface PumpHooks {
   wake(): void;
   /** Ends the connection (protocol error, server shutdown). */
   end(): void;
+  /**
+   * Bytes of socket buffers the connection holds now: {@link IDLE_READ_BYTES} while it is idle,
+   * more only while data flows.
+   */
+  bufferBytes(): number;
 }
 
 /** Options of {@link pumpStream}. */
 export interface PumpOptions {
-  /** Largest read buffer size (bytes, default 256 KiB); it starts small and grows with traffic. */
+  /**
+   * Largest read buffer size (bytes, default 256 KiB); it is used for bursts (after a read
+   * filled the {@link IDLE_READ_BYTES} buffer) and grows with traffic.
+   */
   readBuffer?: number;
   /** Gate shared by a server's connections that bounds big-piece bytes per event-loop turn. */
   gate?: BulkWriteGate;
@@ -49,14 +62,14 @@ export interface PumpOptions {
   onRead?(): void;
   /** Called with the error that ended a read or write (not after a deliberate end). */
   onError?(what: "read" | "write", error: unknown): void;
-  /** Called once when the connection ended. */
+  /** Called once when the connection ended (the writer may still be finishing). */
   onEnd?(): void;
 }
 
 /**
- * Writes all pieces in order, copying small ones into `buffer`'s scratch (reused between calls:
- * it is only touched while no write from it is pending; it grows to what the small pieces need
- * and shrinks back) and writing big ones (≥ a quarter of the buffer's largest size) directly, in
+ * Writes all pieces in order (a single small piece as it is), copying small ones into `buffer`'s
+ * scratch (reused between calls: it is only touched while no write from it is pending; it grows
+ * to what the small pieces need and shrinks back) and writing big ones (≥ a quarter of the buffer's largest size) directly, in
  * chunks of at most {@link BULK_CHUNK} that each ask `gate` first. Small pieces before a big one
  * (its header) go out together with the big one's first bytes, so that a message never costs a
  * tiny write of its own.
@@ -67,6 +80,11 @@ export async function writePieces(
   buffer: AdaptiveBuffer,
   gate?: BulkWriteGate,
 ): Promise<void> {
+  if (pieces.length === 1 && pieces[0].length < buffer.maxSize / 4) {
+    // Nothing to coalesce: written as it is, without touching the scratch.
+    await writeFully(conn, pieces[0]);
+    return;
+  }
   const big = buffer.maxSize / 4;
   let smallBytes = 0;
   for (const piece of pieces) if (piece.length < big) smallBytes += piece.length;
@@ -106,10 +124,127 @@ async function writeFully(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
 }
 
 /**
- * Runs `make(hooks)`'s protocol over `conn` until either side ends; resolves when both tasks
- * finished and the socket is closed.
+ * Bytes of the buffer a connection's pending read waits with. A read that fills it is followed
+ * at once by reads into an {@link AdaptiveBuffer} (more data was probably waiting), whose storage
+ * is given up again when the data stopped; an idle connection holds only these bytes.
  */
-export async function pumpStream<P extends StreamProtocol>(
+export const IDLE_READ_BYTES = 256;
+
+/** Sizes of the adaptive read buffer for a `readBuffer` option (default sizes when undefined). */
+function readBufferSizes(max: number | undefined): Partial<AdaptiveBufferSizes> | undefined {
+  return max === undefined ? undefined : { max, min: Math.min(max, DEFAULT_ADAPTIVE_SIZES.min) };
+}
+
+/** One connection's pump: the reader task, and a writer task that runs while output is pending. */
+class Pump<P extends StreamProtocol> {
+  #conn: Deno.TcpConn;
+  #options: PumpOptions;
+  #protocol: P | undefined;
+  #ended = false;
+  /** The running writer task (none while there is nothing to write). */
+  #flushing: Promise<void> | undefined;
+  /** Write scratch, created by the first write; its storage is released whenever idle. */
+  #scratch: AdaptiveBuffer | undefined;
+  /** Read buffer for bursts, created by the first burst; its storage is released after each. */
+  #burst: AdaptiveBuffer | undefined;
+
+  constructor(conn: Deno.TcpConn, options: PumpOptions) {
+    this.#conn = conn;
+    this.#options = options;
+  }
+
+  start(protocol: P): void {
+    this.#protocol = protocol;
+    this.wake();
+  }
+
+  /** Output became available: starts the writer unless it runs. */
+  wake(): void {
+    const protocol = this.#protocol;
+    if (this.#flushing !== undefined || this.#ended || !protocol?.hasOutput()) return;
+    this.#flushing = this.#flush(protocol);
+  }
+
+  async #flush(protocol: P): Promise<void> {
+    const scratch = this.#scratch ??= new AdaptiveBuffer();
+    try {
+      // Start after the code that woke us finished: what it queues goes out in one write.
+      await Promise.resolve();
+      while (!this.#ended && protocol.hasOutput()) {
+        await writePieces(this.#conn, protocol.takeOutput(), scratch, this.#options.gate);
+        protocol.releaseOutput();
+      }
+    } catch (error) {
+      if (!this.#ended) this.#options.onError?.("write", error);
+      this.end();
+    } finally {
+      scratch.release();
+      this.#flushing = undefined;
+    }
+  }
+
+  bufferBytes(): number {
+    return IDLE_READ_BYTES + (this.#burst?.heldBytes ?? 0) + (this.#scratch?.heldBytes ?? 0);
+  }
+
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#protocol?.close();
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed.
+    }
+    this.#options.onEnd?.();
+  }
+
+  /** The reader task; ends the connection at EOF or on error, then waits for the writer. */
+  async run(protocol: P): Promise<void> {
+    const conn = this.#conn;
+    const options = this.#options;
+    const idle = new Uint8Array(IDLE_READ_BYTES);
+    try {
+      reading: while (!this.#ended) {
+        await protocol.waitForRoom();
+        if (this.#ended) break;
+        const n = await conn.read(idle);
+        if (n === null) break;
+        options.onRead?.();
+        protocol.receive(idle.subarray(0, n));
+        if (n < idle.length) continue;
+        // The small buffer was filled: read what is waiting into the adaptive buffer, until a
+        // read no longer fills it.
+        const buffer = this.#burst ??= new AdaptiveBuffer(readBufferSizes(options.readBuffer));
+        while (!this.#ended) {
+          await protocol.waitForRoom();
+          if (this.#ended) break;
+          const bytes = buffer.get();
+          const m = await conn.read(bytes);
+          if (m === null) break reading;
+          options.onRead?.();
+          protocol.receive(bytes.subarray(0, m));
+          buffer.filled(m);
+          if (m < bytes.length) break;
+        }
+        buffer.release();
+      }
+    } catch (error) {
+      if (!this.#ended) options.onError?.("read", error);
+    } finally {
+      this.#burst?.release();
+      this.end();
+    }
+    while (this.#flushing !== undefined) await this.#flushing;
+  }
+}
+
+/**
+ * Runs `make(hooks)`'s protocol over `conn` until either side ends; resolves when both tasks
+ * finished and the socket is closed. While the connection is idle it holds one pending read into
+ * {@link IDLE_READ_BYTES} bytes and no writer task or write buffer.
+ */
+export function pumpStream<P extends StreamProtocol>(
   conn: Deno.TcpConn,
   make: (hooks: PumpHooks) => P,
   options: PumpOptions = {},
@@ -120,70 +255,14 @@ export async function pumpStream<P extends StreamProtocol>(
   } catch {
     // Not fatal.
   }
-  let wakeWriter: (() => void) | undefined;
-  let ended = false;
-  const end = () => {
-    if (ended) return;
-    ended = true;
-    protocol.close();
-    try {
-      conn.close();
-    } catch {
-      // Already closed.
-    }
-    wakeWriter?.();
-    options.onEnd?.();
-  };
-  const protocol: P = make({
-    wake: () => {
-      const w = wakeWriter;
-      wakeWriter = undefined;
-      w?.();
-    },
-    end: () => end(),
+  const pump = new Pump<P>(conn, options);
+  const protocol = make({
+    wake: () => pump.wake(),
+    end: () => pump.end(),
+    bufferBytes: () => pump.bufferBytes(),
   });
-  const writer = (async () => {
-    const scratch = new AdaptiveBuffer();
-    try {
-      while (!ended) {
-        if (!protocol.hasOutput()) {
-          await new Promise<void>((resolve) => (wakeWriter = resolve));
-          continue;
-        }
-        await writePieces(conn, protocol.takeOutput(), scratch, options.gate);
-        protocol.releaseOutput();
-      }
-    } catch (error) {
-      if (!ended) options.onError?.("write", error);
-    } finally {
-      end();
-    }
-  })();
-  const reader = (async () => {
-    const buffer = new AdaptiveBuffer(
-      options.readBuffer === undefined ? {} : {
-        max: options.readBuffer,
-        min: Math.min(options.readBuffer, DEFAULT_ADAPTIVE_SIZES.min),
-      },
-    );
-    try {
-      while (!ended) {
-        await protocol.waitForRoom();
-        if (ended) break;
-        const bytes = buffer.get();
-        const n = await conn.read(bytes);
-        if (n === null) break;
-        options.onRead?.();
-        protocol.receive(bytes.subarray(0, n));
-        buffer.filled(n);
-      }
-    } catch (error) {
-      if (!ended) options.onError?.("read", error);
-    } finally {
-      end();
-    }
-  })();
-  await Promise.all([reader, writer]);
+  pump.start(protocol);
+  return pump.run(protocol);
 }
 
 /**

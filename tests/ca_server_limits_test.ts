@@ -222,6 +222,17 @@ Deno.test("adaptive buffer: grows for big uses, shrinks back after small ones", 
   assert.equal(buffer.size, 1024, "three small uses in a row: back to min");
 });
 
+Deno.test("adaptive buffer: storage only while in use; the size is kept across a release", () => {
+  const buffer = new AdaptiveBuffer({ min: 1024, max: 65536, shrinkAfter: 3 });
+  assert.equal(buffer.heldBytes, 0, "nothing allocated before the first use");
+  buffer.filled(buffer.get().length);
+  assert.equal(buffer.heldBytes, 4096);
+  buffer.release();
+  assert.equal(buffer.heldBytes, 0, "released");
+  assert.equal(buffer.size, 4096, "the grown size is remembered");
+  assert.equal(buffer.get().length, 4096);
+});
+
 Deno.test("bulk write gate: at most the budget per turn, the rest in order on later turns", async () => {
   const turns: (() => void)[] = [];
   const gate = new BulkWriteGate(1000, (callback) => turns.push(callback));

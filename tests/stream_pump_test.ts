@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
-import { BULK_CHUNK, pumpStream, type StreamProtocol } from "../core/stream_pump.ts";
+import {
+  BULK_CHUNK,
+  IDLE_READ_BYTES,
+  type PumpHooks,
+  pumpStream,
+  type StreamProtocol,
+} from "../core/stream_pump.ts";
 import { BulkWriteGate } from "../core/write_gate.ts";
+import { concat } from "./support/bytes.ts";
 
 const filled = (length: number, seed: number) =>
   Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
@@ -86,4 +93,74 @@ Deno.test("stream pump: a big payload is written in gated chunks, one budget per
     pos += b.length;
   }
   assert.deepEqual(joined, request);
+});
+
+/** Loopback pair: the server side (for the pump) and the client side. */
+async function loopbackPair(): Promise<{ server: Deno.TcpConn; client: Deno.TcpConn }> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const client = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: (listener.addr as Deno.NetAddr).port,
+  });
+  const server = await listener.accept();
+  listener.close();
+  return { server, client };
+}
+
+Deno.test("stream pump: an idle connection holds only the small read buffer, also after a burst", async () => {
+  const { server, client } = await loopbackPair();
+  let received = 0;
+  let expected = 0;
+  /** Whether the last read filled its buffer (then the reader reads again at once). */
+  let lastFilled = false;
+  /** Resolved when the reader waits for input again after `expected` bytes arrived. */
+  let idle: (() => void) | undefined;
+  /** Resolved when the writer finished a write (it releases its scratch right after). */
+  let written: (() => void) | undefined;
+  const replies: Uint8Array[][] = [];
+  let hooks: PumpHooks | undefined;
+  const protocol: StreamProtocol = {
+    receive: (bytes) => {
+      received += bytes.length;
+      lastFilled = bytes.byteOffset + bytes.length === bytes.buffer.byteLength;
+    },
+    hasOutput: () => replies.length > 0,
+    takeOutput: () => replies.shift()!,
+    releaseOutput: () => written?.(),
+    waitForRoom: () => {
+      if (received === expected && !lastFilled && idle) {
+        const wake = idle;
+        idle = undefined;
+        wake();
+      }
+      return Promise.resolve();
+    },
+    close: () => {},
+  };
+  const pump = pumpStream(server, (h) => {
+    hooks = h;
+    return protocol;
+  });
+  const idleAfter = (bytes: Uint8Array) => {
+    expected += bytes.length;
+    const reached = new Promise<void>((resolve) => (idle = resolve));
+    void client.write(bytes);
+    return reached;
+  };
+  // A short request and a reply of three pieces (copied together through the write scratch).
+  await idleAfter(filled(72, 1));
+  assert.equal(hooks!.bufferBytes(), IDLE_READ_BYTES, "a new connection: the idle read only");
+  const reply = [filled(16, 2), filled(8, 3), filled(24, 4)];
+  const done = new Promise<void>((resolve) => (written = resolve));
+  replies.push(reply);
+  hooks!.wake();
+  assert.deepEqual(await readExactly(client, 48), concat(...reply));
+  await done;
+  assert.equal(hooks!.bufferBytes(), IDLE_READ_BYTES, "after the reply: no write scratch held");
+  // A burst bigger than the idle buffer grows the adaptive read buffer while it lasts.
+  await idleAfter(filled(300_000, 6));
+  assert.equal(received, expected);
+  assert.equal(hooks!.bufferBytes(), IDLE_READ_BYTES, "after the burst: back to the idle buffer");
+  client.close();
+  await pump;
 });

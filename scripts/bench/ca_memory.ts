@@ -4,8 +4,14 @@
  * (3) 10,000 connect/close cycles — all on loopback, each phase bounded in count and time.
  * The server is `ca_load_server.ts` in its own process, posting its images every 100 ms.
  *
+ * Phase (1) first runs the same idle connections against a baseline in the same run:
+ * `bare_tcp_server.ts`, a bare Deno accept loop (same runtime, same V8 flags) holding one pending
+ * read per connection, so the report reads "ours N KB per connection, bare runtime M KB, ratio".
+ * Both servers run with `--expose-gc`, and the JavaScript heap after a full GC
+ * (`Deno.memoryUsage().heapUsed`) is reported per connection next to RSS.
+ *
  *   deno run -A scripts/bench/ca_memory.ts [--idle 2000] [--stalled 100] [--cycles 10000]
- *     [--ca-root DIR] [--settle 3]
+ *     [--ca-root DIR] [--settle 3] [--phases idle,stalled,cycles,quiet]
  *
  * `DISS_CA_MAX_CIRCUITS` is set to 4096 for the server so the idle phase is not capped; the
  * slow-client budget is the default unless `DISS_CA_SLOW_CLIENT_MB` is set in this environment.
@@ -21,7 +27,7 @@ import {
   nameMessage,
   versionMessage,
 } from "../../ca/messages.ts";
-import { rssMb, startLoadServer } from "./load_server_process.ts";
+import { type LoadServer, rssMb, startBareServer, startLoadServer } from "./load_server_process.ts";
 
 const { values } = parseArgs({
   options: {
@@ -30,8 +36,10 @@ const { values } = parseArgs({
     cycles: { type: "string", default: "10000" },
     settle: { type: "string", default: "3" },
     "ca-root": { type: "string" },
+    phases: { type: "string", default: "idle,stalled,cycles,quiet" },
   },
 });
+const phases = new Set(values.phases!.split(","));
 const settleMs = Number(values.settle) * 1000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -76,37 +84,82 @@ function closeAll(conns: Deno.TcpConn[]) {
   }
 }
 
+/** RSS and JS heap (after a full GC) of a server process, in MB. */
+async function measure(server: LoadServer): Promise<{ rss: number; heap: number }> {
+  const memory = await server.memory();
+  return { rss: rssMb(server.pid), heap: memory.heapUsed / 1e6 };
+}
+
+interface IdleResult {
+  connections: number;
+  before: { rss: number; heap: number };
+  during: { rss: number; heap: number };
+  after: { rss: number; heap: number };
+}
+
+/** Holds `count` idle connections to `server` (each sends `hello`, then nothing). */
+async function idlePhase(server: LoadServer, count: number): Promise<IdleResult> {
+  const before = await measure(server);
+  const conns = await connectAll(server.tcpPort, count, hello, Date.now() + 60_000);
+  await sleep(settleMs);
+  const during = await measure(server);
+  closeAll(conns);
+  await sleep(settleMs);
+  return { connections: conns.length, before, during, after: await measure(server) };
+}
+
+const kbPer = (r: IdleResult, key: "rss" | "heap") =>
+  (r.during[key] - r.before[key]) * 1e3 / Math.max(1, r.connections);
+
+// 0. Baseline: the bare runtime holding the same idle connections.
+let bare: IdleResult | undefined;
+if (phases.has("idle")) {
+  const baseline = await startBareServer({ exposeGc: true });
+  try {
+    await sleep(settleMs);
+    bare = await idlePhase(baseline, Number(values.idle));
+  } finally {
+    await baseline.stop();
+  }
+}
+
 const server = await startLoadServer({
   caRoot: values["ca-root"],
   env: { DISS_CA_MAX_CIRCUITS: "4096", ...pick(Deno.env.toObject(), "DISS_CA_SLOW_CLIENT_MB") },
+  exposeGc: true,
 });
 function pick(env: Record<string, string>, name: string): Record<string, string> {
   return env[name] !== undefined ? { [name]: env[name] } : {};
 }
 
 const rows: { phase: string; before: number; during: number; after: number; note: string }[] = [];
+let ours: IdleResult | undefined;
 try {
   await sleep(settleMs);
   // 1. Idle circuits: each sends VERSION/CLIENT_NAME/HOST_NAME and then nothing.
-  {
-    const before = rssMb(server.pid);
-    const count = Number(values.idle);
-    // Idle clients read what the server sends (a few bytes) so that nothing is pending.
-    const conns = await connectAll(server.tcpPort, count, hello, Date.now() + 60_000);
-    await sleep(settleMs);
-    const during = rssMb(server.pid);
-    closeAll(conns);
-    await sleep(settleMs);
+  if (bare) {
     rows.push({
-      phase: `${conns.length} idle circuits`,
-      before,
-      during,
-      after: rssMb(server.pid),
-      note: `${((during - before) * 1e3 / conns.length).toFixed(1)} KB per circuit`,
+      phase: `bare runtime: ${bare.connections} idle connections`,
+      before: bare.before.rss,
+      during: bare.during.rss,
+      after: bare.after.rss,
+      note: `${kbPer(bare, "rss").toFixed(1)} KB per connection (JS heap ${
+        kbPer(bare, "heap").toFixed(2)
+      } KB)`,
+    });
+    ours = await idlePhase(server, Number(values.idle));
+    rows.push({
+      phase: `${ours.connections} idle circuits`,
+      before: ours.before.rss,
+      during: ours.during.rss,
+      after: ours.after.rss,
+      note: `${kbPer(ours, "rss").toFixed(1)} KB per circuit (JS heap ${
+        kbPer(ours, "heap").toFixed(2)
+      } KB)`,
     });
   }
   // 2. Stalled image subscribers: subscribe to img1 and never read.
-  {
+  if (phases.has("stalled")) {
     const before = rssMb(server.pid);
     const count = Number(values.stalled);
     const closedBefore = server.log.filter((l) => l.includes("Closing slow client")).length;
@@ -134,7 +187,7 @@ try {
     });
   }
   // 3. Connect/close cycles, 50 at a time, each sending VERSION and closing.
-  {
+  if (phases.has("cycles")) {
     const before = rssMb(server.pid);
     const count = Number(values.cycles);
     const deadline = Date.now() + 120_000;
@@ -158,14 +211,16 @@ try {
   // 4. Twenty seconds without clients (the server returns freed memory 1 s and 16 s after the
   // last close).
   const idleBefore = rssMb(server.pid);
-  await sleep(20_000);
-  rows.push({
-    phase: "20 s later, no clients",
-    before: idleBefore,
-    during: idleBefore,
-    after: rssMb(server.pid),
-    note: `baseline at start ${rows[0]?.before.toFixed(0)} MB`,
-  });
+  if (phases.has("quiet")) await sleep(20_000);
+  if (phases.has("quiet")) {
+    rows.push({
+      phase: "20 s later, no clients",
+      before: idleBefore,
+      during: idleBefore,
+      after: rssMb(server.pid),
+      note: `at the start ${ours?.before.rss.toFixed(0) ?? "?"} MB`,
+    });
+  }
 } finally {
   await server.stop();
 }
@@ -176,5 +231,16 @@ for (const r of rows) {
     `| ${r.phase} | ${r.before.toFixed(0)} | ${r.during.toFixed(0)} | ${
       r.after.toFixed(0)
     } | ${r.note} |`,
+  );
+}
+if (bare && ours) {
+  const o = kbPer(ours, "rss");
+  const b = kbPer(bare, "rss");
+  console.log(
+    `\nidle connection: ours ${o.toFixed(1)} KB, bare runtime ${b.toFixed(1)} KB, ratio ${
+      (o / b).toFixed(2)
+    }, ours above the runtime ${(o - b).toFixed(1)} KB (JS heap: ours ${
+      kbPer(ours, "heap").toFixed(2)
+    } KB, bare ${kbPer(bare, "heap").toFixed(2)} KB per connection)`,
   );
 }

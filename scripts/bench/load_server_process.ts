@@ -1,6 +1,6 @@
 /**
- * Starts `scripts/bench/ca_load_server.ts` as a child process for the CA benchmarks and reads its
- * resident memory (`VmRSS` of `/proc/<pid>/status`).
+ * Starts `scripts/bench/ca_load_server.ts` (or the bare baseline `bare_tcp_server.ts`) as a child
+ * process for the CA benchmarks and reads its resident memory (`VmRSS` of `/proc/<pid>/status`).
  *
  * @module
  */
@@ -52,12 +52,7 @@ export interface LoadServerOptions {
 
 /** Starts the load server and waits until it listens. */
 export async function startLoadServer(options: LoadServerOptions = {}): Promise<LoadServer> {
-  const script = new URL("./ca_load_server.ts", import.meta.url).pathname;
   const args = [
-    "run",
-    "-A",
-    `--v8-flags=--optimize-for-size${options.exposeGc ? ",--expose-gc" : ""}`,
-    script,
     "--period-ms",
     String(options.periodMs ?? 100),
     "--elements",
@@ -66,6 +61,36 @@ export async function startLoadServer(options: LoadServerOptions = {}): Promise<
   if (options.caRoot) args.push("--ca-root", options.caRoot);
   if (options.bulkPerTurn) args.push("--bulk-per-turn", options.bulkPerTurn);
   if (options.searchWorker) args.push("--search-worker", options.searchWorker);
+  return await spawnServer("./ca_load_server.ts", args, options);
+}
+
+/**
+ * Starts `bare_tcp_server.ts` (a bare accept loop, one pending read per connection) with the same
+ * runtime flags as the load server: the runtime's own cost per connection. Its `udpPort` is 0.
+ */
+export async function startBareServer(
+  options: { exposeGc?: boolean; readBytes?: number } = {},
+): Promise<LoadServer> {
+  return await spawnServer(
+    "./bare_tcp_server.ts",
+    ["--read-bytes", String(options.readBytes ?? 64)],
+    options,
+  );
+}
+
+async function spawnServer(
+  relativeScript: string,
+  scriptArgs: string[],
+  options: { env?: Record<string, string>; exposeGc?: boolean },
+): Promise<LoadServer> {
+  const script = new URL(relativeScript, import.meta.url).pathname;
+  const args = [
+    "run",
+    "-A",
+    `--v8-flags=--optimize-for-size${options.exposeGc ? ",--expose-gc" : ""}`,
+    script,
+    ...scriptArgs,
+  ];
   const child = new Deno.Command(Deno.execPath(), {
     args,
     env: options.env,
@@ -79,7 +104,7 @@ export async function startLoadServer(options: LoadServerOptions = {}): Promise<
   })();
   const stdout = lines(child.stdout);
   const first = await stdout.next();
-  if (first.done) throw new Error(`load server did not start:\n${log.join("\n")}`);
+  if (first.done) throw new Error(`${relativeScript} did not start:\n${log.join("\n")}`);
   const info = JSON.parse(first.value);
   const replies: ((line: string) => void)[] = [];
   (async () => {
@@ -87,7 +112,7 @@ export async function startLoadServer(options: LoadServerOptions = {}): Promise<
   })();
   const writer = child.stdin.getWriter();
   return {
-    udpPort: info.udpPort,
+    udpPort: info.udpPort ?? 0,
     tcpPort: info.tcpPort,
     pid: child.pid,
     log,
