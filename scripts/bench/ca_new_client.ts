@@ -9,8 +9,14 @@
  * Loopback only; every wait is bounded.
  *
  *   deno run -A scripts/bench/ca_new_client.ts [--clients 30,60,100] [--probes 5]
- *     [--period-ms 100] [--ca-root DIR] [--bulk-per-turn BYTES|off] [--search-worker on|off]
- *     [--softioc PATH/TO/softIoc]
+ *     [--period-ms 100] [--ca-root DIR] [--bulk-per-turn BYTES|off] [--search-worker on|off|off,on]
+ *     [--rounds 1] [--softioc PATH/TO/softIoc]
+ *
+ * `--search-worker off,on --rounds 4` compares the two settings in one run: each round runs both
+ * at every load level, in alternating order (off,on then on,off, ...), so that a drift of the
+ * machine's load affects both alike; a summary then gives, per setting and level, the range of
+ * the per-run medians. The last column is the CPU of the search worker's thread while the probes
+ * ran.
  *
  * `--softioc` runs the same load against EPICS base's softIoc (rsrv) for a side-by-side number
  * (local comparison only; a waveform record per image with SCAN ".1 second" and MPST Always,
@@ -31,8 +37,10 @@ const { values } = parseArgs({
     softioc: { type: "string" },
     "bulk-per-turn": { type: "string" },
     "search-worker": { type: "string" },
+    rounds: { type: "string", default: "1" },
   },
 });
+const rounds = Number(values.rounds);
 const levels = values.clients!.split(",").map(Number);
 const probes = Number(values.probes);
 const periodMs = Number(values["period-ms"]);
@@ -50,12 +58,12 @@ interface Server {
   stop(): Promise<void>;
 }
 
-async function startOurs(): Promise<Server> {
+async function startOurs(searchWorker: string | undefined): Promise<Server> {
   return await startLoadServer({
     periodMs,
     caRoot: values["ca-root"],
     bulkPerTurn: values["bulk-per-turn"],
-    searchWorker: values["search-worker"],
+    searchWorker,
   });
 }
 
@@ -123,29 +131,40 @@ async function probe(udpPort: number, marker: string, repeaterPort: number) {
   return { ok: result.ok === true, seconds: wall, connect: result.connect_s as number };
 }
 
-/** CPU time and run-queue wait of all threads of `pid` so far (seconds; /proc schedstat). */
-function schedTimes(pid: number): { cpu: number; wait: number } {
+/**
+ * CPU time and run-queue wait of all threads of `pid` so far, and the CPU time of its worker
+ * threads (named `worker-N` by Deno: the search worker) alone (seconds; /proc schedstat).
+ */
+function schedTimes(pid: number): { cpu: number; wait: number; workers: number } {
   let cpu = 0;
   let wait = 0;
+  let workers = 0;
   for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
     try {
-      const [run, queued] = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`)
-        .split(" ").map(Number);
+      const dir = `/proc/${pid}/task/${task.name}`;
+      const [run, queued] = Deno.readTextFileSync(`${dir}/schedstat`).split(" ").map(Number);
       cpu += run / 1e9;
       wait += queued / 1e9;
+      if (Deno.readTextFileSync(`${dir}/comm`).startsWith("worker-")) workers += run / 1e9;
     } catch {
       // Thread ended.
     }
   }
-  return { cpu, wait };
+  return { cpu, wait, workers };
 }
 
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
 const stats = (xs: number[]) => {
   if (xs.length === 0) return "—";
   const s = [...xs].sort((a, b) => a - b);
-  const median = s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  return `${median.toFixed(2)} (${s[0].toFixed(2)}–${s[s.length - 1].toFixed(2)})`;
+  return `${median(s).toFixed(2)} (${s[0].toFixed(2)}–${s[s.length - 1].toFixed(2)})`;
 };
+
+/** Per-run medians by server name and load level (for the summary of several rounds). */
+const perRun = new Map<string, { probe: number[]; rate: number[]; all: string[] }>();
 
 async function run(name: string, start: () => Promise<Server>, n: number) {
   const server = await start();
@@ -193,6 +212,7 @@ async function run(name: string, start: () => Promise<Server>, n: number) {
     const cpu = `${((sched1.cpu - sched0.cpu) / wall * 100).toFixed(0)} % / ${
       ((sched1.wait - sched0.wait) / wall * 100).toFixed(0)
     } %`;
+    const workerCpu = `${((sched1.workers - sched0.workers) / wall * 100).toFixed(2)} %`;
     for (const child of children) {
       try {
         child.kill("SIGTERM");
@@ -204,10 +224,16 @@ async function run(name: string, start: () => Promise<Server>, n: number) {
     const rates = loads.filter((l) => l.connected && l.seconds).map((l) =>
       l.image_updates! / l.seconds! / 2
     );
+    const key = `${name} | ${n}`;
+    const entry = perRun.get(key) ?? { probe: [], rate: [], all: [] };
+    perRun.set(key, entry);
+    if (times.length > 0) entry.probe.push(median(times));
+    if (rates.length > 0) entry.rate.push(median(rates));
+    entry.all.push(`${all}/${n}`);
     console.log(
       `| ${name} | ${n} | ${at10}/${n} | ${all}/${n} | ${stats(times)}${
         failed ? `, ${failed} failed` : ""
-      } | ${stats(connects)} | ${stats(rates)} | ${cpu} |`,
+      } | ${stats(connects)} | ${stats(rates)} | ${cpu} | ${workerCpu} |`,
     );
   } finally {
     for (const child of children) {
@@ -225,12 +251,34 @@ async function run(name: string, start: () => Promise<Server>, n: number) {
 
 console.log(`images posted every ${periodMs} ms; ${probes} probes per row`);
 console.log(
-  "| server | load clients | connected after 10 s | connected (60 s) | new client connect+read s: median (min–max) | of which search+connect | images/s per image per client: median (min–max) | server CPU / waiting for CPU (% of a core) |",
+  "| server | load clients | connected after 10 s | connected (60 s) | new client connect+read s: median (min–max) | of which search+connect | images/s per image per client: median (min–max) | server CPU / waiting for CPU (% of a core) | of which search worker thread |",
 );
-console.log("|---|---|---|---|---|---|---|---|");
-const servers: [string, () => Promise<Server>][] = [["diss-ioc", startOurs]];
+console.log("|---|---|---|---|---|---|---|---|---|");
+const workerSettings = values["search-worker"]?.split(",") ?? [undefined];
+const servers: [string, () => Promise<Server>][] = workerSettings.map((setting) => [
+  setting === undefined ? "diss-ioc" : `diss-ioc (worker ${setting})`,
+  () => startOurs(setting),
+]);
 if (values.softioc) servers.push(["rsrv", () => startRsrv(values.softioc!)]);
-for (const n of [0, ...levels]) {
-  for (const [name, start] of servers) await run(name, start, n);
+for (let round = 0; round < rounds; round++) {
+  // Alternate the order every round (ABBA), so a drifting background load hits both alike.
+  const order = round % 2 === 0 ? servers : [...servers].reverse();
+  for (const n of [0, ...levels]) {
+    for (const [name, start] of order) await run(name, start, n);
+  }
+}
+if (rounds > 1) {
+  console.log(`\nSummary over ${rounds} rounds: range (median) of the per-run medians`);
+  console.log(
+    "| server | load clients | new client connect+read s | images/s per image per client | connected |",
+  );
+  console.log("|---|---|---|---|---|");
+  const range = (xs: number[]) =>
+    xs.length === 0
+      ? "—"
+      : `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)} (${median(xs).toFixed(2)})`;
+  for (const [key, { probe, rate, all }] of perRun) {
+    console.log(`| ${key} | ${range(probe)} | ${range(rate)} | ${all.join(", ")} |`);
+  }
 }
 await Deno.remove(binary);
