@@ -64,21 +64,42 @@ function splitList(text: string | undefined): string[] {
   return (text ?? "").split(/\s+/).filter((s) => s !== "");
 }
 
+/** Options of {@link parseHostPortList}. */
+export interface HostPortListOptions {
+  /** Which hosts are valid (default: any non-empty host). */
+  acceptHost?: (host: string) => boolean;
+  /**
+   * Where the entries come from (a variable or option name): set, an invalid entry throws
+   * {@link CaEnvError} naming it and the entry instead of being skipped.
+   */
+  refuseInvalidAs?: string;
+}
+
 /**
- * Parses whitespace-separated `host[:port]` entries (`EPICS_CA_ADDR_LIST` and friends); entries
- * without a port get `defaultPort`. An entry whose port is not 1..65535 is skipped, and so is one
- * whose host fails `acceptHost` (default: any non-empty host).
+ * Parses `host[:port]` entries (whitespace-separated text such as `EPICS_CA_ADDR_LIST`, or a
+ * list); entries without a port get `defaultPort`. An entry whose port is not 1..65535, that has
+ * more than one `:`, or whose host fails `acceptHost` is skipped — or, with
+ * {@link HostPortListOptions.refuseInvalidAs}, refused with a {@link CaEnvError}.
  */
 export function parseHostPortList(
-  text: string | undefined,
+  entries: string | readonly string[] | undefined,
   defaultPort: number,
-  acceptHost: (host: string) => boolean = (host) => host !== "",
+  options: HostPortListOptions = {},
 ): UdpDestination[] {
+  const acceptHost = options.acceptHost ?? ((host: string) => host !== "");
   const out: UdpDestination[] = [];
-  for (const entry of splitList(text)) {
-    const [host, portText] = entry.split(":");
+  const list = typeof entries === "string" || entries === undefined ? splitList(entries) : entries;
+  for (const entry of list) {
+    const [host, portText, ...rest] = entry.trim().split(":");
     const port = portText === undefined ? defaultPort : parsePort(portText, 0);
-    if (port === 0 || !acceptHost(host)) continue;
+    if (port === 0 || rest.length > 0 || !acceptHost(host)) {
+      if (options.refuseInvalidAs === undefined) continue;
+      throw new CaEnvError(
+        `${options.refuseInvalidAs}: invalid entry ${JSON.stringify(entry)} (expected ${
+          options.acceptHost === isIPv4 ? "an IPv4 address" : "a host"
+        }, optionally :port with a port 1-65535)`,
+      );
+    }
     out.push({ hostname: host, port });
   }
   return out;
@@ -86,7 +107,7 @@ export function parseHostPortList(
 
 /** Parses `ipv4[:port]` entries separated by whitespace; invalid entries are skipped. */
 export function parseAddressList(text: string | undefined, defaultPort: number): UdpDestination[] {
-  return parseHostPortList(text, defaultPort, isIPv4);
+  return parseHostPortList(text, defaultPort, { acceptHost: isIPv4 });
 }
 
 /** Parses a YES/NO flag (case-insensitive; anything but NO counts as the default). */
@@ -132,7 +153,8 @@ export function readPortVariable(
 
 /**
  * Derives the server configuration from an environment record. A server or beacon port that is
- * not a port number throws {@link CaEnvError}; `EPICS_CAS_SERVER_PORT=0` gives port 0.
+ * not a port number, or a beacon destination that is not `ipv4[:port]`, throws
+ * {@link CaEnvError}; `EPICS_CAS_SERVER_PORT=0` gives port 0.
  */
 export function readServerEnv(env: Record<string, string | undefined>): CaServerEnvConfig {
   const serverPort = readPortVariable(
@@ -154,7 +176,10 @@ export function readServerEnv(env: Record<string, string | undefined>): CaServer
   return {
     serverPort,
     interfaces: interfaces.includes("0.0.0.0") ? [] : interfaces,
-    beaconAddresses: parseAddressList(env.EPICS_CAS_BEACON_ADDR_LIST, beaconPort),
+    beaconAddresses: parseHostPortList(env.EPICS_CAS_BEACON_ADDR_LIST, beaconPort, {
+      acceptHost: isIPv4,
+      refuseInvalidAs: "EPICS_CAS_BEACON_ADDR_LIST",
+    }),
     autoBeacon: parseYesNo(env.EPICS_CAS_AUTO_BEACON_ADDR_LIST, true),
     beaconPort,
     beaconPeriod: Number.isFinite(period) && period > 0 ? period : DEFAULT_BEACON_PERIOD,

@@ -20,6 +20,7 @@ import {
   broadcastAddresses,
   broadcastSearchBindings,
   type InterfaceInfo,
+  parseHostPortList,
   readServerEnv,
   type UdpDestination,
 } from "./env.ts";
@@ -48,7 +49,10 @@ export interface CaServerOptions {
   port?: number;
   /** Addresses to bind (default `EPICS_CAS_INTF_ADDR_LIST`, else 0.0.0.0). */
   interfaces?: string[];
-  /** Beacon destinations (`host` or `host:port`); default `EPICS_CAS_BEACON_ADDR_LIST`. */
+  /**
+   * Beacon destinations (`host` or `host:port`); default `EPICS_CAS_BEACON_ADDR_LIST`. An invalid
+   * entry stops the server from starting (`CaEnvError`).
+   */
   beaconAddresses?: string[];
   /** Add interface broadcast addresses to the beacon list (default from env, else true). */
   autoBeacon?: boolean;
@@ -106,15 +110,15 @@ function isAddrInUse(error: unknown): boolean {
   return error instanceof Deno.errors.AddrInUse;
 }
 
-function parseDestination(entry: string, defaultPort: number): UdpDestination {
-  const [hostname, port] = entry.split(":");
-  return { hostname, port: port ? Number(port) : defaultPort };
-}
-
 /** Starts a CA server (UDP search, TCP circuits, beacons) and returns its {@link CaServer}. */
 export async function startCaServer(options: CaServerOptions = {}): Promise<CaServer> {
   const env = options.env ?? Deno.env.toObject();
   const config = readServerEnv(env);
+  const beaconPort = config.beaconPort;
+  // Checked before anything is bound: an invalid destination refuses the start.
+  const destinations: UdpDestination[] = options.beaconAddresses
+    ? parseHostPortList(options.beaconAddresses, beaconPort, { refuseInvalidAs: "beaconAddresses" })
+    : [...config.beaconAddresses];
   const serverLimits: ServerLimits = { ...readServerLimits(env), ...options.serverLimits };
   const now = options.now ?? (() => performance.now());
   if (options.tuneMalloc ?? true) {
@@ -406,10 +410,6 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
   }
 
   // Beacons.
-  const beaconPort = config.beaconPort;
-  const destinations: UdpDestination[] = options.beaconAddresses
-    ? options.beaconAddresses.map((e) => parseDestination(e, beaconPort))
-    : [...config.beaconAddresses];
   if (autoBeacon) {
     for (const address of broadcastAddresses(knownInterfaces, interfaces)) {
       destinations.push({ hostname: address, port: beaconPort });

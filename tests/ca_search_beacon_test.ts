@@ -12,7 +12,14 @@ import {
   versionMessage,
 } from "../ca/messages.ts";
 import { concat } from "./support/bytes.ts";
-import { broadcastAddresses, broadcastSearchBindings, readServerEnv } from "../ca/env.ts";
+import {
+  broadcastAddresses,
+  broadcastSearchBindings,
+  CaEnvError,
+  parseHostPortList,
+  readServerEnv,
+} from "../ca/env.ts";
+import { startCaServer } from "../ca/server.ts";
 import { readClientEnv } from "../ca/client_env.ts";
 
 const served = new Set(["A", "B:1", "C"]);
@@ -115,7 +122,7 @@ Deno.test("env: server variables and defaults", () => {
   const config = readServerEnv({
     EPICS_CA_SERVER_PORT: "6000",
     EPICS_CAS_INTF_ADDR_LIST: "127.0.0.1 bogus",
-    EPICS_CAS_BEACON_ADDR_LIST: "127.0.0.1 10.0.0.255:7000 x",
+    EPICS_CAS_BEACON_ADDR_LIST: "127.0.0.1 10.0.0.255:7000",
     EPICS_CAS_AUTO_BEACON_ADDR_LIST: "no",
     EPICS_CAS_BEACON_PERIOD: "-1",
     EPICS_CA_REPEATER_PORT: "6001",
@@ -139,6 +146,45 @@ Deno.test("env: server variables and defaults", () => {
   assert.equal(defaults.beaconPort, 5065);
   assert.equal(readServerEnv({}).serverPort, 5064);
   assert.equal(readServerEnv({ EPICS_CAS_BEACON_PERIOD: "2.5" }).beaconPeriod, 2.5);
+});
+
+Deno.test("env: one host:port parser; beacon destinations refuse an invalid entry by name", async () => {
+  assert.deepStrictEqual(parseHostPortList(["ioc:7000", "10.0.0.1", " 127.0.0.1:6000 "], 5065), [
+    { hostname: "ioc", port: 7000 },
+    { hostname: "10.0.0.1", port: 5065 },
+    { hostname: "127.0.0.1", port: 6000 },
+  ]);
+  // Lenient (client address lists): bad entries are skipped.
+  assert.deepStrictEqual(parseHostPortList("a:0 b:99999 c:x :5 d:1:2 e", 5064), [
+    { hostname: "e", port: 5064 },
+  ]);
+  for (const entry of ["ioc:99999", "ioc:abc", "ioc:", ":6000", "a:1:2"]) {
+    assert.throws(
+      () => parseHostPortList([entry], 5065, { refuseInvalidAs: "beaconAddresses" }),
+      (error: Error) =>
+        error instanceof CaEnvError && error.message.includes("beaconAddresses") &&
+        error.message.includes(JSON.stringify(entry)),
+      entry,
+    );
+  }
+  for (const list of ["127.0.0.1 10.0.0.255:99999", "127.0.0.1 x"]) {
+    assert.throws(
+      () => readServerEnv({ EPICS_CAS_BEACON_ADDR_LIST: list }),
+      /EPICS_CAS_BEACON_ADDR_LIST: invalid entry .*expected an IPv4 address/,
+      list,
+    );
+  }
+  // The server refuses to start, before binding anything (no socket left open: test sanitizers).
+  await assert.rejects(
+    startCaServer({
+      port: 0,
+      interfaces: ["127.0.0.1"],
+      autoBeacon: false,
+      beaconAddresses: ["127.0.0.1:99999"],
+      tuneMalloc: false,
+    }),
+    /beaconAddresses: invalid entry "127.0.0.1:99999"/,
+  );
 });
 
 Deno.test("env: client address list and YES/NO flags share the server's parsers", () => {
