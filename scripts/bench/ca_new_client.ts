@@ -16,7 +16,8 @@
  * at every load level, in alternating order (off,on then on,off, ...), so that a drift of the
  * machine's load affects both alike; a summary then gives, per setting and level, the range of
  * the per-run medians. The last column is the CPU of the search worker's thread while the probes
- * ran.
+ * ran. The image rate is taken over `--rate-seconds` (default 5) once every load client is
+ * connected, before the probes (each client reports its count on SIGUSR1).
  *
  * `--softioc` runs the same load against EPICS base's softIoc (rsrv) for a side-by-side number
  * (local comparison only; a waveform record per image with SCAN ".1 second" and MPST Always,
@@ -38,9 +39,11 @@ const { values } = parseArgs({
     "bulk-per-turn": { type: "string" },
     "search-worker": { type: "string" },
     rounds: { type: "string", default: "1" },
+    "rate-seconds": { type: "string", default: "5" },
   },
 });
 const rounds = Number(values.rounds);
+const rateSeconds = Number(values["rate-seconds"]);
 const levels = values.clients!.split(",").map(Number);
 const probes = Number(values.probes);
 const periodMs = Number(values["period-ms"]);
@@ -180,11 +183,16 @@ async function run(name: string, start: () => Promise<Server>, n: number) {
       stdout: "piped",
       stderr: "null",
     }).spawn());
-  const results = children.map(async (child) => {
+  /** Per child: the "mark <images> <seconds>" lines it printed on SIGUSR1. */
+  const marks = children.map(() => [] as { images: number; seconds: number }[]);
+  const results = children.map(async (child, i) => {
     let result: LoadResult = { connected: false };
     for await (const line of lines(child.stdout)) {
       if (line.startsWith("connected ")) connectedAt.push((performance.now() - t0) / 1000);
-      else if (line.startsWith("{")) result = JSON.parse(line);
+      else if (line.startsWith("mark ")) {
+        const [, images, seconds] = line.split(" ").map(Number);
+        marks[i].push({ images, seconds });
+      } else if (line.startsWith("{")) result = JSON.parse(line);
     }
     await child.status;
     return result;
@@ -195,6 +203,21 @@ async function run(name: string, start: () => Promise<Server>, n: number) {
     while (connectedAt.length < n && performance.now() - t0 < 60_000) await sleep(200);
     const all = connectedAt.length;
     await sleep(2000);
+    // Image rate over a fixed window once every client is connected (before the probes, so that
+    // faster or slower probes do not change the window).
+    const mark = () => {
+      for (const child of children) {
+        try {
+          child.kill("SIGUSR1");
+        } catch {
+          // Already ended.
+        }
+      }
+    };
+    mark();
+    await sleep(rateSeconds * 1000);
+    mark();
+    await sleep(500);
     const times: number[] = [];
     const connects: number[] = [];
     let failed = 0;
@@ -220,9 +243,10 @@ async function run(name: string, start: () => Promise<Server>, n: number) {
         // Already ended.
       }
     }
-    const loads = await Promise.all(results);
-    const rates = loads.filter((l) => l.connected && l.seconds).map((l) =>
-      l.image_updates! / l.seconds! / 2
+    await Promise.all(results);
+    // Images per image PV and second between the two marks (two image PVs per client).
+    const rates = marks.filter((m) => m.length >= 2).map(([a, b]) =>
+      (b.images - a.images) / (b.seconds - a.seconds) / 2
     );
     const key = `${name} | ${n}`;
     const entry = perRun.get(key) ?? { probe: [], rate: [], all: [] };

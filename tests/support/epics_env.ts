@@ -143,6 +143,8 @@ export interface RunPyepicsOptions {
   args?: string[];
   /** A command that runs Python, e.g. `["setpriv", "--reuid=65534", ...]` (default: none). */
   runAs?: string[];
+  /** Python run before `script` (default {@link PYEPICS_PRELUDE}). */
+  prelude?: string;
 }
 
 /** Result of {@link runPyepics}. */
@@ -160,14 +162,36 @@ export interface PyepicsResult {
 }
 
 /**
- * Python prelude of every script: `json`, `sys`, `time`, `epics`, `ca` imported; `out(x)` prints
- * `x` as one JSON line (numpy values become lists/numbers); `wait(pv, value, t=20)` polls `pv`
- * (uncached reads, every 10 ms) until it equals `value`, returning False after `t` seconds.
+ * Works around a race in pyepics 3.4 (Debian's): `PV.__init__` reads `ca_field_type()` and stores
+ * the promoted request type after a few more calls; when the channel connects in between, the
+ * connection callback (on libca's own thread) stores the right type first and `__init__` then
+ * overwrites it with the one computed from "not connected" (-1 + DBR_TIME_STRING = 13,
+ * DBR_STS_DOUBLE). Every later `caget` of that PV then asks for a DOUBLE, which a STRING PV such
+ * as `state` cannot give: ECA_GETFAIL (152), from rsrv as from us. Seen once in CI. After
+ * `__init__`, a connected PV's request type is computed again.
+ */
+export const PYEPICS_FTYPE_FIX = [
+  "_pv_init = epics.pv.PV.__init__",
+  "def _pv_init_fixed(self, *args, **kwargs):",
+  "    _pv_init(self, *args, **kwargs)",
+  "    if self.chid is not None and ca.field_type(self.chid) >= 0:",
+  "        self.ftype = ca.promote_type(self.chid, use_ctrl=self.form == 'ctrl',",
+  "                                     use_time=self.form == 'time')",
+  "epics.pv.PV.__init__ = _pv_init_fixed",
+  "",
+].join("\n");
+
+/**
+ * Python prelude of every script: `json`, `sys`, `time`, `epics`, `ca` imported, with
+ * {@link PYEPICS_FTYPE_FIX} applied; `out(x)` prints `x` as one JSON line (numpy values become
+ * lists/numbers); `wait(pv, value, t=20)` polls `pv` (uncached reads, every 10 ms) until it
+ * equals `value`, returning False after `t` seconds.
  */
 export const PYEPICS_PRELUDE = [
   "import json, sys, time",
   "import epics",
   "from epics import ca",
+  PYEPICS_FTYPE_FIX,
   "def _plain(o):",
   "    return o.tolist() if hasattr(o, 'tolist') else str(o)",
   "def out(x):",
@@ -210,7 +234,7 @@ export async function runPyepics(
     ...caClientEnv({ udpPort: options.udpPort, marker, repeaterPort: freeUdpPort() }),
     ...options.env,
   };
-  const pythonArgs = ["-c", PYEPICS_PRELUDE + script, ...(options.args ?? [])];
+  const pythonArgs = ["-c", (options.prelude ?? PYEPICS_PRELUDE) + script, ...(options.args ?? [])];
   const runAs = options.runAs ?? [];
   const command = new Deno.Command(runAs.length > 0 ? runAs[0] : PYTHON, {
     args: runAs.length > 0 ? [...runAs.slice(1), PYTHON, ...pythonArgs] : pythonArgs,

@@ -5,7 +5,8 @@
  *       connects PREFIX:img1, PREFIX:img2 (images) and PREFIX:s1, PREFIX:s2 (scalars), prints
  *       "connected <seconds>" once all four are connected, monitors them (native type, whole
  *       array) for SECONDS after that (or until SIGTERM/SIGINT) and prints one JSON line with
- *       the update counts.
+ *       the update counts. Each SIGUSR1 prints "mark <image updates so far> <seconds>" (within
+ *       50 ms), so that the caller can take the image rate over a window of its choice.
  *   image_load_client probe PV TIMEOUT
  *       like caget: connects PV and reads it once as DBR_DOUBLE; prints one JSON line with the
  *       connect and read times (seconds since the context was created).
@@ -35,6 +36,12 @@ static void on_signal(int sig) {
   stop = 1;
 }
 
+static volatile sig_atomic_t mark = 0;
+static void on_mark(int sig) {
+  (void)sig;
+  mark = 1;
+}
+
 static long image_updates = 0;
 static long scalar_updates = 0;
 
@@ -52,6 +59,7 @@ static int load(const char *prefix, double seconds) {
   double t0 = now();
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
+  signal(SIGUSR1, on_mark);
   if (ca_context_create(0) != ECA_NORMAL) return 2;
   for (int i = 0; i < 4; i++) {
     char name[256];
@@ -83,7 +91,14 @@ static int load(const char *prefix, double seconds) {
   ca_flush_io();
   double start = now();
   long images_at_start = image_updates;
-  while (!stop && now() - start < seconds) ca_pend_event(0.05);
+  while (!stop && now() - start < seconds) {
+    ca_pend_event(0.05);
+    if (mark) {
+      mark = 0;
+      printf("mark %ld %.3f\n", image_updates, now() - t0);
+      fflush(stdout);
+    }
+  }
   double elapsed = now() - start;
   printf("{\"connected\":true,\"connect_s\":%.3f,\"seconds\":%.3f,\"image_updates\":%ld,"
          "\"scalar_updates\":%ld}\n",
