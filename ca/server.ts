@@ -19,6 +19,7 @@ import { defaultCodec } from "./codec_dbr.ts";
 import {
   broadcastAddresses,
   broadcastSearchBindings,
+  CaEnvError,
   type InterfaceInfo,
   parseHostPortList,
   readServerEnv,
@@ -95,7 +96,9 @@ export interface CaServerOptions {
   now?: () => number;
   /**
    * Answer UDP searches on a worker thread of their own (see `ca/search_worker.ts`; default
-   * true). False, or where workers are unavailable: on the main thread.
+   * `DISS_CA_SEARCH_WORKER`, else false: with a worker alive every event-loop turn of the main
+   * thread costs more, which cut the image rate by about a quarter under load, see docs/ca.md).
+   * False, or where workers are unavailable: on the main thread.
    */
   searchWorker?: boolean;
 }
@@ -108,6 +111,21 @@ const TRIM_AGAIN_MS = 15_000;
 
 function isAddrInUse(error: unknown): boolean {
   return error instanceof Deno.errors.AddrInUse;
+}
+
+/**
+ * `DISS_CA_SEARCH_WORKER`: `yes`/`no` (case-insensitive, also `1`/`0`; unset: no). Anything
+ * else refuses the start with a {@link CaEnvError}.
+ */
+export function readSearchWorkerEnv(env: Record<string, string | undefined>): boolean {
+  const text = env.DISS_CA_SEARCH_WORKER?.trim();
+  if (!text) return false;
+  const upper = text.toUpperCase();
+  if (upper === "YES" || upper === "1") return true;
+  if (upper === "NO" || upper === "0") return false;
+  throw new CaEnvError(
+    `DISS_CA_SEARCH_WORKER=${JSON.stringify(env.DISS_CA_SEARCH_WORKER)}: expected yes or no`,
+  );
 }
 
 /** Starts a CA server (UDP search, TCP circuits, beacons) and returns its {@link CaServer}. */
@@ -160,7 +178,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
   const has = (name: string) => store.resolve(name) !== undefined;
   let tcpPort = 0;
   let searchWorker: SearchWorker | undefined;
-  if (options.searchWorker ?? true) {
+  if (options.searchWorker ?? readSearchWorkerEnv(env)) {
     searchWorker = await startSearchWorker({
       bindings,
       port: preferredPort,

@@ -5,7 +5,7 @@
  * bulk write gate).
  */
 import assert from "node:assert/strict";
-import { startCaServer } from "../ca/server.ts";
+import { readSearchWorkerEnv, startCaServer } from "../ca/server.ts";
 import { CMD, createChanRequest, DBE, eventAddRequest, nameMessage } from "../ca/messages.ts";
 import { versionMessage } from "../ca/messages.ts";
 import { readServerLimits, slowestCircuit } from "../ca/server_limits.ts";
@@ -220,6 +220,17 @@ Deno.test("adaptive buffer: grows for big uses, shrinks back after small ones", 
   assert.equal(buffer.size, 65536);
   buffer.used(100);
   assert.equal(buffer.size, 1024, "three small uses in a row: back to min");
+});
+
+Deno.test("DISS_CA_SEARCH_WORKER: off unless yes/1; anything else is refused by name", () => {
+  assert.equal(readSearchWorkerEnv({}), false, "default off");
+  assert.equal(readSearchWorkerEnv({ DISS_CA_SEARCH_WORKER: " Yes " }), true);
+  assert.equal(readSearchWorkerEnv({ DISS_CA_SEARCH_WORKER: "1" }), true);
+  assert.equal(readSearchWorkerEnv({ DISS_CA_SEARCH_WORKER: "no" }), false);
+  assert.throws(
+    () => readSearchWorkerEnv({ DISS_CA_SEARCH_WORKER: "maybe" }),
+    /DISS_CA_SEARCH_WORKER="maybe": expected yes or no/,
+  );
 });
 
 Deno.test("adaptive buffer: storage only while in use; the size is kept across a release", () => {

@@ -11,7 +11,8 @@
  *
  * `--ca-root` loads `ca/server.ts` from another checkout (e.g. an export of main) to compare
  * versions in one benchmark run; `--bulk-per-turn` sets the server's `bulkBytesPerTurn` (`off`: no
- * bound); the search worker is on (the server's default) unless `--search-worker off`. `DISS_CA_*` variables of the environment are passed on.
+ * bound); the search worker follows the server's default (off, or `DISS_CA_SEARCH_WORKER`) unless
+ * `--search-worker on|off` is given. `DISS_CA_*` variables of the environment are passed on.
  *
  * @module
  */
@@ -24,7 +25,7 @@ const { values } = parseArgs({
     "period-ms": { type: "string", default: "100" },
     "ca-root": { type: "string" },
     "bulk-per-turn": { type: "string" },
-    "search-worker": { type: "string", default: "on" },
+    "search-worker": { type: "string" },
   },
 });
 const root = values["ca-root"]
@@ -54,7 +55,9 @@ const server = await startCaServer({
   env,
   port: 0,
   bulkBytesPerTurn: bulk === undefined ? undefined : bulk === "off" ? Infinity : Number(bulk),
-  searchWorker: values["search-worker"] !== "off",
+  searchWorker: values["search-worker"] === undefined
+    ? undefined
+    : values["search-worker"] !== "off",
 });
 server.add({ name: `${prefix}state`, type: "long", initial: 1 });
 server.add({ name: `${prefix}acquire`, type: "long", writable: true, initial: 0 });

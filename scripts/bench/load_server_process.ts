@@ -44,7 +44,7 @@ export interface LoadServerOptions {
   env?: Record<string, string>;
   /** `bulkBytesPerTurn` of the server (`off`: unbounded). */
   bulkPerTurn?: string;
-  /** `off`: answer searches on the main thread (default: the search worker). */
+  /** `on`/`off`: search worker or main thread (default: the server's default, off). */
   searchWorker?: string;
   /** Run with V8's `--expose-gc` (a full GC before each {@link LoadServer.memory}). */
   exposeGc?: boolean;
