@@ -155,7 +155,8 @@ class Pump<P extends StreamProtocol> {
 
   start(protocol: P): void {
     this.#protocol = protocol;
-    this.wake();
+    if (this.#ended) protocol.close(); // ended while it was being made
+    else this.wake();
   }
 
   /** Output became available: starts the writer unless it runs. */
