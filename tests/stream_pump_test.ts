@@ -39,7 +39,8 @@ function oneShot(pieces: Uint8Array[], received: Uint8Array[]): StreamProtocol {
   };
 }
 
-Deno.test("stream pump: a big payload is written in gated chunks, one budget per event-loop turn", async () => {
+/** Loopback pair: the server side (for the pump) and the client side. */
+async function loopbackPair(): Promise<{ server: Deno.TcpConn; client: Deno.TcpConn }> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const client = await Deno.connect({
     hostname: "127.0.0.1",
@@ -47,6 +48,11 @@ Deno.test("stream pump: a big payload is written in gated chunks, one budget per
   });
   const server = await listener.accept();
   listener.close();
+  return { server, client };
+}
+
+Deno.test("stream pump: a big payload is written in gated chunks, one budget per event-loop turn", async () => {
+  const { server, client } = await loopbackPair();
   // Count the bytes the pump has written when the gate asks for a later turn.
   let written = 0;
   const counting = new Proxy(server, {
@@ -94,18 +100,6 @@ Deno.test("stream pump: a big payload is written in gated chunks, one budget per
   }
   assert.deepEqual(joined, request);
 });
-
-/** Loopback pair: the server side (for the pump) and the client side. */
-async function loopbackPair(): Promise<{ server: Deno.TcpConn; client: Deno.TcpConn }> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const client = await Deno.connect({
-    hostname: "127.0.0.1",
-    port: (listener.addr as Deno.NetAddr).port,
-  });
-  const server = await listener.accept();
-  listener.close();
-  return { server, client };
-}
 
 Deno.test("stream pump: an idle connection holds only the small read buffer, also after a burst", async () => {
   const { server, client } = await loopbackPair();

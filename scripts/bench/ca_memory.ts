@@ -138,25 +138,18 @@ try {
   await sleep(settleMs);
   // 1. Idle circuits: each sends VERSION/CLIENT_NAME/HOST_NAME and then nothing.
   if (bare) {
-    rows.push({
-      phase: `bare runtime: ${bare.connections} idle connections`,
-      before: bare.before.rss,
-      during: bare.during.rss,
-      after: bare.after.rss,
-      note: `${kbPer(bare, "rss").toFixed(1)} KB per connection (JS heap ${
-        kbPer(bare, "heap").toFixed(2)
+    const idleRow = (phase: string, r: IdleResult, per: string) => ({
+      phase,
+      before: r.before.rss,
+      during: r.during.rss,
+      after: r.after.rss,
+      note: `${kbPer(r, "rss").toFixed(1)} KB per ${per} (JS heap ${
+        kbPer(r, "heap").toFixed(2)
       } KB)`,
     });
+    rows.push(idleRow(`bare runtime: ${bare.connections} idle connections`, bare, "connection"));
     ours = await idlePhase(server, Number(values.idle));
-    rows.push({
-      phase: `${ours.connections} idle circuits`,
-      before: ours.before.rss,
-      during: ours.during.rss,
-      after: ours.after.rss,
-      note: `${kbPer(ours, "rss").toFixed(1)} KB per circuit (JS heap ${
-        kbPer(ours, "heap").toFixed(2)
-      } KB)`,
-    });
+    rows.push(idleRow(`${ours.connections} idle circuits`, ours, "circuit"));
   }
   // 2. Stalled image subscribers: subscribe to img1 and never read.
   if (phases.has("stalled")) {
