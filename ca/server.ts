@@ -32,7 +32,7 @@ import { type SearchBinding, type SearchWorker, startSearchWorker } from "./sear
 import { PvStore } from "./store.ts";
 import { readServerLimits, type ServerLimits, slowestCircuit } from "./server_limits.ts";
 import { getLog } from "../core/log.ts";
-import { acceptConnections, pumpStream } from "../core/stream_pump.ts";
+import { acceptConnections, type PumpOptions, pumpStream } from "../core/stream_pump.ts";
 import {
   BulkWriteGate,
   DEFAULT_BULK_BYTES_PER_TURN,
@@ -374,8 +374,19 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
   const pumpFinished = () => {
     if (--pumping === 0) pumpsDone?.();
   };
-  const onPumpError = (what: string, error: unknown) =>
-    log.debug(`Circuit ${what} failed`, { error });
+  // One options object for every connection's pump (no closures per connection).
+  const pumpOptions: PumpOptions = {
+    gate,
+    onError: (what, error) => log.debug(`Circuit ${what} failed`, { error }),
+    onDone: pumpFinished,
+    onEnd: (protocol) => {
+      const circuit = protocol as Circuit;
+      const port = circuits.get(circuit)?.port;
+      circuits.delete(circuit);
+      trimSoon();
+      log.debug("Circuit closed", { peer: circuit.client.address, port });
+    },
+  };
 
   const serveConn = (conn: Deno.TcpConn) => {
     const peer = conn.remoteAddr as Deno.NetAddr;
@@ -388,11 +399,10 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
       return;
     }
     log.debug("Circuit open", { peer: peer.hostname, port: peer.port });
-    let circuit: Circuit;
     pumping++;
     pumpStream(conn, (hooks) => {
       // A literal of fixed shape (no spread): the context objects of all circuits share one map.
-      circuit = new Circuit({
+      const circuit = new Circuit({
         resolve: circuitServices.resolve,
         codec,
         tcpPort,
@@ -407,15 +417,7 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
       });
       circuits.set(circuit, { port: peer.port, end: hooks.end });
       return circuit;
-    }, {
-      gate,
-      onError: onPumpError,
-      onEnd: () => {
-        circuits.delete(circuit);
-        trimSoon();
-        log.debug("Circuit closed", { peer: circuit.client.address, port: peer.port });
-      },
-    }).then(pumpFinished);
+    }, pumpOptions);
   };
 
   for (const listener of listeners) {

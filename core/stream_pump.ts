@@ -62,8 +62,14 @@ export interface PumpOptions {
   onRead?(): void;
   /** Called with the error that ended a read or write (not after a deliberate end). */
   onError?(what: "read" | "write", error: unknown): void;
-  /** Called once when the connection ended (the writer may still be finishing). */
-  onEnd?(): void;
+  /**
+   * Called once with the connection's protocol object when the connection ended (the writer may
+   * still be finishing). Taking the protocol as argument lets one options object serve every
+   * connection of a server.
+   */
+  onEnd?(protocol: StreamProtocol): void;
+  /** Called once when both tasks finished and the socket is closed (as the returned promise). */
+  onDone?(): void;
 }
 
 /**
@@ -143,7 +149,7 @@ class Pump<P extends StreamProtocol> {
   #ended = false;
   /** The running writer task (none while there is nothing to write). */
   #flushing: Promise<void> | undefined;
-  /** Write scratch, created by the first write; its storage is released whenever idle. */
+  /** Write scratch of the running writer task (none while idle). */
   #scratch: AdaptiveBuffer | undefined;
   /** Read buffer for bursts, created by the first burst; its storage is released after each. */
   #burst: AdaptiveBuffer | undefined;
@@ -155,8 +161,11 @@ class Pump<P extends StreamProtocol> {
 
   start(protocol: P): void {
     this.#protocol = protocol;
-    if (this.#ended) protocol.close(); // ended while it was being made
-    else this.wake();
+    if (this.#ended) {
+      // Ended while it was being made.
+      protocol.close();
+      this.#options.onEnd?.(protocol);
+    } else this.wake();
   }
 
   /** Output became available: starts the writer unless it runs. */
@@ -167,7 +176,7 @@ class Pump<P extends StreamProtocol> {
   }
 
   async #flush(protocol: P): Promise<void> {
-    const scratch = this.#scratch ??= new AdaptiveBuffer();
+    const scratch = this.#scratch = new AdaptiveBuffer();
     try {
       // Start after the code that woke us finished: what it queues goes out in one write.
       await Promise.resolve();
@@ -179,7 +188,7 @@ class Pump<P extends StreamProtocol> {
       if (!this.#ended) this.#options.onError?.("write", error);
       this.end();
     } finally {
-      scratch.release();
+      this.#scratch = undefined;
       this.#flushing = undefined;
     }
   }
@@ -197,7 +206,7 @@ class Pump<P extends StreamProtocol> {
     } catch {
       // Already closed.
     }
-    this.#options.onEnd?.();
+    if (this.#protocol !== undefined) this.#options.onEnd?.(this.#protocol);
   }
 
   /** The reader task; ends the connection at EOF or on error, then waits for the writer. */
@@ -237,6 +246,7 @@ class Pump<P extends StreamProtocol> {
       this.end();
     }
     while (this.#flushing !== undefined) await this.#flushing;
+    options.onDone?.();
   }
 }
 

@@ -8,7 +8,7 @@
  * `bare_tcp_server.ts`, a bare Deno accept loop (same runtime, same V8 flags) holding one pending
  * read per connection, so the report reads "ours N KB per connection, bare runtime M KB, ratio".
  * Both servers run with `--expose-gc`, and the JavaScript heap after a full GC
- * (`Deno.memoryUsage().heapUsed`) is reported per connection next to RSS.
+ * (`Deno.memoryUsage()`: used, and committed by V8) is reported per connection next to RSS.
  *
  *   deno run -A scripts/bench/ca_memory.ts [--idle 2000] [--stalled 100] [--cycles 10000]
  *     [--ca-root DIR] [--settle 3] [--phases idle,stalled,cycles,quiet]
@@ -84,17 +84,27 @@ function closeAll(conns: Deno.TcpConn[]) {
   }
 }
 
-/** RSS and JS heap (after a full GC) of a server process, in MB. */
-async function measure(server: LoadServer): Promise<{ rss: number; heap: number }> {
+/** RSS and JS heap used and committed (after a full GC) of a server process, in MB. */
+async function measure(server: LoadServer): Promise<Measure> {
   const memory = await server.memory();
-  return { rss: rssMb(server.pid), heap: memory.heapUsed / 1e6 };
+  return {
+    rss: rssMb(server.pid),
+    heap: memory.heapUsed / 1e6,
+    heapCommitted: memory.heapTotal / 1e6,
+  };
+}
+
+interface Measure {
+  rss: number;
+  heap: number;
+  heapCommitted: number;
 }
 
 interface IdleResult {
   connections: number;
-  before: { rss: number; heap: number };
-  during: { rss: number; heap: number };
-  after: { rss: number; heap: number };
+  before: Measure;
+  during: Measure;
+  after: Measure;
 }
 
 /** Holds `count` idle connections to `server` (each sends `hello`, then nothing). */
@@ -108,7 +118,7 @@ async function idlePhase(server: LoadServer, count: number): Promise<IdleResult>
   return { connections: conns.length, before, during, after: await measure(server) };
 }
 
-const kbPer = (r: IdleResult, key: "rss" | "heap") =>
+const kbPer = (r: IdleResult, key: keyof Measure) =>
   (r.during[key] - r.before[key]) * 1e3 / Math.max(1, r.connections);
 
 // 0. Baseline: the bare runtime holding the same idle connections.
@@ -145,7 +155,7 @@ try {
       after: r.after.rss,
       note: `${kbPer(r, "rss").toFixed(1)} KB per ${per} (JS heap ${
         kbPer(r, "heap").toFixed(2)
-      } KB)`,
+      } KB used, ${kbPer(r, "heapCommitted").toFixed(2)} KB committed)`,
     });
     rows.push(idleRow(`bare runtime: ${bare.connections} idle connections`, bare, "connection"));
     ours = await idlePhase(server, Number(values.idle));
