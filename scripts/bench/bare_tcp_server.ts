@@ -11,6 +11,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { getHeapSpaceStatistics } from "node:v8";
 
 const { values } = parseArgs({ options: { "read-bytes": { type: "string", default: "64" } } });
 const readBytes = Number(values["read-bytes"]);
@@ -39,7 +40,12 @@ const decoder = new TextDecoder();
 for await (const chunk of Deno.stdin.readable) {
   if (!decoder.decode(chunk).includes("mem")) continue;
   (globalThis as { gc?: () => void }).gc?.();
-  console.log(JSON.stringify(Deno.memoryUsage()));
+  console.log(JSON.stringify({ ...Deno.memoryUsage(), newSpace: newSpaceBytes() }));
 }
 listener.close();
 Deno.exit(0);
+
+/** Bytes V8 has committed to its young generation (new space). */
+function newSpaceBytes(): number {
+  return getHeapSpaceStatistics().find((s) => s.space_name === "new_space")?.space_size ?? 0;
+}

@@ -17,6 +17,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { getHeapSpaceStatistics } from "node:v8";
 
 const { values } = parseArgs({
   options: {
@@ -91,7 +92,12 @@ Deno.addSignalListener("SIGTERM", stop);
   for await (const chunk of Deno.stdin.readable) {
     if (!decoder.decode(chunk).includes("mem")) continue;
     (globalThis as { gc?: () => void }).gc?.();
-    console.log(JSON.stringify(Deno.memoryUsage()));
+    console.log(JSON.stringify({ ...Deno.memoryUsage(), newSpace: newSpaceBytes() }));
   }
   await stop();
 })();
+
+/** Bytes V8 has committed to its young generation (new space). */
+function newSpaceBytes(): number {
+  return getHeapSpaceStatistics().find((s) => s.space_name === "new_space")?.space_size ?? 0;
+}

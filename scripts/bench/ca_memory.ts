@@ -91,6 +91,7 @@ async function measure(server: LoadServer): Promise<Measure> {
     rss: rssMb(server.pid),
     heap: memory.heapUsed / 1e6,
     heapCommitted: memory.heapTotal / 1e6,
+    newSpace: ((memory as { newSpace?: number }).newSpace ?? 0) / 1e6,
   };
 }
 
@@ -98,6 +99,8 @@ interface Measure {
   rss: number;
   heap: number;
   heapCommitted: number;
+  /** Of `heapCommitted`, the young generation (grows with the allocation rate, not per object). */
+  newSpace: number;
 }
 
 interface IdleResult {
@@ -155,7 +158,9 @@ try {
       after: r.after.rss,
       note: `${kbPer(r, "rss").toFixed(1)} KB per ${per} (JS heap ${
         kbPer(r, "heap").toFixed(2)
-      } KB used, ${kbPer(r, "heapCommitted").toFixed(2)} KB committed)`,
+      } KB used, ${kbPer(r, "heapCommitted").toFixed(2)} KB committed, of which young generation ${
+        kbPer(r, "newSpace").toFixed(2)
+      } KB)`,
     });
     rows.push(idleRow(`bare runtime: ${bare.connections} idle connections`, bare, "connection"));
     ours = await idlePhase(server, Number(values.idle));
