@@ -176,8 +176,8 @@ export function readServerEnv(env: Record<string, string | undefined>): CaServer
   return {
     serverPort,
     interfaces: interfaces.includes("0.0.0.0") ? [] : interfaces,
+    // Host names are accepted, as EPICS's servers accept them; a failed send is logged per round.
     beaconAddresses: parseHostPortList(env.EPICS_CAS_BEACON_ADDR_LIST, beaconPort, {
-      acceptHost: isIPv4,
       refuseInvalidAs: "EPICS_CAS_BEACON_ADDR_LIST",
     }),
     autoBeacon: parseYesNo(env.EPICS_CAS_AUTO_BEACON_ADDR_LIST, true),

@@ -167,13 +167,22 @@ Deno.test("env: one host:port parser; beacon destinations refuse an invalid entr
       entry,
     );
   }
-  for (const list of ["127.0.0.1 10.0.0.255:99999", "127.0.0.1 x"]) {
+  for (const list of ["127.0.0.1 10.0.0.255:99999", "127.0.0.1 x:", "127.0.0.1 :5065"]) {
     assert.throws(
       () => readServerEnv({ EPICS_CAS_BEACON_ADDR_LIST: list }),
-      /EPICS_CAS_BEACON_ADDR_LIST: invalid entry .*expected an IPv4 address/,
+      /EPICS_CAS_BEACON_ADDR_LIST: invalid entry .*expected a host/,
       list,
     );
   }
+  // Host names are accepted, as EPICS's servers accept them.
+  assert.deepEqual(
+    readServerEnv({ EPICS_CAS_BEACON_ADDR_LIST: "127.0.0.1 beamline-gw:7000" })
+      .beaconAddresses,
+    [{ hostname: "127.0.0.1", port: 5065 }, {
+      hostname: "beamline-gw",
+      port: 7000,
+    }],
+  );
   // The server refuses to start, before binding anything (no socket left open: test sanitizers).
   await assert.rejects(
     startCaServer({
