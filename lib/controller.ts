@@ -36,6 +36,8 @@ import {
   type RuntimeStateEvent,
 } from "../devices/contract.ts";
 import { type Clock, systemClock, type TimerHandle } from "../core/clock.ts";
+import type { TurnScheduler } from "../core/write_gate.ts";
+import { setImmediate } from "node:timers";
 import { getLog, type Logger } from "../core/log.ts";
 import { errorMessage } from "../core/errors.ts";
 import {
@@ -131,6 +133,11 @@ export interface ControllerOptions {
   overdue?: number;
   /** Seconds allowed for a cancel to be confirmed; default 5. */
   cancelTimeout?: number;
+  /**
+   * Runs a callback on a later event-loop turn, after pending I/O: the steps that prepare series
+   * stacks ({@link SeriesAssembler.warm}) run on such turns. Default `setImmediate`.
+   */
+  idleTurn?: TurnScheduler;
   /** Seconds allowed for initialization (WARMUP); default 300. */
   warmupTimeout?: number;
   /** Milliseconds between IsInitialized polls after Initialize returned; default 100. */
@@ -184,6 +191,8 @@ const DATA_TYPES = new Set(["start-data", "image-data", "end-data", "cancel-data
 
 /** Longest wait for each backend step (cancel, teardown) while shutting down, ms. */
 const SHUTDOWN_STEP_MS = 3000;
+/** Stack memory prepared per idle turn (about 2 ms where first writes cost 4 ms per MB). */
+const WARM_STEP_BYTES = 512 * 1024;
 
 /** Seconds the controller adds to a backend's own overdue allowance (see ControllerOptions). */
 export const OVERDUE_MARGIN = 5;
@@ -239,6 +248,26 @@ export function createController(options: ControllerOptions): Controller {
   const assembler = new SeriesAssembler((err) =>
     log.warning("Image release failed", { error: errorMessage(err) })
   );
+  const idleTurn = options.idleTurn ?? ((callback: () => void) => setImmediate(callback));
+  let warming = false;
+
+  /**
+   * Prepares series stacks in the background, one small step per turn (first writes to new
+   * memory are slow; see `lib/series_assembler.ts`), so that images arriving at detector speed
+   * are copied into memory that is ready.
+   */
+  function warmStacks(): void {
+    if (warming || finished || config === undefined || config.numImages <= 1) return;
+    warming = true;
+    const step = () => {
+      if (finished || config === undefined || !assembler.warm(config, WARM_STEP_BYTES)) {
+        warming = false;
+        return;
+      }
+      idleTurn(step);
+    };
+    idleTurn(step);
+  }
 
   const ctx: DeviceContext = {
     emit: (event) => enqueue(event),
@@ -364,6 +393,7 @@ export function createController(options: ControllerOptions): Controller {
           startedAt: clock.now(),
         };
         assembler.open(info, config!);
+        warmStacks();
         lastSeries = info;
         seriesAbort = new AbortController();
         log.info("Acquire", { uuid: info.uuid, ssqcnt, duration: info.duration });
@@ -442,6 +472,7 @@ export function createController(options: ControllerOptions): Controller {
       case "switch":
         log.info("State switch", { old: effect.old, new: effect.state });
         callHooks("state", { old: effect.old, state: effect.state });
+        if (effect.state === "READY") warmStacks();
         return;
       case "note": {
         const uuid = assembler.series?.uuid;

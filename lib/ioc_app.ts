@@ -18,6 +18,7 @@ import { CaEnvError, defaultCodec, PvStore, readServerEnv, startCaServer } from 
 import { errorMessage } from "../core/errors.ts";
 import { BulkWriteGate } from "../core/write_gate.ts";
 import { type PvaServer, startPvaServer } from "../pva/mod.ts";
+import { LoopLagMonitor } from "../core/loop_lag.ts";
 
 const log = getLog("ioc");
 
@@ -213,8 +214,26 @@ export async function runIoc(
     }
   });
 
+  // Event-loop lag: every stall delays every client; the largest lag of each acquisition is logged.
+  const lag = new LoopLagMonitor({
+    stallMs: 250,
+    onStall: (ms) => log.warning("Event loop blocked", { ms: Math.round(ms) }),
+  });
+  lag.start();
+  const offLag = controller.subscribe({
+    state: ({ old, state }) => {
+      if (state === "INTEGRATE") lag.take();
+      else if (old === "PROCESS" || old === "INTEGRATE" || old === "CANCEL") {
+        if (state === "PROCESS" || state === "CANCEL") return;
+        const sample = lag.take();
+        log.info("Acquisition event-loop lag", { max_ms: Math.round(sample.maxMs), state });
+      }
+    },
+  });
   await controller.start();
   await Promise.race([stopped, controller.done]);
+  offLag();
+  lag.stop();
   await notify({ STOPPING: "1" });
   if (watchdog !== undefined) clearInterval(watchdog);
   offStatus();

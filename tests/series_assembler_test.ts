@@ -151,3 +151,73 @@ Deno.test("assembler: pixels go back to the backend only when the last reader ga
   }
   assert.equal(multi.frame().images.a, second.images.a, "a given-back stack is reused");
 });
+
+Deno.test("assembler: warm prepares a spare stack while idle, used by the next series", () => {
+  const asm = new SeriesAssembler();
+  const cfg = config(3); // 2 channels × 3 images × 4 pixels × 2 bytes = 24 bytes per channel
+  assert.equal(asm.warm(config(1), 1024), false, "single images need no stack");
+  assert.equal(asm.warm(cfg, 16), true, "16 of 48 bytes written: more to do");
+  assert.equal(asm.warm(cfg, 16), true);
+  assert.equal(asm.warm(cfg, 16), false, "all written");
+  assert.equal(asm.warm(cfg, 16), false, "nothing left");
+  asm.open(info(), cfg);
+  for (const ev of [start(), image(0), image(1), image(2), end()]) asm.accept(ev);
+  const frame = frameStacks(asm);
+  assert.equal(asm.warm(cfg, 1024), false, "PROCESS: the frame's stacks are not touched");
+  assert.deepEqual([...frame.a], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
+  const hold = asm.frame().retain();
+  asm.close();
+  // Idle with the frame held: a second stack is prepared, and the next series takes it.
+  assert.equal(asm.warm(cfg, 16), true, "a new stack is being prepared");
+  while (asm.warm(cfg, 16));
+  asm.open({ ...info(), uuid: "v" }, cfg);
+  assert.equal(asm.warm(cfg, 8), false, "the open series got the prepared stacks");
+  asm.accept(start("t"));
+  for (const i of [0, 1, 2]) asm.accept(image(i, { id: "t" }));
+  asm.accept(end("t"));
+  const second = frameStacks(asm);
+  assert.notEqual(second.a, frame.a, "the held stack is not reused");
+  assert.deepEqual([...frame.a], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2], "and stays intact");
+  assert.deepEqual([...second.a], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
+  hold();
+});
+
+Deno.test("assembler: warm writes only ahead of the open series' images", () => {
+  const asm = new SeriesAssembler();
+  const cfg = config(3);
+  asm.open(info(), cfg); // no spare: new stacks
+  asm.accept(start());
+  asm.accept(image(0));
+  assert.equal(asm.warm(cfg, 8), true, "image 1 of channel a warmed");
+  asm.accept(image(1));
+  while (asm.warm(cfg, 8));
+  asm.accept(image(2));
+  asm.accept(end());
+  assert.deepEqual([...frameStacks(asm).a], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
+  assert.deepEqual([...frameStacks(asm).b], [10, 10, 10, 10, 11, 11, 11, 11, 12, 12, 12, 12]);
+});
+
+Deno.test("assembler: the stacks of an aborted series are reused by the next one", () => {
+  const asm = new SeriesAssembler();
+  const cfg = config(2);
+  const series = (uuid: string, id: string) => {
+    asm.open({ ...info(), uuid }, cfg);
+    for (const ev of [start(id), image(0, { id }), image(1, { id }), end(id)]) asm.accept(ev);
+    const images = frameStacks(asm);
+    asm.frame().retain()();
+    asm.close();
+    return images;
+  };
+  const first = series("u", "s");
+  asm.open({ ...info(), uuid: "v" }, cfg); // takes the given-back stacks
+  asm.accept(start("t"));
+  asm.accept(image(0, { id: "t" }));
+  asm.abort();
+  const third = series("w", "r");
+  assert.equal(third.a, first.a, "the aborted series' stacks came back");
+  assert.deepEqual([...third.a], [0, 0, 0, 0, 1, 1, 1, 1]);
+});
+
+function frameStacks(asm: SeriesAssembler) {
+  return asm.frame().images;
+}

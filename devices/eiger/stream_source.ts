@@ -3,12 +3,18 @@
  * a {@link StreamDecoder} (a pool of decode workers, `decode_pool.ts`) into stream events that
  * come out in arrival order, interleaved with the connection changes.
  *
+ * Both the socket reader and the consumer of the events keep the event loop free: when results
+ * arrived in a burst (many frames read at once, or decode workers answering together after the
+ * thread was busy), each loop hands the thread back after a few milliseconds of work
+ * ({@link TurnBudget}), so Channel Access is served between the frames of a fast series.
+ *
  * @module
  */
 
 import { connectPull } from "./zmtp_socket.ts";
 import type { StreamEvent } from "./series.ts";
 import { type DecodePoolOptions, StreamDecoder } from "./decode_pool.ts";
+import { TurnBudget } from "../../core/turn_budget.ts";
 
 /** Options of {@link zmqStreamOpener}. */
 export interface ZmqStreamOptions {
@@ -38,6 +44,8 @@ export function zmqStreamOpener(
       wake?.();
     };
     const decoder = new StreamDecoder(options.decode ?? {}, push);
+    const readBudget = new TurnBudget();
+    const consumeBudget = new TurnBudget();
     const reader = (async () => {
       try {
         for await (
@@ -51,6 +59,9 @@ export function zmqStreamOpener(
           })
         ) {
           for (const frame of frames) decoder.push(frame);
+          // Decoding on the event loop (no workers), or a burst of small frames.
+          const pause = readBudget.pause();
+          if (pause !== undefined) await pause;
         }
         if (!signal.aborted) await decoder.idle();
       } catch (error) {
@@ -62,6 +73,9 @@ export function zmqStreamOpener(
     })();
     try {
       while (true) {
+        // Work done for the events so far (the consumer and what it set off) counts here.
+        const pause = consumeBudget.pause();
+        if (pause !== undefined) await pause;
         const event = queue.shift();
         if (event !== undefined) {
           yield event;
@@ -70,6 +84,7 @@ export function zmqStreamOpener(
         if (finished) break;
         await new Promise<void>((resolve) => wake = resolve);
         wake = undefined;
+        consumeBudget.restart();
       }
       if (failure !== undefined && !signal.aborted) throw failure;
     } finally {

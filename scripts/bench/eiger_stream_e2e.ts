@@ -30,6 +30,7 @@ const { values } = parseArgs({
     workers: { type: "string" },
     images: { type: "string", default: "100" },
     "frame-ms": { type: "string", default: "1" },
+    profile: { type: "string" },
   },
 });
 const SERIES = Number(values.series);
@@ -111,7 +112,12 @@ try {
     EIGER_IMAGE_OVERDUE: "60",
   };
   if (values.workers !== undefined) env.EIGER_DECODE_WORKERS = values.workers;
-  const ioc = await startIoc(["--backend", "eiger", "--prefix", "B:"], env);
+  const prof = values.profile === undefined
+    ? []
+    : [`--cpu-prof-dir=${values.profile}`, "--cpu-prof-md", "--cpu-prof-interval=200"];
+  const ioc = await startIoc(["--backend", "eiger", "--prefix", "B:"], env, 30_000, {
+    denoArgs: ["run", "-A", ...prof, ...RUNTIME_FLAGS, MAIN],
+  });
   const pid = Number(/pid=(\d+)/.exec(ioc.lines[0])?.[1]);
   try {
     // count_time + readout (0.1 µs in the simulator) = frame time.
@@ -177,7 +183,7 @@ out(res)
       );
     });
     console.log(`IOC peak RSS (VmHWM): ${hwm.toFixed(0)} MB`);
-    for (const line of ioc.lines.filter((l) => / (ERROR|WARN) /.test(l))) {
+    for (const line of ioc.lines.filter((l) => / (ERROR|WARN) |loop lag/.test(l))) {
       console.log(`IOC: ${line}`);
     }
   } finally {
