@@ -36,8 +36,6 @@ import {
   type RuntimeStateEvent,
 } from "../devices/contract.ts";
 import { type Clock, systemClock, type TimerHandle } from "../core/clock.ts";
-import type { TurnScheduler } from "../core/write_gate.ts";
-import { setImmediate } from "node:timers";
 import { getLog, type Logger } from "../core/log.ts";
 import { errorMessage } from "../core/errors.ts";
 import {
@@ -51,7 +49,12 @@ import {
   step,
   type TimerName,
 } from "./controller_table.ts";
-import { type Frame, SeriesAssembler, type SeriesInfo } from "./series_assembler.ts";
+import {
+  type Frame,
+  SeriesAssembler,
+  type SeriesInfo,
+  seriesStackBytes,
+} from "./series_assembler.ts";
 
 export type { ControllerState } from "./controller_table.ts";
 export type { Frame, SeriesInfo } from "./series_assembler.ts";
@@ -134,10 +137,12 @@ export interface ControllerOptions {
   /** Seconds allowed for a cancel to be confirmed; default 5. */
   cancelTimeout?: number;
   /**
-   * Runs a callback on a later event-loop turn, after pending I/O: the steps that prepare series
-   * stacks ({@link SeriesAssembler.warm}) run on such turns. Default `setImmediate`.
+   * Runs a callback on a later event-loop turn and returns a function that cancels it: the steps
+   * that prepare series stacks ({@link SeriesAssembler.warm}) run on such turns. Default: a 1 ms
+   * timer (the steps take about half the thread at most, leaving the rest to clients and to other
+   * processes).
    */
-  idleTurn?: TurnScheduler;
+  idleTurn?: (callback: () => void) => () => void;
   /** Seconds allowed for initialization (WARMUP); default 300. */
   warmupTimeout?: number;
   /** Milliseconds between IsInitialized polls after Initialize returned; default 100. */
@@ -191,8 +196,8 @@ const DATA_TYPES = new Set(["start-data", "image-data", "end-data", "cancel-data
 
 /** Longest wait for each backend step (cancel, teardown) while shutting down, ms. */
 const SHUTDOWN_STEP_MS = 3000;
-/** Stack memory prepared per idle turn (about 2 ms where first writes cost 4 ms per MB). */
-const WARM_STEP_BYTES = 512 * 1024;
+/** Stack memory prepared per step (about 1 ms where first writes cost 4–5 ms per MB). */
+const WARM_STEP_BYTES = 256 * 1024;
 
 /** Seconds the controller adds to a backend's own overdue allowance (see ControllerOptions). */
 export const OVERDUE_MARGIN = 5;
@@ -248,8 +253,12 @@ export function createController(options: ControllerOptions): Controller {
   const assembler = new SeriesAssembler((err) =>
     log.warning("Image release failed", { error: errorMessage(err) })
   );
-  const idleTurn = options.idleTurn ?? ((callback: () => void) => setImmediate(callback));
-  let warming = false;
+  const idleTurn = options.idleTurn ?? ((callback: () => void) => {
+    const timer = setTimeout(callback, 1);
+    return () => clearTimeout(timer);
+  });
+  /** Cancels the pending step of {@link warmStacks}. */
+  let stopWarming: (() => void) | undefined;
 
   /**
    * Prepares series stacks in the background, one small step per turn (first writes to new
@@ -257,16 +266,20 @@ export function createController(options: ControllerOptions): Controller {
    * are copied into memory that is ready.
    */
   function warmStacks(): void {
-    if (warming || finished || config === undefined || config.numImages <= 1) return;
-    warming = true;
+    if (stopWarming !== undefined || finished || config?.numImages === undefined) return;
+    if (config.numImages <= 1) return;
+    let steps = 0;
     const step = () => {
-      if (finished || config === undefined || !assembler.warm(config, WARM_STEP_BYTES)) {
-        warming = false;
-        return;
+      stopWarming = undefined;
+      if (finished || config === undefined) return;
+      if (assembler.warm(config, WARM_STEP_BYTES)) {
+        steps++;
+        stopWarming = idleTurn(step);
+      } else if (steps > 0 && assembler.series === undefined) {
+        log.info("Series stack ready", { mb: Math.round(seriesStackBytes(config) / 2 ** 20) });
       }
-      idleTurn(step);
     };
-    idleTurn(step);
+    stopWarming = idleTurn(step);
   }
 
   const ctx: DeviceContext = {
@@ -831,6 +844,7 @@ export function createController(options: ControllerOptions): Controller {
   async function finish(exit: ControllerExit): Promise<void> {
     if (finished) return;
     finished = true;
+    stopWarming?.();
     for (const t of timers) clock.clearTimeout(t);
     timers.clear();
     tableTimers.clear();

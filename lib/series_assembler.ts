@@ -366,6 +366,13 @@ export class SeriesAssembler {
   }
 }
 
+/** Bytes of one series stack of `config` (all channels; 0 for single images, never stacked). */
+export function seriesStackBytes(config: DeviceConfig): number {
+  if (config.numImages <= 1) return 0;
+  const bytes = new PIXEL_ARRAY_TYPES[config.pixelType](0).BYTES_PER_ELEMENT;
+  return config.width * config.height * config.numImages * config.channels.length * bytes;
+}
+
 function violation(detail: string): AssemblyOutcome {
   return { kind: "data-violation", detail };
 }

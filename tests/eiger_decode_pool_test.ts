@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { StreamDecoder } from "../devices/eiger/decode_pool.ts";
+import { FRAME_POOL_MIN_BYTES, FrameBufferPool } from "../devices/eiger/frame_buffers.ts";
 import { SeriesCollector, type StreamEvent, type StreamImage } from "../devices/eiger/series.ts";
 import { encodeStreamMessage } from "../devices/eiger/stream2.ts";
 import type { DataEvent } from "../devices/contract.ts";
@@ -77,14 +78,21 @@ function imageIds(events: StreamEvent[]): (number | string)[] {
 Deno.test("decode pool: Python bitshuffle/lz4 messages decode pixel-exactly in the workers, in order", async () => {
   const small = await pythonMessages(67, 133);
   const full = await pythonMessages(512, 1028);
-  const { decoder, count } = recordingDecoder({ workers: 2, backlog: 64 });
+  // Frames arrive in recycled receive buffers, as from the ZeroMQ reader.
+  const frames = new FrameBufferPool(64);
+  const { decoder, count } = recordingDecoder({ workers: 2, backlog: 64, frames });
   try {
     const expected: { raw: Uint8Array; what: string; dtype: string }[] = [];
+    let pooled = 0;
     for (const dir of [small, full]) {
       for (const dtype of DTYPES) {
         const raw = await Deno.readFile(join(dir, `py_${dtype}.raw`));
         for (const comp of COMPRESSIONS) {
-          decoder.push(await Deno.readFile(join(dir, `py_${dtype}_${comp}.cbor`)));
+          const bytes = await Deno.readFile(join(dir, `py_${dtype}_${comp}.cbor`));
+          const frame = frames.take(bytes.length);
+          frame.set(bytes);
+          if (bytes.length >= FRAME_POOL_MIN_BYTES && comp !== "none") pooled++;
+          decoder.push(frame);
           expected.push({
             raw,
             what: `${dir === small ? "67x133" : "512x1028"} ${dtype}/${comp}`,
@@ -104,6 +112,10 @@ Deno.test("decode pool: Python bitshuffle/lz4 messages decode pixel-exactly in t
       assert.deepEqual(bytesOf(ch.pixels), want.raw, `${want.what} pixels`);
     });
     assert.equal(decoder.backlog, 0);
+    // Compressed frames' buffers came back for reuse; an uncompressed image viewed in its frame
+    // keeps that buffer (it was handed on as the pixels).
+    assert.ok(pooled > 0);
+    assert.ok(frames.kept >= pooled, `${frames.kept} buffers back, ${pooled} compressed`);
   } finally {
     decoder.close();
     await Deno.remove(small, { recursive: true });

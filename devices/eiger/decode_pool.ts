@@ -20,6 +20,7 @@ import { getLog } from "../../core/log.ts";
 import { adoptDecodeBuffers, takeKeptDecodeBuffers } from "./decode_buffers.ts";
 import { decodeFrame } from "./frame_decode.ts";
 import type { StreamEvent } from "./series.ts";
+import type { FrameBufferPool } from "./frame_buffers.ts";
 
 /** Options of {@link StreamDecoder}. */
 export interface DecodePoolOptions {
@@ -27,6 +28,11 @@ export interface DecodePoolOptions {
   workers: number;
   /** Frames that may wait for decoding before the series fails (default {@link DEFAULT_BACKLOG}). */
   backlog: number;
+  /**
+   * Receive buffers of the frames: a frame in one of them is transferred to a worker whole
+   * (even when it covers only part of it), and the buffer comes back for reuse with the result.
+   */
+  frames?: FrameBufferPool;
   /** Test hook: the worker keeps the result of these frames until {@link StreamDecoder.releaseHeld}. */
   hold?: (seq: number) => boolean;
   /** Test hook: called when a worker's result for frame `seq` arrives (completion order). */
@@ -54,6 +60,14 @@ export type WorkerRequest =
 export interface WorkerReply {
   seq: number;
   event: StreamEvent;
+  /** The frame's buffer, given back when no pixel array lies in it. */
+  frameBuffer?: ArrayBuffer;
+}
+
+/** Whether a pixel array of `event` lies in `buffer` (an uncompressed image viewed in place). */
+export function eventUses(event: StreamEvent, buffer: ArrayBufferLike): boolean {
+  if (event.kind !== "message" || event.message.type !== "image") return false;
+  return Object.values(event.message.data).some((c) => c.pixels.buffer === buffer);
 }
 
 /** The buffers of an event's pixel arrays, each once (for a transfer list). */
@@ -141,7 +155,7 @@ export class StreamDecoder {
     const seq = this.#nextSeq++;
     this.#frames++;
     if (this.#inline) {
-      this.#complete(seq, decodeFrame(frame), true);
+      this.#complete(seq, this.#decodeHere(frame), true);
       return;
     }
     this.#queue.push({ seq, frame });
@@ -193,7 +207,7 @@ export class StreamDecoder {
     while (this.#queue.length > 0) {
       if (this.#inline) {
         const job = this.#queue.shift()!;
-        this.#complete(job.seq, decodeFrame(job.frame), true);
+        this.#complete(job.seq, this.#decodeHere(job.frame), true);
         continue;
       }
       let slot = this.#slots.reduce<Slot | undefined>(
@@ -204,10 +218,10 @@ export class StreamDecoder {
       if (slot === undefined || slot.jobs.size >= PER_WORKER) return;
       const job = this.#queue.shift()!;
       let frame = job.frame;
-      // Only a frame that owns its whole buffer can be transferred; anything else is copied.
-      if (frame.byteOffset !== 0 || frame.byteLength !== frame.buffer.byteLength) {
-        frame = frame.slice();
-      }
+      // Only a frame that owns its whole buffer (or one of the pool's) can be transferred;
+      // anything else is copied.
+      const whole = frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength;
+      if (!whole && this.#options.frames?.owns(frame) !== true) frame = frame.slice();
       const recycled = takeKeptDecodeBuffers(PER_WORKER);
       const hold = this.#options.hold?.(job.seq) ?? false;
       slot.jobs.add(job.seq);
@@ -216,13 +230,24 @@ export class StreamDecoder {
     }
   }
 
+  /** Decodes on this thread; a pooled frame buffer goes back unless pixels lie in it. */
+  #decodeHere(frame: Uint8Array): StreamEvent {
+    const event = decodeFrame(frame);
+    const pool = this.#options.frames;
+    if (pool?.owns(frame) && !eventUses(event, frame.buffer)) {
+      pool.give(frame.buffer as ArrayBuffer);
+    }
+    return event;
+  }
+
   #startWorker(): Slot {
     const worker = new Worker(new URL("./decode_worker.ts", import.meta.url).href, {
       type: "module",
     });
     const slot: Slot = { worker, jobs: new Set(), answered: false };
     worker.onmessage = (e: MessageEvent<WorkerReply>) => {
-      const { seq, event } = e.data;
+      const { seq, event, frameBuffer } = e.data;
+      if (frameBuffer !== undefined) this.#options.frames?.give(frameBuffer);
       slot.answered = true;
       slot.jobs.delete(seq);
       if (event.kind === "message" && event.message.type === "image") {

@@ -15,6 +15,7 @@ import { connectPull } from "./zmtp_socket.ts";
 import type { StreamEvent } from "./series.ts";
 import { type DecodePoolOptions, StreamDecoder } from "./decode_pool.ts";
 import { TurnBudget } from "../../core/turn_budget.ts";
+import { FrameBufferPool } from "./frame_buffers.ts";
 
 /** Options of {@link zmqStreamOpener}. */
 export interface ZmqStreamOptions {
@@ -43,7 +44,8 @@ export function zmqStreamOpener(
       queue.push(event);
       wake?.();
     };
-    const decoder = new StreamDecoder(options.decode ?? {}, push);
+    const receiveBuffers = new FrameBufferPool();
+    const decoder = new StreamDecoder({ frames: receiveBuffers, ...options.decode }, push);
     const readBudget = new TurnBudget();
     const consumeBudget = new TurnBudget();
     const reader = (async () => {
@@ -54,6 +56,7 @@ export function zmqStreamOpener(
             port: options.port,
             signal,
             reconnect: options.reconnect,
+            allocate: (size) => receiveBuffers.take(size),
             onConnect: () => decoder.pushEvent({ kind: "connected" }),
             onDisconnect: (reason) => decoder.pushEvent({ kind: "disconnected", reason }),
           })

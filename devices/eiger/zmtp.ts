@@ -252,6 +252,11 @@ export interface DecoderLimits {
   maxFrames?: number;
   /** Largest command frame body; default 64 KiB. */
   maxCommandBytes?: number;
+  /**
+   * Where frame bodies are received: a view of exactly `size` bytes that the decoder fills and
+   * hands on in its message (e.g. from a pool of recycled receive buffers). Default: a new array.
+   */
+  allocate?: (size: number) => Uint8Array;
 }
 
 const DIRECT_READ_MIN = 16384;
@@ -265,6 +270,7 @@ export class ZmtpDecoder {
   readonly #maxMessage: number;
   readonly #maxFrames: number;
   readonly #maxCommand: number;
+  readonly #allocate: (size: number) => Uint8Array;
   #greeting: Uint8Array | null = new Uint8Array(GREETING_BYTES);
   #greetingLen = 0;
   readonly #header = new Uint8Array(9);
@@ -280,6 +286,7 @@ export class ZmtpDecoder {
     this.#maxMessage = limits.maxMessageBytes ?? 256 * 1024 * 1024;
     this.#maxFrames = limits.maxFrames ?? 10000;
     this.#maxCommand = limits.maxCommandBytes ?? 65536;
+    this.#allocate = limits.allocate ?? ((size) => new Uint8Array(size));
   }
 
   /** Decodes `chunk` (copied as needed; the caller may reuse it afterwards). */
@@ -354,7 +361,8 @@ export class ZmtpDecoder {
       throw new ZmtpError(`message larger than the limit of ${this.#maxMessage} bytes`);
     }
     this.#flags = flags;
-    this.#body = new Uint8Array(size);
+    this.#body = this.#allocate(size);
+    if (this.#body.length !== size) throw new ZmtpError("frame buffer of the wrong size");
     this.#bodyLen = 0;
     if (size === 0) this.#finishFrame(events);
   }

@@ -44,6 +44,8 @@ export interface PullOptions {
   log?: Logger;
   /** Largest accepted message in bytes (default 256 MiB); larger ones drop the connection. */
   maxMessageBytes?: number;
+  /** Where frame bodies are received (see `DecoderLimits.allocate`); default new arrays. */
+  allocate?: (size: number) => Uint8Array;
   /** Handshake must complete within this time or the connection is dropped (default 30 000). */
   handshakeTimeoutMs?: number;
   /** Called when a connection completed the handshake (connected and ready to receive). */
@@ -87,6 +89,7 @@ export async function* connectPull(opts: PullOptions): AsyncGenerator<Uint8Array
     const session = new ZmtpSession({
       socketType: "PULL",
       maxMessageBytes: opts.maxMessageBytes,
+      allocate: opts.allocate,
     });
     let timedOut = false;
     const handshakeTimer = setTimeout(() => {

@@ -1,0 +1,68 @@
+/**
+ * Recycled receive buffers of the EIGER stream (devices/eiger/frame_buffers.ts) and the ZeroMQ
+ * decoder receiving frame bodies into them.
+ */
+
+import assert from "node:assert/strict";
+import { FRAME_POOL_MIN_BYTES, FrameBufferPool } from "../devices/eiger/frame_buffers.ts";
+import { encodeGreeting, encodeMessage, ZmtpDecoder } from "../devices/eiger/zmtp.ts";
+import { concatBytes } from "../core/bytes.ts";
+
+const BIG = 350_000;
+
+Deno.test("frame buffers: a given-back buffer serves the next frames of about its size", () => {
+  const pool = new FrameBufferPool(2);
+  const small = pool.take(100);
+  assert.equal(small.length, 100);
+  assert.equal(pool.owns(small), false, "small frames are plain arrays");
+  const a = pool.take(BIG);
+  assert.equal(a.length, BIG);
+  assert.equal(a.byteOffset, 0);
+  assert.ok(a.buffer.byteLength >= BIG * 1.1, "room for slightly larger frames");
+  assert.equal(pool.owns(a), true);
+  pool.give(a.buffer as ArrayBuffer);
+  pool.give(a.buffer as ArrayBuffer); // twice: kept once
+  assert.equal(pool.kept, 1);
+  const b = pool.take(BIG + 20_000);
+  assert.equal(b.buffer, a.buffer, "reused for a slightly larger frame");
+  assert.equal(b.length, BIG + 20_000);
+  assert.equal(pool.kept, 0);
+  pool.give(b.buffer as ArrayBuffer);
+  const c = pool.take(FRAME_POOL_MIN_BYTES);
+  assert.notEqual(c.buffer, a.buffer, "a buffer more than twice too large is not used");
+  assert.equal(pool.kept, 1);
+});
+
+Deno.test("frame buffers: at most `max` free buffers are kept; foreign buffers become the pool's", () => {
+  const pool = new FrameBufferPool(2);
+  const buffers = [1, 2, 3].map(() => pool.take(BIG).buffer as ArrayBuffer);
+  for (const buffer of buffers) pool.give(buffer);
+  assert.equal(pool.kept, 2, "bounded");
+  pool.give(new ArrayBuffer(100)); // too small to keep
+  assert.equal(pool.kept, 2);
+  const transferred = new ArrayBuffer(BIG * 2); // e.g. a buffer coming back from a worker
+  const fresh = new FrameBufferPool();
+  fresh.give(transferred);
+  const view = fresh.take(BIG * 2 - 10);
+  assert.equal(view.buffer, transferred);
+  assert.equal(fresh.owns(view), true);
+});
+
+Deno.test("zmtp decoder: frame bodies are received into the buffers `allocate` gives", () => {
+  const pool = new FrameBufferPool();
+  const sizes: number[] = [];
+  const decoder = new ZmtpDecoder({
+    allocate: (size) => {
+      sizes.push(size);
+      return pool.take(size);
+    },
+  });
+  const body = new Uint8Array(BIG).map((_, i) => i & 0xff);
+  const wire = concatBytes([encodeGreeting(1), ...encodeMessage([body, new Uint8Array(3)])]);
+  const events = decoder.push(wire);
+  const message = events.find((e) => e.type === "message");
+  assert.ok(message?.type === "message");
+  assert.deepEqual(sizes, [BIG, 3]);
+  assert.equal(pool.owns(message.frames[0]), true);
+  assert.deepEqual(message.frames[0], body);
+});
