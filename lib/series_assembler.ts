@@ -16,8 +16,9 @@
  * already written (page faults). So stacks are never given back while the geometry stays, and
  * {@link SeriesAssembler.warm} touches new ones ahead of use in small steps (the runner calls it
  * on idle turns): a spare stack for the next series while none is open, the open series' stack
- * ahead of its images. With the image PVs serving the last series, that makes two stacks per
- * channel.
+ * ahead of its images. Two sets of stacks are kept: while idle, the assembler prepares stacks until
+ * two sets exist, counting those a reader still holds (the image PVs serve the last series until
+ * the next one replaces it), so the next two series find their stacks ready.
  *
  * @module
  */
@@ -67,6 +68,12 @@ export interface Frame extends Readonly<SeriesInfo> {
   retain(): () => void;
 }
 
+/**
+ * Sets of series stacks kept: the one the last frame's readers (the image PVs) still hold plus
+ * the one the next series fills.
+ */
+const STACK_SETS = 2;
+
 /** What an accepted or refused data event means for the state table. */
 export type AssemblyOutcome =
   | { kind: "series-start" }
@@ -99,8 +106,10 @@ interface OpenSeries {
 export class SeriesAssembler {
   #open: OpenSeries | undefined;
   #lastClosed: { seriesId: string; how: string } | undefined;
-  /** Stacks of released multi-image frames, by channel, for the next series. */
-  #spareStacks: Record<string, PixelArray> = {};
+  /** Stacks (by channel) nobody uses, for the next series; at most {@link STACK_SETS}. */
+  #spares: Record<string, PixelArray>[] = [];
+  /** Ended series whose frame someone still holds (its stacks are in use). */
+  #lent = new Set<OpenSeries>();
   /** Elements of each stack written at least once (absent: all of it). */
   #warmed = new WeakMap<PixelArray, number>();
   #onReleaseError: (err: unknown) => void;
@@ -123,10 +132,9 @@ export class SeriesAssembler {
   /** Opens a series (an acquisition started); a still open one is aborted first. */
   open(info: SeriesInfo, config: DeviceConfig): void {
     if (this.#open !== undefined) this.abort();
-    const images: Record<string, PixelArray> = {};
-    if (config.numImages > 1) {
-      for (const ch of config.channels) images[ch.name] = this.#stackFor(ch.name, config);
-    }
+    const images: Record<string, PixelArray> = config.numImages > 1
+      ? { ...this.#stacksFor(config) }
+      : {};
     this.#open = {
       info,
       config,
@@ -151,13 +159,17 @@ export class SeriesAssembler {
       return this.#warmStacks(Object.values(s.images), maxBytes);
     }
     if (s !== undefined) return false; // PROCESS: the frame's stacks are in use
-    const spares: PixelArray[] = [];
-    for (const ch of config.channels) {
-      const stack = this.#stackFor(ch.name, config);
-      this.#spareStacks[ch.name] = stack;
-      spares.push(stack);
+    // Idle: the next two series should find stacks ready (the last frame may still be held).
+    const stacks: PixelArray[] = [];
+    const fits = this.#spares.filter((set) => this.#fits(set, config));
+    if (fits.length + this.#lent.size < STACK_SETS) {
+      const set: Record<string, PixelArray> = {};
+      for (const ch of config.channels) set[ch.name] = this.#newStack(config);
+      this.#keepSpare(set);
+      fits.push(set);
     }
-    return this.#warmStacks(spares, maxBytes);
+    for (const set of fits) stacks.push(...Object.values(set));
+    return this.#warmStacks(stacks, maxBytes) || fits.length + this.#lent.size < STACK_SETS;
   }
 
   #warmStacks(stacks: PixelArray[], maxBytes: number): boolean {
@@ -177,15 +189,38 @@ export class SeriesAssembler {
     return false;
   }
 
-  /** The spare stack of `channel` when it fits `config`, else a new one (never written yet). */
-  #stackFor(channel: string, config: DeviceConfig): PixelArray {
-    const Ctor = PIXEL_ARRAY_TYPES[config.pixelType];
-    const length = config.width * config.height * config.numImages;
-    const spare = this.#takeSpare(channel, Ctor, length);
-    if (spare !== undefined) return spare;
-    const stack = new Ctor(length);
+  /** A stack for `config` that was never written yet. */
+  #newStack(config: DeviceConfig): PixelArray {
+    const stack = new PIXEL_ARRAY_TYPES[config.pixelType](
+      config.width * config.height * config.numImages,
+    );
     this.#warmed.set(stack, 0);
     return stack;
+  }
+
+  /** Whether a set of stacks has one of the right type and length for every channel of `config`. */
+  #fits(set: Record<string, PixelArray>, config: DeviceConfig): boolean {
+    const Ctor = PIXEL_ARRAY_TYPES[config.pixelType];
+    const length = config.width * config.height * config.numImages;
+    return config.channels.every((ch) => {
+      const stack = set[ch.name];
+      return stack instanceof Ctor && stack.length === length;
+    });
+  }
+
+  /** Spare stacks that fit `config` (taken from the spares), else new ones. */
+  #stacksFor(config: DeviceConfig): Record<string, PixelArray> {
+    const i = this.#spares.findLastIndex((set) => this.#fits(set, config));
+    if (i >= 0) return this.#spares.splice(i, 1)[0];
+    const set: Record<string, PixelArray> = {};
+    for (const ch of config.channels) set[ch.name] = this.#newStack(config);
+    return set;
+  }
+
+  /** Keeps a set of stacks for later series (the oldest beyond the bound is dropped). */
+  #keepSpare(set: Record<string, PixelArray>): void {
+    this.#spares.push(set);
+    if (this.#spares.length > STACK_SETS) this.#spares.shift();
   }
 
   /** Checks one data event and stores its images; the outcome says what it meant. */
@@ -264,7 +299,7 @@ export class SeriesAssembler {
     if (s === undefined || s.closed !== "end") throw new Error("no completed series");
     let refs = 0;
     const retain = (): () => void => {
-      refs++;
+      if (refs++ === 0 && s.config.numImages > 1) this.#lent.add(s);
       let done = false;
       return () => {
         if (done) return;
@@ -300,7 +335,7 @@ export class SeriesAssembler {
       this.#lastClosed = { seriesId: s.info.seriesId, how: "abort" };
     }
     // Nobody was handed the stacks of a series that did not end: the next series reuses them.
-    if (s.closed !== "end" && s.config.numImages > 1) this.#spareStacks = { ...s.images };
+    if (s.closed !== "end" && s.config.numImages > 1) this.#keepSpare({ ...s.images });
   }
 
   #store(s: OpenSeries, images: Record<string, PixelArray>): string | undefined {
@@ -336,19 +371,6 @@ export class SeriesAssembler {
     return undefined;
   }
 
-  #takeSpare(
-    channel: string,
-    Ctor: (typeof PIXEL_ARRAY_TYPES)[keyof typeof PIXEL_ARRAY_TYPES],
-    length: number,
-  ): PixelArray | undefined {
-    const spare = this.#spareStacks[channel];
-    if (spare === undefined || !(spare instanceof Ctor) || spare.length !== length) {
-      return undefined;
-    }
-    delete this.#spareStacks[channel];
-    return spare;
-  }
-
   #release(release: () => void): void {
     try {
       release();
@@ -362,7 +384,10 @@ export class SeriesAssembler {
     const releases = s.releases;
     s.releases = [];
     for (const release of releases) this.#release(release);
-    if (s.config.numImages > 1) this.#spareStacks = { ...s.images };
+    if (s.config.numImages > 1) {
+      this.#lent.delete(s);
+      this.#keepSpare({ ...s.images });
+    }
   }
 }
 

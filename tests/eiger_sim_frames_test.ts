@@ -8,6 +8,8 @@ import { decompressBslz4 } from "../devices/eiger/bslz4.ts";
 import { FRAME_VARIANTS, SimDetector, type SimMessage } from "../devices/eiger_sim/detector.ts";
 import { makePattern, renderImage } from "../devices/eiger_sim/images.ts";
 import { SeriesRate, type SeriesRateReport } from "../devices/eiger_sim/stream.ts";
+import { encodeSimMessage, encodeSimMessageParts } from "../devices/eiger_sim/encode.ts";
+import { concatBytes } from "../core/bytes.ts";
 
 Deno.test("eiger sim: a series cycles through frames pre-compressed at arm", async () => {
   const sent: SimMessage[] = [];
@@ -89,4 +91,31 @@ Deno.test("eiger sim: the rate a series was sent at is reported at its end", () 
   for (let i = 0; i < 101; i++) rate.sent(image(i), 1000 + i * 1.25); // 800 images/s
   rate.sent({ type: "end", seriesId: 4, uniqueId: "U" }, 2000);
   assert.deepEqual(reports, [{ series: 4, images: 101, seconds: 0.125, rate: 800 }]);
+});
+
+Deno.test("eiger sim: a frame goes out in pieces that reference the pre-compressed payload", async () => {
+  const sent: SimMessage[] = [];
+  const det = new SimDetector({ width: 1028, height: 64, bitDepth: 32 });
+  det.output = { send: (m) => sent.push(m), drop: () => {} };
+  det.write("stream", "mode", "enabled");
+  det.write("stream", "format", "cbor");
+  det.write("detector", "count_time", 0.0005);
+  det.write("detector", "nimages", 2);
+  await det.command("detector", "arm", undefined);
+  await det.command("detector", "trigger", undefined);
+  const image = sent.find((m) => m.type === "image");
+  assert.ok(image?.type === "image");
+  const parts = encodeSimMessageParts(image);
+  const payload = image.payloads!.threshold_1;
+  assert.ok(parts.includes(payload), "the payload itself, not a copy");
+  assert.deepEqual(concatBytes(parts), encodeSimMessage(image), "the same bytes as one frame");
+  for (const m of sent) {
+    assert.deepEqual(concatBytes(encodeSimMessageParts(m)), encodeSimMessage(m));
+  }
+  // A corrupted image is damaged in a copy: the shared payload stays intact.
+  const before = payload.slice();
+  const corrupt = encodeSimMessageParts({ ...image, corrupt: true });
+  assert.equal(corrupt.length, 1);
+  assert.deepEqual(payload, before);
+  assert.notDeepEqual(corrupt[0], encodeSimMessage(image));
 });

@@ -209,3 +209,22 @@ Deno.test("zmtp core: large bodies can be read directly into their final buffer"
   assert.deepEqual(ev.frames[0].subarray(0, 3), hex("01 02 09"));
   assert.throws(() => dec.directFilled(1), ZmtpError);
 });
+
+Deno.test("zmtp core: a frame body given in pieces is encoded as one frame, large pieces uncopied", () => {
+  const big = new Uint8Array(70_000).fill(7);
+  const small = [hex("01 02"), hex("03")];
+  const parts = encodeMessage([[hex("aa"), big, hex("bb")], small]);
+  assert.ok(parts.includes(big), "the large piece is passed through");
+  const wire = cat(...parts);
+  const whole = cat(...encodeMessage([cat(hex("aa"), big, hex("bb")), hex("01 02 03")]));
+  assert.deepEqual(wire, whole);
+  const dec = new ZmtpDecoder();
+  dec.push(LIBZMQ_GREETING);
+  dec.push(READY_PUSH);
+  const ev = dec.push(wire).find((e) => e.type === "message");
+  assert.ok(ev?.type === "message");
+  assert.equal(ev.frames[0].length, 70_002);
+  assert.deepEqual(ev.frames[1], hex("01 02 03"));
+  // Small messages become one buffer.
+  assert.deepEqual(encodeMessage([small]), [hex("00 03 01 02 03")]);
+});

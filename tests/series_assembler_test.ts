@@ -156,9 +156,10 @@ Deno.test("assembler: warm prepares a spare stack while idle, used by the next s
   const asm = new SeriesAssembler();
   const cfg = config(3); // 2 channels × 3 images × 4 pixels × 2 bytes = 24 bytes per channel
   assert.equal(asm.warm(config(1), 1024), false, "single images need no stack");
-  assert.equal(asm.warm(cfg, 16), true, "16 of 48 bytes written: more to do");
-  assert.equal(asm.warm(cfg, 16), true);
-  assert.equal(asm.warm(cfg, 16), false, "all written");
+  // Two sets of stacks for the next two series: 2 × 48 bytes.
+  let steps = 1;
+  while (asm.warm(cfg, 16)) steps++;
+  assert.equal(steps, 6, "written 16 bytes at a time");
   assert.equal(asm.warm(cfg, 16), false, "nothing left");
   asm.open(info(), cfg);
   for (const ev of [start(), image(0), image(1), image(2), end()]) asm.accept(ev);
@@ -167,9 +168,8 @@ Deno.test("assembler: warm prepares a spare stack while idle, used by the next s
   assert.deepEqual([...frame.a], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
   const hold = asm.frame().retain();
   asm.close();
-  // Idle with the frame held: a second stack is prepared, and the next series takes it.
-  assert.equal(asm.warm(cfg, 16), true, "a new stack is being prepared");
-  while (asm.warm(cfg, 16));
+  // Idle with the frame held: the second prepared set is ready for the next series.
+  assert.equal(asm.warm(cfg, 16), false);
   asm.open({ ...info(), uuid: "v" }, cfg);
   assert.equal(asm.warm(cfg, 8), false, "the open series got the prepared stacks");
   asm.accept(start("t"));
@@ -180,6 +180,26 @@ Deno.test("assembler: warm prepares a spare stack while idle, used by the next s
   assert.deepEqual([...frame.a], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2], "and stays intact");
   assert.deepEqual([...second.a], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]);
   hold();
+});
+
+Deno.test("assembler: while a frame is held, one more set of stacks is prepared", () => {
+  const asm = new SeriesAssembler();
+  const cfg = config(2);
+  asm.open(info(), cfg); // nothing prepared: new stacks
+  for (const ev of [start(), image(0), image(1), end()]) asm.accept(ev);
+  const held = asm.frame().retain();
+  const first = frameStacks(asm).a;
+  asm.close();
+  let steps = 1;
+  while (asm.warm(cfg, 16)) steps++;
+  assert.equal(steps, 2, "one set of 2 × 16 bytes");
+  held(); // given back: two sets now, nothing more to prepare
+  assert.equal(asm.warm(cfg, 16), false);
+  asm.open({ ...info(), uuid: "v" }, cfg);
+  for (const ev of [start("t"), image(0, { id: "t" }), image(1, { id: "t" }), end("t")]) {
+    asm.accept(ev);
+  }
+  assert.equal(frameStacks(asm).a, first, "the stack given back last is used first");
 });
 
 Deno.test("assembler: warm writes only ahead of the open series' images", () => {

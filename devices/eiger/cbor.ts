@@ -310,6 +310,17 @@ export function encodeCbor(value: CborEncodable): Uint8Array {
   return w.finish();
 }
 
+/**
+ * Encodes `value` as CBOR like {@link encodeCbor}, as pieces to write in order: byte strings over
+ * 1 KiB are not copied but referenced where they lie (e.g. a pre-compressed image payload).
+ */
+export function encodeCborParts(value: CborEncodable): Uint8Array[] {
+  const w = new CborWriter();
+  w.value(value, 0);
+  w.flush();
+  return w.chunks;
+}
+
 class CborWriter {
   chunks: Uint8Array[] = [];
   buf = new Uint8Array(4096);

@@ -20,6 +20,7 @@ import {
   type CborValue,
   decodeCbor,
   encodeCbor,
+  encodeCborParts,
 } from "./cbor.ts";
 import {
   compressBslz4,
@@ -728,6 +729,19 @@ function arrayMap(m: Map<string, ChannelImageInit>): Map<CborValue, CborValue> {
  * float64, so strict parsers such as DECTRIS' `stream2.c` accept integral values too.
  */
 export function encodeStreamMessage(msg: StreamMessageInit): Uint8Array {
+  return encodeCbor(streamMessageValue(msg));
+}
+
+/**
+ * Encodes a stream v2 message like {@link encodeStreamMessage}, as pieces to write in order:
+ * image payloads (given pre-compressed in `payload`, or compressed here) are referenced, not
+ * copied, so a simulator can send the same pre-compressed frame many times without copying it.
+ */
+export function encodeStreamMessageParts(msg: StreamMessageInit): Uint8Array[] {
+  return encodeCborParts(streamMessageValue(msg));
+}
+
+function streamMessageValue(msg: StreamMessageInit): CborEncodable {
   const m = new Map<CborEncodable, CborEncodable>([["type", msg.type]]);
   if (msg.type === "start") {
     for (const [key, wire] of START_WIRE_NAMES) {
@@ -763,5 +777,5 @@ export function encodeStreamMessage(msg: StreamMessageInit): Uint8Array {
     m.set("series_id", msg.seriesId);
     m.set("series_unique_id", msg.seriesUniqueId);
   }
-  return encodeCbor(new CborTag(SELF_DESCRIBED, m as Map<CborValue, CborValue>));
+  return new CborTag(SELF_DESCRIBED, m as Map<CborValue, CborValue>);
 }

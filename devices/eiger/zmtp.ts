@@ -125,29 +125,45 @@ export function encodeFrame(body: Uint8Array, more: boolean, command = false): U
   return out;
 }
 
+/** A frame body to send: one array, or pieces written one after the other (not copied). */
+export type FrameBody = Uint8Array | readonly Uint8Array[];
+
+/** Length of a frame body in bytes. */
+export function frameBodyLength(body: FrameBody): number {
+  if (body instanceof Uint8Array) return body.length;
+  let n = 0;
+  for (const piece of body) n += piece.length;
+  return n;
+}
+
 /**
  * Encodes a multipart message as a list of buffers to write in order. Small messages become one
- * buffer; large frame bodies are passed through without copying.
+ * buffer; large frame bodies (and the pieces of a body given in pieces) are passed through
+ * without copying.
  */
-export function encodeMessage(frames: readonly Uint8Array[]): Uint8Array[] {
+export function encodeMessage(frames: readonly FrameBody[]): Uint8Array[] {
   if (frames.length === 0) throw new ZmtpError("a message needs at least one frame");
   let total = 0;
-  for (const f of frames) total += f.length + 9;
+  for (const f of frames) total += frameBodyLength(f) + 9;
+  const pieces = (f: FrameBody) => f instanceof Uint8Array ? [f] : f;
   if (total <= 65536) {
     const out = new Uint8Array(total);
     let o = 0;
     frames.forEach((f, i) => {
-      const h = encodeFrameHeader(f.length, i < frames.length - 1);
+      const h = encodeFrameHeader(frameBodyLength(f), i < frames.length - 1);
       out.set(h, o);
-      out.set(f, o + h.length);
-      o += h.length + f.length;
+      o += h.length;
+      for (const piece of pieces(f)) {
+        out.set(piece, o);
+        o += piece.length;
+      }
     });
     return [out.subarray(0, o)];
   }
   const parts: Uint8Array[] = [];
   frames.forEach((f, i) => {
-    parts.push(encodeFrameHeader(f.length, i < frames.length - 1));
-    if (f.length > 0) parts.push(f);
+    parts.push(encodeFrameHeader(frameBodyLength(f), i < frames.length - 1));
+    for (const piece of pieces(f)) if (piece.length > 0) parts.push(piece);
   });
   return parts;
 }

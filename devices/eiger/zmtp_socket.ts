@@ -7,10 +7,12 @@
 
 import { setTimeout as sleep } from "node:timers/promises";
 import { getLog, type Logger } from "../../core/log.ts";
-import { encodeMessage, type SocketType, ZmtpError, ZmtpSession } from "./zmtp.ts";
+import { encodeMessage, type FrameBody, type SocketType, ZmtpError, ZmtpSession } from "./zmtp.ts";
 import { errorMessage } from "../../core/errors.ts";
 
 const READ_BUFFER_BYTES = 65536;
+/** Queued messages up to this size are copied into one buffer and written with one write. */
+const WRITE_BATCH_BYTES = 2 * 1024 * 1024;
 
 /** Writes all of `data`, looping over partial writes. */
 async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
@@ -178,9 +180,9 @@ export interface PushServer {
    * Waits while no peer is connected or all queues are full (back-pressure); rejects when the
    * server closes or `signal` aborts. Messages queued for a peer that disconnects are lost.
    */
-  send(frames: Uint8Array[], signal?: AbortSignal): Promise<void>;
+  send(frames: FrameBody[], signal?: AbortSignal): Promise<void>;
   /** Like {@link PushServer.send} but never waits: false when no peer can take the message now. */
-  trySend(frames: Uint8Array[]): boolean;
+  trySend(frames: FrameBody[]): boolean;
   /** Whether at least one PULL peer completed the handshake. */
   connected(): boolean;
   /** Number of ready peers. */
@@ -196,7 +198,7 @@ export interface PushServer {
 interface Peer {
   conn: Deno.Conn;
   session: ZmtpSession;
-  queue: Uint8Array[][];
+  queue: FrameBody[][];
   alive: boolean;
   wake: (() => void) | undefined;
   /** Serialises writes (messages and PONGs never interleave). */
@@ -262,16 +264,43 @@ export function listenPush(opts: PushOptions): PushServer {
     notify();
   };
 
+  /**
+   * Writes a peer's queued messages: as many as fit in {@link WRITE_BATCH_BYTES} are copied into
+   * one reused buffer and written at once (one socket operation for several frames); a larger
+   * message is written from where its pieces lie.
+   */
   const writer = async (peer: Peer) => {
+    let batch: Uint8Array | undefined;
     while (peer.alive) {
-      const msg = peer.queue[0];
-      if (!msg) {
+      if (peer.queue.length === 0) {
         await new Promise<void>((r) => (peer.wake = r));
         peer.wake = undefined;
         continue;
       }
-      await write(peer, encodeMessage(msg));
-      peer.queue.shift();
+      const parts: Uint8Array[] = [];
+      let bytes = 0;
+      let count = 0;
+      for (const msg of peer.queue) {
+        const encoded = encodeMessage(msg);
+        let length = 0;
+        for (const part of encoded) length += part.length;
+        if (count > 0 && bytes + length > WRITE_BATCH_BYTES) break;
+        parts.push(...encoded);
+        bytes += length;
+        count++;
+      }
+      if (bytes <= WRITE_BATCH_BYTES) {
+        batch ??= new Uint8Array(WRITE_BATCH_BYTES);
+        let o = 0;
+        for (const part of parts) {
+          batch.set(part, o);
+          o += part.length;
+        }
+        await write(peer, [batch.subarray(0, o)]);
+      } else {
+        await write(peer, parts);
+      }
+      peer.queue.splice(0, count);
       notify();
     }
   };
@@ -345,7 +374,7 @@ export function listenPush(opts: PushOptions): PushServer {
     return undefined;
   };
 
-  const trySend = (frames: Uint8Array[]): boolean => {
+  const trySend = (frames: FrameBody[]): boolean => {
     if (closed) throw new ZmtpError("PUSH server closed");
     if (frames.length === 0) throw new ZmtpError("a message needs at least one frame");
     const p = pick();

@@ -5,7 +5,11 @@
  * @module
  */
 
-import { encodeStreamMessage } from "../eiger/stream2.ts";
+import {
+  encodeStreamMessage,
+  encodeStreamMessageParts,
+  type StreamMessageInit,
+} from "../eiger/stream2.ts";
 import type { SimMessage } from "./detector.ts";
 
 /**
@@ -28,9 +32,26 @@ export function corruptFirstBlock(bytes: Uint8Array, totalSize: number): boolean
 
 /** Encodes one simulated message as a stream v2 frame. */
 export function encodeSimMessage(msg: SimMessage): Uint8Array {
+  const bytes = encodeStreamMessage(streamMessageOf(msg));
+  if (msg.type === "image" && msg.corrupt) {
+    corruptFirstBlock(bytes, Object.values(msg.data)[0].byteLength);
+  }
+  return bytes;
+}
+
+/**
+ * Encodes one simulated message as a stream v2 frame in pieces to send one after the other: the
+ * pre-compressed image payloads are referenced, not copied (a corrupted image is one copy).
+ */
+export function encodeSimMessageParts(msg: SimMessage): Uint8Array[] {
+  if (msg.type === "image" && msg.corrupt) return [encodeSimMessage(msg)];
+  return encodeStreamMessageParts(streamMessageOf(msg));
+}
+
+function streamMessageOf(msg: SimMessage): StreamMessageInit {
   switch (msg.type) {
     case "start":
-      return encodeStreamMessage({
+      return {
         type: "start",
         seriesId: msg.seriesId,
         seriesUniqueId: msg.uniqueId,
@@ -59,20 +80,9 @@ export function encodeSimMessage(msg: SimMessage): Uint8Array {
         sensorThickness: 4.5e-4,
         thresholdEnergy: msg.thresholdEnergy,
         virtualPixelInterpolationEnabled: false,
-      });
-    case "image": {
-      const data = new Map(
-        Object.entries(msg.data).map(([name, pixels]) => [
-          name,
-          {
-            dims: [msg.height, msg.width],
-            data: pixels,
-            compression: "bslz4" as const,
-            payload: msg.payloads?.[name],
-          },
-        ]),
-      );
-      const bytes = encodeStreamMessage({
+      };
+    case "image":
+      return {
         type: "image",
         seriesId: msg.seriesId,
         seriesUniqueId: msg.uniqueId,
@@ -81,19 +91,19 @@ export function encodeSimMessage(msg: SimMessage): Uint8Array {
         seriesDate: msg.seriesDate.toISOString(),
         startTime: msg.startTime,
         stopTime: msg.stopTime,
-        data,
-      });
-      if (msg.corrupt) {
-        const first = Object.values(msg.data)[0];
-        corruptFirstBlock(bytes, first.byteLength);
-      }
-      return bytes;
-    }
+        data: new Map(
+          Object.entries(msg.data).map(([name, pixels]) => [
+            name,
+            {
+              dims: [msg.height, msg.width],
+              data: pixels,
+              compression: "bslz4" as const,
+              payload: msg.payloads?.[name],
+            },
+          ]),
+        ),
+      };
     case "end":
-      return encodeStreamMessage({
-        type: "end",
-        seriesId: msg.seriesId,
-        seriesUniqueId: msg.uniqueId,
-      });
+      return { type: "end", seriesId: msg.seriesId, seriesUniqueId: msg.uniqueId };
   }
 }

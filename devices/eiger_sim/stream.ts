@@ -9,7 +9,7 @@
 import { getLog } from "../../core/log.ts";
 import { listenPush, type PushServer } from "../eiger/zmtp_socket.ts";
 import type { SimMessage, SimStreamOutput } from "./detector.ts";
-import { encodeSimMessage } from "./encode.ts";
+import { encodeSimMessageParts } from "./encode.ts";
 
 /** Options of {@link startZmqStreamOutput}. */
 export interface ZmqStreamOutputOptions {
@@ -37,18 +37,32 @@ export function startZmqStreamOutput(options: ZmqStreamOutputOptions): ZmqStream
   });
   const port = push.port;
   let chain: Promise<void> = Promise.resolve();
+  /** Steps queued on `chain` and not yet done (while any, messages wait their turn there). */
+  let pending = 0;
   let closed = false;
   const rate = new SeriesRate((report) => log.info("Series streamed", { ...report }));
   const enqueue = (step: () => Promise<void> | void) => {
+    pending++;
     chain = chain.then(step).catch((error) => {
       log.warn("Stream output failed", { error: (error as Error).message });
-    });
+    }).finally(() => pending--);
   };
   return {
     port,
     send(message: SimMessage) {
       if (closed) return;
-      const frame = encodeSimMessage(message);
+      // The frame in pieces: the pre-compressed payloads are not copied per image.
+      const frame = encodeSimMessageParts(message);
+      // Queued at once when the socket takes it (the usual case at speed); else in order later.
+      try {
+        if (pending === 0 && push.trySend([frame])) {
+          rate.sent(message, performance.now());
+          return;
+        }
+      } catch (error) {
+        log.warn("Stream output failed", { error: (error as Error).message });
+        return;
+      }
       enqueue(async () => {
         await push.send([frame], options.signal);
         rate.sent(message, performance.now());
