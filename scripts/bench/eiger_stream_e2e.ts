@@ -1,19 +1,33 @@
 /**
- * End-to-end benchmark of the EIGER stream path at detector speed: `diss-ioc eiger-sim` (its own
- * process, frames pre-rendered and pre-compressed) streams series of 100 images of 1028×512
- * uint32 bslz4 at 1 ms frame time into `diss-ioc --backend eiger` (its own process, decode
- * workers), and a libca client (pyepics) watches the image PV.
+ * End-to-end benchmark of the EIGER stream path at detector speed, in three parts that can run
+ * alone (`--part`), so that the capacity of each side is known separately:
  *
- * Per series it prints: the rate the simulator actually sent at (its `Series streamed` log line),
- * the rate the IOC received and decoded at (its `Series received` line: first to last image
- * handed on), the time from the detector's `end` message (simulator log time) to the image PV
- * update at the client (monitor of the first row: the update event, not 400 MB of transfer), and
- * the IOC's peak RSS (VmHWM) at the end. The baseline in the same run is the simulator's rate.
+ * - `sim`: `diss-ioc eiger-sim` (its own process; frames pre-rendered and pre-compressed) streams
+ *   series of 100 images of 1028×512 uint32 bslz4 at 1 ms frame time to a PULL socket in this
+ *   process that only counts the frames: the rate the simulator achieves (its `Series streamed`
+ *   log line) with nothing decoding on the machine.
+ * - `decode`: the IOC's receiving side on a pre-recorded in-memory stream (the same frames,
+ *   encoded once): frames copied into receive buffers as the socket reader does, decoded by the
+ *   worker pool (`EIGER_DECODE_WORKERS`), checked by the series collector and copied into the
+ *   series stack by the assembler — all frames pushed at once, timed from the first push to the
+ *   end of the series. No simulator on the CPU.
+ * - `e2e`: the simulator streams into `diss-ioc --backend eiger` (its own process) while a libca
+ *   client (pyepics) watches the image PV: per series the simulator's rate, the rate the IOC
+ *   received and decoded at (`Series received`: first to last image handed on), the time from
+ *   the detector's `end` message (the simulator's log time) to the image PV update at the client
+ *   (a monitor of the first row: the update event, not 200 MB of transfer), the largest event-loop
+ *   lag the IOC saw during the acquisition, and the IOC's peak RSS (VmHWM) at the end. The IOC
+ *   prepares its series stacks after start (`Series stack ready`); the series begin after that.
+ *
+ * Run it niced on a shared machine; it prints the load average before and after.
  *
  * ```sh
- * ./node_modules/.bin/deno run -A scripts/bench/eiger_stream_e2e.ts [--series 3] [--workers N]
- *   [--images 100] [--frame-ms 1]
+ * nice ./node_modules/.bin/deno run -A scripts/bench/eiger_stream_e2e.ts [--part all|sim|decode|e2e]
+ *   [--series 3] [--images 100] [--frame-ms 1] [--workers N] [--profile DIR]
  * ```
+ *
+ * `--workers` sets `EIGER_DECODE_WORKERS` (default: one per core); `--profile DIR` writes V8 CPU
+ * profiles of the IOC (main thread and workers) with Markdown summaries into DIR.
  *
  * @module
  */
@@ -22,10 +36,20 @@ import { parseArgs } from "node:util";
 import { runPyepics } from "../../tests/support/epics_env.ts";
 import { startIoc } from "../../tests/support/ioc_process.ts";
 import { RUNTIME_FLAGS } from "../build.ts";
+import { connectPull } from "../../devices/eiger/zmtp_socket.ts";
+import { SimplonClient } from "../../devices/eiger/simplon.ts";
+import { SimDetector, type SimMessage } from "../../devices/eiger_sim/detector.ts";
+import { encodeSimMessage } from "../../devices/eiger_sim/encode.ts";
+import { defaultDecodeWorkers, StreamDecoder } from "../../devices/eiger/decode_pool.ts";
+import { FrameBufferPool } from "../../devices/eiger/frame_buffers.ts";
+import { SeriesCollector } from "../../devices/eiger/series.ts";
+import { SeriesAssembler } from "../../lib/series_assembler.ts";
+import type { DeviceConfig } from "../../devices/contract.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
   options: {
+    part: { type: "string", default: "all" },
     series: { type: "string", default: "3" },
     workers: { type: "string" },
     images: { type: "string", default: "100" },
@@ -33,9 +57,14 @@ const { values } = parseArgs({
     profile: { type: "string" },
   },
 });
+const PART = values.part;
+if (!["all", "sim", "decode", "e2e"].includes(PART)) throw new Error(`--part ${PART}?`);
 const SERIES = Number(values.series);
 const IMAGES = Number(values.images);
 const FRAME_S = Number(values["frame-ms"]) / 1000;
+const WORKERS = values.workers === undefined ? defaultDecodeWorkers() : Number(values.workers);
+const WIDTH = 1028;
+const HEIGHT = 512;
 const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -79,51 +108,216 @@ function logTime(line: string): number {
   return Date.parse(line.split(" ")[0]);
 }
 
-const sim = new Deno.Command(DENO, {
-  args: [
-    "run",
-    "-A",
-    ...RUNTIME_FLAGS,
-    MAIN,
-    "eiger-sim",
-    "--api-port",
-    "0",
-    "--stream-port",
-    "0",
-    "--bit-depth",
-    "32",
-  ],
-  env: { NO_COLOR: "1" },
-  stdin: "null",
-  stdout: "null",
-  stderr: "piped",
-}).spawn();
-const simLog = logLines(sim.stderr);
-try {
-  const running = await simLog.waitFor(/EIGER simulator running/);
-  const env: Record<string, string> = {
-    EIGER_DEVICE_HOST: "127.0.0.1",
-    EIGER_API_PORT: String(field(running, "apiPort")),
-    EIGER_STREAM_PORT: String(field(running, "streamPort")),
-    EIGER_DEVICE_MODE: "snapshot",
-    EIGER_NUM_IMAGES: String(IMAGES),
-    // Measure, do not fail, when the shared machine is too slow to keep up.
-    DISS_ACQUIRE_OVERDUE: "120",
-    EIGER_IMAGE_OVERDUE: "60",
+function loadAverage(): string {
+  return Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
+}
+
+function range(xs: number[]): string {
+  const ok = xs.filter(Number.isFinite);
+  if (ok.length === 0) return "n/a";
+  return `${Math.min(...ok).toFixed(0)}..${Math.max(...ok).toFixed(0)}`;
+}
+
+/** Starts `diss-ioc eiger-sim` (uint32 images) and waits until it serves. */
+async function startSim() {
+  const sim = new Deno.Command(DENO, {
+    args: [
+      "run",
+      "-A",
+      ...RUNTIME_FLAGS,
+      MAIN,
+      "eiger-sim",
+      "--api-port",
+      "0",
+      "--stream-port",
+      "0",
+      "--bit-depth",
+      "32",
+    ],
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const log = logLines(sim.stderr);
+  const running = await log.waitFor(/EIGER simulator running/);
+  return {
+    log,
+    apiPort: field(running, "apiPort"),
+    streamPort: field(running, "streamPort"),
+    async close() {
+      try {
+        sim.kill("SIGTERM");
+      } catch {
+        // exited
+      }
+      await sim.status;
+    },
   };
-  if (values.workers !== undefined) env.EIGER_DECODE_WORKERS = values.workers;
-  const prof = values.profile === undefined
-    ? []
-    : [`--cpu-prof-dir=${values.profile}`, "--cpu-prof-md", "--cpu-prof-interval=200"];
-  const ioc = await startIoc(["--backend", "eiger", "--prefix", "B:"], env, 30_000, {
-    denoArgs: ["run", "-A", ...prof, ...RUNTIME_FLAGS, MAIN],
-  });
-  const pid = Number(/pid=(\d+)/.exec(ioc.lines[0])?.[1]);
+}
+
+/** The simulator alone, streaming to a PULL socket that only counts frames. */
+async function simPart(): Promise<number[]> {
+  const sim = await startSim();
+  const stop = new AbortController();
+  let frames = 0;
+  let connected!: () => void;
+  const ready = new Promise<void>((resolve) => connected = resolve);
+  const reader = (async () => {
+    for await (
+      const message of connectPull({
+        host: "127.0.0.1",
+        port: sim.streamPort,
+        signal: stop.signal,
+        onConnect: () => connected(),
+      })
+    ) frames += message.length;
+  })();
   try {
-    // count_time + readout (0.1 µs in the simulator) = frame time.
-    const duration = FRAME_S - 1e-7;
-    const r = await runPyepics(
-      `
+    await ready;
+    const dcu = new SimplonClient({ host: "127.0.0.1", port: sim.apiPort, timeoutMs: 30_000 });
+    await dcu.discoverVersion();
+    for (
+      const [key, value] of [
+        ["trigger_mode", "ints"],
+        ["ntrigger", 1],
+        ["nimages", IMAGES],
+        ["count_time", FRAME_S - 1e-7],
+      ] as const
+    ) await dcu.put("detector", key, value);
+    await dcu.put("stream", "format", "cbor");
+    await dcu.put("stream", "mode", "enabled");
+    const rates: number[] = [];
+    for (let i = 0; i < SERIES; i++) {
+      const from = sim.log.lines.length;
+      await dcu.command("arm");
+      await dcu.command("trigger", { timeoutMs: 120_000 });
+      const line = await sim.log.waitFor(/msg="Series streamed"/, from, 120_000);
+      rates.push(field(line, "rate"));
+      await dcu.command("disarm");
+    }
+    console.log(
+      `sim alone: ${SERIES} series of ${IMAGES} images at ${FRAME_S * 1000} ms frame time, ` +
+        `sent ${rates.join(", ")} images/s (${frames} frames received by a counting PULL socket)`,
+    );
+    return rates;
+  } finally {
+    stop.abort();
+    await reader.catch(() => {});
+    await sim.close();
+  }
+}
+
+/** Records the simulator's stream of one series (start, images, end) as frames. */
+async function recordSeries(): Promise<Uint8Array[]> {
+  const messages: SimMessage[] = [];
+  const det = new SimDetector({ width: WIDTH, height: HEIGHT, bitDepth: 32 });
+  det.output = { send: (m) => messages.push(m), drop: () => {} };
+  det.write("stream", "mode", "enabled");
+  det.write("stream", "format", "cbor");
+  det.write("detector", "count_time", 0.0005);
+  det.write("detector", "nimages", IMAGES);
+  await det.command("detector", "arm", undefined);
+  await det.command("detector", "trigger", undefined);
+  return messages.map(encodeSimMessage);
+}
+
+/** The IOC's receiving side on a pre-recorded stream: rates in images/s per round. */
+async function decodePart(): Promise<number[]> {
+  const recorded = await recordSeries();
+  const config: DeviceConfig = {
+    channels: [{ name: "threshold_1", meta: {} }],
+    numImages: IMAGES,
+    width: WIDTH,
+    height: HEIGHT,
+    pixelType: "uint32",
+  };
+  const assembler = new SeriesAssembler();
+  while (assembler.warm(config, 64 * 2 ** 20));
+  const receive = new FrameBufferPool();
+  let collector: SeriesCollector | undefined;
+  let ended: (() => void) | undefined;
+  const decoder = new StreamDecoder(
+    { workers: WORKERS, backlog: IMAGES + 16, frames: receive },
+    (event) => {
+      collector?.handle(event);
+      if (collector?.ended || collector?.error !== undefined) ended?.();
+    },
+  );
+  const rates: number[] = [];
+  try {
+    // One round to start and warm up the workers, then the measured ones.
+    for (let round = 0; round <= SERIES; round++) {
+      const done = new Promise<void>((resolve) => ended = resolve);
+      collector = new SeriesCollector("bench", {
+        numImages: IMAGES,
+        channels: ["threshold_1"],
+        width: WIDTH,
+        height: HEIGHT,
+        pixelType: "uint32",
+      }, (event) => {
+        const outcome = assembler.accept(event);
+        if (outcome.kind === "data-violation") throw new Error(outcome.detail);
+      });
+      collector.armed(1);
+      assembler.open({
+        uuid: `round ${round}`,
+        ssqcnt: 0,
+        duration: FRAME_S,
+        seriesNumber: -1,
+        startedAt: 0,
+      }, config);
+      const started = performance.now();
+      for (const bytes of recorded) {
+        const frame = receive.take(bytes.length);
+        frame.set(bytes);
+        decoder.push(frame);
+      }
+      await done;
+      const seconds = (performance.now() - started) / 1000;
+      if (collector.error !== undefined) throw new Error(collector.error);
+      assembler.frame().retain()();
+      assembler.close();
+      if (round > 0) rates.push(Math.round(IMAGES / seconds));
+    }
+  } finally {
+    decoder.close();
+  }
+  console.log(
+    `IOC receiving side alone (${WORKERS} decode workers, pre-recorded stream of ${IMAGES} ` +
+      `images, receive buffers + decode + collector + series stack): ${rates.join(", ")} images/s`,
+  );
+  return rates;
+}
+
+/** The simulator streaming into the IOC, watched by pyepics. */
+async function e2ePart(): Promise<void> {
+  const sim = await startSim();
+  try {
+    const env: Record<string, string> = {
+      EIGER_DEVICE_HOST: "127.0.0.1",
+      EIGER_API_PORT: String(sim.apiPort),
+      EIGER_STREAM_PORT: String(sim.streamPort),
+      EIGER_DEVICE_MODE: "snapshot",
+      EIGER_NUM_IMAGES: String(IMAGES),
+      EIGER_DECODE_WORKERS: String(WORKERS),
+      // Measure, do not fail, when the shared machine is too slow to keep up.
+      DISS_ACQUIRE_OVERDUE: "120",
+      EIGER_IMAGE_OVERDUE: "60",
+    };
+    const prof = values.profile === undefined
+      ? []
+      : [`--cpu-prof-dir=${values.profile}`, "--cpu-prof-md", "--cpu-prof-interval=200"];
+    const ioc = await startIoc(["--backend", "eiger", "--prefix", "B:"], env, 30_000, {
+      denoArgs: ["run", "-A", ...prof, ...RUNTIME_FLAGS, MAIN],
+    });
+    const pid = Number(/pid=(\d+)/.exec(ioc.lines[0])?.[1]);
+    try {
+      await ioc.waitForLine(/msg="Series stack ready"/, 120_000);
+      // count_time + readout (0.1 µs in the simulator) = frame time.
+      const duration = FRAME_S - 1e-7;
+      const r = await runPyepics(
+        `
 P, n, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 res = {'ready': wait(P + 'state', 'READY', 60), 'runs': []}
 epics.caput(P + 'duration', duration, wait=True)
@@ -145,55 +339,65 @@ for i in range(n):
     time.sleep(0.3)
 out(res)
 `,
-      {
-        udpPort: ioc.udpPort,
-        args: ["B:", String(SERIES), String(duration)],
-        timeoutMs: 600_000,
-        env: { EPICS_CA_MAX_ARRAY_BYTES: "100000000" },
-      },
-    );
-    if (r.code !== 0) throw new Error(`client failed: ${r.stderr}\n${ioc.lines.join("\n")}`);
-    const res = r.json as {
-      ready: boolean;
-      runs: { ok: boolean; put: number; update: number | null; state: string }[];
-    };
-    const hwm = Number(
-      /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1],
-    ) / 1024;
-    const streamed = simLog.lines.filter((l) => l.includes('msg="Series streamed"'));
-    const received = ioc.lines.filter((l) => l.includes('msg="Series received"'));
-    console.log(
-      `${SERIES} series of ${IMAGES} images 1028x512 uint32 bslz4 at ${FRAME_S * 1000} ms frame ` +
-        `time, sim -> IOC (${values.workers ?? "default"} decode workers) -> pyepics`,
-    );
-    console.log("series  sim sent/s  IOC decoded/s  ratio  end->PV update ms  state");
-    res.runs.forEach((run, i) => {
-      const s = streamed[i] ?? "";
-      const d = received[i] ?? "";
-      const sent = field(s, "rate");
-      const decoded = field(d, "rate");
-      const latency = run.update === null ? NaN : run.update * 1000 - logTime(s);
-      console.log(
-        `${String(i + 1).padStart(6)} ${String(sent).padStart(11)} ${
-          String(decoded).padStart(14)
-        } ` +
-          `${(decoded / sent).toFixed(2).padStart(6)} ${
-            latency.toFixed(0).padStart(18)
-          }  ${run.state}`,
+        {
+          udpPort: ioc.udpPort,
+          args: ["B:", String(SERIES), String(duration)],
+          timeoutMs: 600_000,
+          env: { EPICS_CA_MAX_ARRAY_BYTES: "100000000" },
+        },
       );
-    });
-    console.log(`IOC peak RSS (VmHWM): ${hwm.toFixed(0)} MB`);
-    for (const line of ioc.lines.filter((l) => / (ERROR|WARN) |loop lag/.test(l))) {
-      console.log(`IOC: ${line}`);
+      if (r.code !== 0) throw new Error(`client failed: ${r.stderr}\n${ioc.lines.join("\n")}`);
+      const res = r.json as {
+        ready: boolean;
+        runs: { ok: boolean; put: number; update: number | null; state: string }[];
+      };
+      const hwm = Number(
+        /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1],
+      ) / 1024;
+      const streamed = sim.log.lines.filter((l) => l.includes('msg="Series streamed"'));
+      const received = ioc.lines.filter((l) => l.includes('msg="Series received"'));
+      const lags = ioc.lines.filter((l) => l.includes('msg="Acquisition event-loop lag"'));
+      const stack = field(ioc.lines.find((l) => l.includes("Series stack ready")) ?? "", "mb");
+      console.log(
+        `e2e: ${SERIES} series of ${IMAGES} images ${WIDTH}x${HEIGHT} uint32 bslz4 at ` +
+          `${FRAME_S * 1000} ms frame time, sim -> IOC (${WORKERS} decode workers) -> pyepics`,
+      );
+      console.log("series  sim sent/s  IOC decoded/s  ratio  end->PV update ms  max lag ms  state");
+      const latencies: number[] = [];
+      const decodedRates: number[] = [];
+      res.runs.forEach((run, i) => {
+        const s = streamed[i] ?? "";
+        const sent = field(s, "rate");
+        const decoded = field(received[i] ?? "", "rate");
+        const latency = run.update === null ? NaN : run.update * 1000 - logTime(s);
+        latencies.push(latency);
+        decodedRates.push(decoded);
+        console.log(
+          `${String(i + 1).padStart(6)} ${String(sent).padStart(11)} ${
+            String(decoded).padStart(14)
+          } ${(decoded / sent).toFixed(2).padStart(6)} ${latency.toFixed(0).padStart(18)} ${
+            String(field(lags[i] ?? "", "max_ms")).padStart(11)
+          }  ${run.state}`,
+        );
+      });
+      console.log(
+        `e2e summary: decoded ${range(decodedRates)} images/s, end->PV ${
+          range(latencies)
+        } ms, IOC peak RSS (VmHWM) ${hwm.toFixed(0)} MB (series stacks: 2 x ${stack} MB)`,
+      );
+      for (const line of ioc.lines.filter((l) => / (ERROR|WARN) /.test(l))) {
+        console.log(`IOC: ${line}`);
+      }
+    } finally {
+      await ioc.stop();
     }
   } finally {
-    await ioc.stop();
+    await sim.close();
   }
-} finally {
-  try {
-    sim.kill("SIGTERM");
-  } catch {
-    // exited
-  }
-  await sim.status;
 }
+
+console.log(`load average before: ${loadAverage()} (${navigator.hardwareConcurrency} cores)`);
+if (PART === "all" || PART === "sim") await simPart();
+if (PART === "all" || PART === "decode") await decodePart();
+if (PART === "all" || PART === "e2e") await e2ePart();
+console.log(`load average after: ${loadAverage()}`);
