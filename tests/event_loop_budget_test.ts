@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { TurnBudget } from "../core/turn_budget.ts";
-import { LoopLagMonitor } from "../core/loop_lag.ts";
+import { LoopLagMonitor, type LoopStall, threadCpuMs } from "../core/loop_lag.ts";
 import type { Clock, TimerHandle } from "../core/clock.ts";
 
 Deno.test("turn budget: no pause within the budget, a later turn after it", async () => {
@@ -71,12 +71,12 @@ class HandClock implements Clock {
 
 Deno.test("loop lag: records the lateness of its timer and reports stalls", () => {
   const clock = new HandClock();
-  const stalls: number[] = [];
+  const stalls: LoopStall[] = [];
   const monitor = new LoopLagMonitor({
     intervalMs: 10,
     stallMs: 100,
     clock,
-    onStall: (ms) => stalls.push(ms),
+    onStall: (stall) => stalls.push(stall),
   });
   monitor.start();
   monitor.start(); // no second timer
@@ -85,10 +85,41 @@ Deno.test("loop lag: records the lateness of its timer and reports stalls", () =
   clock.fire(3);
   clock.fire(150); // the thread was blocked for 150 ms
   clock.fire(1);
-  assert.deepEqual(stalls, [150]);
-  assert.deepEqual(monitor.take(), { maxMs: 150, ticks: 4 });
+  assert.deepEqual(stalls, [{ lagMs: 150, busyMs: undefined }]);
+  assert.deepEqual(monitor.take(), { maxMs: 150, maxBusyMs: undefined, ticks: 4 });
   clock.fire(20);
-  assert.deepEqual(monitor.take(), { maxMs: 20, ticks: 1 }, "a new sample after take");
+  assert.deepEqual(monitor.take(), { maxMs: 20, maxBusyMs: undefined, ticks: 1 }, "new sample");
   monitor.stop();
   assert.equal(clock.timers.size, 0);
+});
+
+Deno.test("loop lag: the busy part of a lag is the thread's own CPU time meanwhile", () => {
+  const clock = new HandClock();
+  let cpu = 1000;
+  const stalls: LoopStall[] = [];
+  const monitor = new LoopLagMonitor({
+    intervalMs: 10,
+    stallMs: 100,
+    clock,
+    cpuMs: () => cpu,
+    onStall: (stall) => stalls.push(stall),
+  });
+  monitor.start();
+  cpu += 300; // working: 300 ms of CPU, the timer 300 ms late
+  clock.fire(300);
+  cpu += 20; // waiting for a CPU: 400 ms late, 20 ms of own work
+  clock.fire(400);
+  assert.deepEqual(stalls, [{ lagMs: 300, busyMs: 300 }, { lagMs: 400, busyMs: 20 }]);
+  assert.deepEqual(monitor.take(), { maxMs: 400, maxBusyMs: 300, ticks: 2 });
+  monitor.stop();
+});
+
+Deno.test("loop lag: this thread's CPU time grows while it works (Linux)", () => {
+  const before = threadCpuMs();
+  if (Deno.build.os !== "linux") return;
+  assert.ok(before !== undefined, "readable with read permission");
+  const start = performance.now();
+  let x = 0;
+  while (threadCpuMs()! - before < 30 && performance.now() - start < 60_000) x++;
+  assert.ok(threadCpuMs()! - before >= 30 && x > 0);
 });
