@@ -108,6 +108,13 @@ function logTime(line: string): number {
   return Date.parse(line.split(" ")[0]);
 }
 
+/** CPU time (user + system, all threads) of process `pid` so far, ms (10 ms resolution). */
+function processCpuMs(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 function loadAverage(): string {
   return Deno.loadavg().map((x) => x.toFixed(2)).join(" ");
 }
@@ -143,6 +150,7 @@ async function startSim() {
   const running = await log.waitFor(/EIGER simulator running/);
   return {
     log,
+    pid: sim.pid,
     apiPort: field(running, "apiPort"),
     streamPort: field(running, "streamPort"),
     async close() {
@@ -188,17 +196,22 @@ async function simPart(): Promise<number[]> {
     await dcu.put("stream", "format", "cbor");
     await dcu.put("stream", "mode", "enabled");
     const rates: number[] = [];
+    const cpu: number[] = [];
     for (let i = 0; i < SERIES; i++) {
       const from = sim.log.lines.length;
-      await dcu.command("arm");
+      await dcu.command("arm"); // renders and compresses the frames: not counted below
+      const cpuBefore = processCpuMs(sim.pid);
       await dcu.command("trigger", { timeoutMs: 120_000 });
       const line = await sim.log.waitFor(/msg="Series streamed"/, from, 120_000);
+      cpu.push((processCpuMs(sim.pid) - cpuBefore) / IMAGES);
       rates.push(field(line, "rate"));
       await dcu.command("disarm");
     }
     console.log(
       `sim alone: ${SERIES} series of ${IMAGES} images at ${FRAME_S * 1000} ms frame time, ` +
-        `sent ${rates.join(", ")} images/s (${frames} frames received by a counting PULL socket)`,
+        `sent ${rates.join(", ")} images/s; sim CPU per image ${
+          cpu.map((x) => x.toFixed(2)).join(", ")
+        } ms (${frames} frames received by a counting PULL socket)`,
     );
     return rates;
   } finally {
@@ -245,6 +258,7 @@ async function decodePart(): Promise<number[]> {
     },
   );
   const rates: number[] = [];
+  const cpuPerImage: number[] = [];
   try {
     // One round to start and warm up the workers, then the measured ones.
     for (let round = 0; round <= SERIES; round++) {
@@ -268,6 +282,7 @@ async function decodePart(): Promise<number[]> {
         startedAt: 0,
       }, config);
       const started = performance.now();
+      const cpuBefore = processCpuMs(Deno.pid);
       for (const bytes of recorded) {
         const frame = receive.take(bytes.length);
         frame.set(bytes);
@@ -278,14 +293,22 @@ async function decodePart(): Promise<number[]> {
       if (collector.error !== undefined) throw new Error(collector.error);
       assembler.frame().retain()();
       assembler.close();
-      if (round > 0) rates.push(Math.round(IMAGES / seconds));
+      if (round > 0) {
+        rates.push(Math.round(IMAGES / seconds));
+        cpuPerImage.push((processCpuMs(Deno.pid) - cpuBefore) / IMAGES);
+      }
     }
   } finally {
     decoder.close();
   }
   console.log(
     `IOC receiving side alone (${WORKERS} decode workers, pre-recorded stream of ${IMAGES} ` +
-      `images, receive buffers + decode + collector + series stack): ${rates.join(", ")} images/s`,
+      `images, receive buffers + decode + collector + series stack): ${rates.join(", ")} ` +
+      `images/s; CPU per image (all threads) ${
+        cpuPerImage.map((x) => x.toFixed(2)).join(", ")
+      } ms, i.e. at most ${
+        cpuPerImage.map((x) => Math.round((1000 * navigator.hardwareConcurrency) / x)).join(", ")
+      } images/s on ${navigator.hardwareConcurrency} idle cores`,
   );
   return rates;
 }
@@ -314,6 +337,7 @@ async function e2ePart(): Promise<void> {
     const pid = Number(/pid=(\d+)/.exec(ioc.lines[0])?.[1]);
     try {
       await ioc.waitForLine(/msg="Series stack ready"/, 120_000);
+      const cpuAtStart = processCpuMs(pid);
       // count_time + readout (0.1 µs in the simulator) = frame time.
       const duration = FRAME_S - 1e-7;
       const r = await runPyepics(
@@ -357,12 +381,15 @@ out(res)
       const streamed = sim.log.lines.filter((l) => l.includes('msg="Series streamed"'));
       const received = ioc.lines.filter((l) => l.includes('msg="Series received"'));
       const lags = ioc.lines.filter((l) => l.includes('msg="Acquisition event-loop lag"'));
+      const iocCpu = (processCpuMs(pid) - cpuAtStart) / (SERIES * IMAGES);
       const stack = field(ioc.lines.find((l) => l.includes("Series stack ready")) ?? "", "mb");
       console.log(
         `e2e: ${SERIES} series of ${IMAGES} images ${WIDTH}x${HEIGHT} uint32 bslz4 at ` +
           `${FRAME_S * 1000} ms frame time, sim -> IOC (${WORKERS} decode workers) -> pyepics`,
       );
-      console.log("series  sim sent/s  IOC decoded/s  ratio  end->PV update ms  max lag ms  state");
+      console.log(
+        "series  sim sent/s  IOC decoded/s  ratio  end->PV update ms  max lag ms (busy)  state",
+      );
       const latencies: number[] = [];
       const decodedRates: number[] = [];
       res.runs.forEach((run, i) => {
@@ -376,14 +403,16 @@ out(res)
           `${String(i + 1).padStart(6)} ${String(sent).padStart(11)} ${
             String(decoded).padStart(14)
           } ${(decoded / sent).toFixed(2).padStart(6)} ${latency.toFixed(0).padStart(18)} ${
-            String(field(lags[i] ?? "", "max_ms")).padStart(11)
+            `${field(lags[i] ?? "", "max_ms")} (${field(lags[i] ?? "", "max_busy_ms")})`
+              .padStart(18)
           }  ${run.state}`,
         );
       });
       console.log(
         `e2e summary: decoded ${range(decodedRates)} images/s, end->PV ${
           range(latencies)
-        } ms, IOC peak RSS (VmHWM) ${hwm.toFixed(0)} MB (series stacks: 2 x ${stack} MB)`,
+        } ms, IOC CPU per image ${iocCpu.toFixed(2)} ms (all threads, incl. the client's reads), ` +
+          `IOC peak RSS (VmHWM) ${hwm.toFixed(0)} MB (series stacks: 2 x ${stack} MB)`,
       );
       for (const line of ioc.lines.filter((l) => / (ERROR|WARN) /.test(l))) {
         console.log(`IOC: ${line}`);
