@@ -5,23 +5,20 @@
 
 import assert from "node:assert/strict";
 import { decompressBslz4 } from "../devices/eiger/bslz4.ts";
-import { FRAME_VARIANTS, SimDetector, type SimMessage } from "../devices/eiger_sim/detector.ts";
+import { FRAME_VARIANTS, type SimMessage } from "../devices/eiger_sim/detector.ts";
 import { makePattern, renderImage } from "../devices/eiger_sim/images.ts";
 import { SeriesRate, type SeriesRateReport } from "../devices/eiger_sim/stream.ts";
 import { encodeSimMessage, encodeSimMessageParts } from "../devices/eiger_sim/encode.ts";
 import { concatBytes } from "../core/bytes.ts";
+import { recordSimSeries } from "./support/eiger.ts";
 
 Deno.test("eiger sim: a series cycles through frames pre-compressed at arm", async () => {
-  const sent: SimMessage[] = [];
-  const det = new SimDetector({ width: 40, height: 24, bitDepth: 32 });
-  det.output = { send: (m) => sent.push(m), drop: () => {} };
-  det.write("stream", "mode", "enabled");
-  det.write("stream", "format", "cbor");
-  det.write("detector", "count_time", 0.0005);
-  det.write("detector", "nimages", 20);
-  await det.command("detector", "arm", undefined);
-  const armedAt = sent.length;
-  await det.command("detector", "trigger", undefined);
+  const { messages: sent, armedAt } = await recordSimSeries({
+    width: 40,
+    height: 24,
+    bitDepth: 32,
+    images: 20,
+  });
   const images = sent.filter((m) => m.type === "image");
   assert.equal(armedAt, 1); // the start message; images only after the trigger
   assert.equal(images.length, 20);
@@ -94,15 +91,12 @@ Deno.test("eiger sim: the rate a series was sent at is reported at its end", () 
 });
 
 Deno.test("eiger sim: a frame goes out in pieces that reference the pre-compressed payload", async () => {
-  const sent: SimMessage[] = [];
-  const det = new SimDetector({ width: 1028, height: 64, bitDepth: 32 });
-  det.output = { send: (m) => sent.push(m), drop: () => {} };
-  det.write("stream", "mode", "enabled");
-  det.write("stream", "format", "cbor");
-  det.write("detector", "count_time", 0.0005);
-  det.write("detector", "nimages", 2);
-  await det.command("detector", "arm", undefined);
-  await det.command("detector", "trigger", undefined);
+  const { messages: sent } = await recordSimSeries({
+    width: 1028,
+    height: 64,
+    bitDepth: 32,
+    images: 2,
+  });
   const image = sent.find((m) => m.type === "image");
   assert.ok(image?.type === "image");
   const parts = encodeSimMessageParts(image);

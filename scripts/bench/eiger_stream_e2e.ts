@@ -38,7 +38,7 @@ import { startIoc } from "../../tests/support/ioc_process.ts";
 import { RUNTIME_FLAGS } from "../build.ts";
 import { connectPull } from "../../devices/eiger/zmtp_socket.ts";
 import { SimplonClient } from "../../devices/eiger/simplon.ts";
-import { SimDetector, type SimMessage } from "../../devices/eiger_sim/detector.ts";
+import { recordSimSeries } from "../../tests/support/eiger.ts";
 import { encodeSimMessage } from "../../devices/eiger_sim/encode.ts";
 import { defaultDecodeWorkers, StreamDecoder } from "../../devices/eiger/decode_pool.ts";
 import { FrameBufferPool } from "../../devices/eiger/frame_buffers.ts";
@@ -223,15 +223,12 @@ async function simPart(): Promise<number[]> {
 
 /** Records the simulator's stream of one series (start, images, end) as frames. */
 async function recordSeries(): Promise<Uint8Array[]> {
-  const messages: SimMessage[] = [];
-  const det = new SimDetector({ width: WIDTH, height: HEIGHT, bitDepth: 32 });
-  det.output = { send: (m) => messages.push(m), drop: () => {} };
-  det.write("stream", "mode", "enabled");
-  det.write("stream", "format", "cbor");
-  det.write("detector", "count_time", 0.0005);
-  det.write("detector", "nimages", IMAGES);
-  await det.command("detector", "arm", undefined);
-  await det.command("detector", "trigger", undefined);
+  const { messages } = await recordSimSeries({
+    width: WIDTH,
+    height: HEIGHT,
+    bitDepth: 32,
+    images: IMAGES,
+  });
   return messages.map(encodeSimMessage);
 }
 

@@ -14,6 +14,7 @@ import {
   startEigerSim,
 } from "../../devices/eiger_sim/main.ts";
 import { createLoopbackStream, type LoopbackStream } from "../../devices/eiger_sim/loopback.ts";
+import { SimDetector, type SimMessage } from "../../devices/eiger_sim/detector.ts";
 
 /** A simulator started for a test, with helpers. */
 export interface TestSim extends EigerSim {
@@ -235,4 +236,36 @@ export async function clearLikeController(device: EigerDevice): Promise<void> {
 /** The data events (`*-data`) among `events`. */
 export function dataEvents(events: DeviceEvent[]): DeviceEvent[] {
   return events.filter((e) => e.type.endsWith("-data"));
+}
+
+/** What {@link recordSimSeries} returns. */
+export interface RecordedSimSeries {
+  /** The stream messages of the series in order: start, images, end. */
+  messages: SimMessage[];
+  /** Messages sent by the arm (before the trigger). */
+  armedAt: number;
+}
+
+/**
+ * Runs one internally triggered series of `images` images on an in-process simulated DCU (no
+ * sockets) and records its stream messages.
+ */
+export async function recordSimSeries(
+  options: { width: number; height: number; bitDepth: number; images: number },
+): Promise<RecordedSimSeries> {
+  const messages: SimMessage[] = [];
+  const det = new SimDetector({
+    width: options.width,
+    height: options.height,
+    bitDepth: options.bitDepth,
+  });
+  det.output = { send: (m) => messages.push(m), drop: () => {} };
+  det.write("stream", "mode", "enabled");
+  det.write("stream", "format", "cbor");
+  det.write("detector", "count_time", 0.0005);
+  det.write("detector", "nimages", options.images);
+  await det.command("detector", "arm", undefined);
+  const armedAt = messages.length;
+  await det.command("detector", "trigger", undefined);
+  return { messages, armedAt };
 }
