@@ -272,7 +272,15 @@ export function createController(options: ControllerOptions): Controller {
     const step = () => {
       stopWarming = undefined;
       if (finished || config === undefined) return;
-      if (assembler.warm(config, WARM_STEP_BYTES)) {
+      let more: boolean;
+      try {
+        more = assembler.warm(config, WARM_STEP_BYTES);
+      } catch (err) {
+        // E.g. no memory for the stack: the acquisition that needs it reports that as its error.
+        log.warning("Cannot prepare the series stack", { error: errorMessage(err) });
+        return;
+      }
+      if (more) {
         steps++;
         stopWarming = idleTurn(step);
       } else if (steps > 0 && assembler.series === undefined) {
