@@ -84,14 +84,14 @@ const WRITE_PROBE = `
 P = sys.argv[1]
 pv = epics.PV(P + 'duration')
 pv.wait_for_connection(10)
-wait_rights = time.time() + 5
-while pv.write_access is None and time.time() < wait_rights:
-    time.sleep(0.01)
+# Rights as libca holds them (the server sends them before the channel is connected); PV's own
+# copy comes from a callback that can race with PV.__init__ under load.
+read, write = bool(ca.read_access(pv.chid)), bool(ca.write_access(pv.chid))
 try:
-    status = ca.put(pv.chid, 2.5, wait=True)
+    status = ca.put(pv.chid, 2.5, wait=True, timeout=10)
 except Exception as e:
     status = type(e).__name__
-out({'read': pv.read_access, 'write': pv.write_access, 'status': str(status),
+out({'read': read, 'write': write, 'status': str(status),
      'value': epics.caget(P + 'duration', use_monitor=False)})
 `;
 
