@@ -16,7 +16,9 @@
  *   received and decoded at (`Series received`: first to last image handed on), the time from
  *   the detector's `end` message (the simulator's log time) to the image PV update at the client
  *   (a monitor of the first row: the update event, not 200 MB of transfer), the largest event-loop
- *   lag the IOC saw during the acquisition, and the IOC's peak RSS (VmHWM) at the end. The IOC
+ *   lag the IOC saw during the acquisition, the IOC's CPU time per image of each series (from the
+ *   client's acquire to the PV update; all threads, and the main thread's part) and over the whole
+ *   run, and the IOC's peak RSS (VmHWM) at the end. The IOC
  *   prepares its series stacks after start (`Series stack ready`); the series begin after that.
  *
  * Run it niced on a shared machine; it prints the load average before and after.
@@ -113,6 +115,35 @@ function processCpuMs(pid: number): number {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** CPU time (user + system) of thread `tid` of process `pid` so far, ms (10 ms resolution). */
+function threadCpuMs(pid: number, tid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** CPU samples of a process (all threads, and its main thread) every 10 ms, by wall time. */
+function sampleCpu(pid: number): {
+  at: (ms: number) => { all: number; main: number };
+  stop: () => void;
+} {
+  const samples: { t: number; all: number; main: number }[] = [];
+  const take = () => {
+    try {
+      samples.push({ t: Date.now(), all: processCpuMs(pid), main: threadCpuMs(pid, pid) });
+    } catch {
+      // the process ended
+    }
+  };
+  take();
+  const timer = setInterval(take, 10);
+  return {
+    /** The last sample taken at or before wall time `ms`. */
+    at: (ms) => samples.findLast((s) => s.t <= ms) ?? samples[0],
+    stop: () => clearInterval(timer),
+  };
 }
 
 function loadAverage(): string {
@@ -335,6 +366,7 @@ async function e2ePart(): Promise<void> {
     try {
       await ioc.waitForLine(/msg="Series stack ready"/, 120_000);
       const cpuAtStart = processCpuMs(pid);
+      const cpuSamples = sampleCpu(pid);
       // count_time + readout (0.1 µs in the simulator) = frame time.
       const duration = FRAME_S - 1e-7;
       const r = await runPyepics(
@@ -367,6 +399,7 @@ out(res)
           env: { EPICS_CA_MAX_ARRAY_BYTES: "100000000" },
         },
       );
+      cpuSamples.stop();
       if (r.code !== 0) throw new Error(`client failed: ${r.stderr}\n${ioc.lines.join("\n")}`);
       const res = r.json as {
         ready: boolean;
@@ -385,11 +418,18 @@ out(res)
           `${FRAME_S * 1000} ms frame time, sim -> IOC (${WORKERS} decode workers) -> pyepics`,
       );
       console.log(
-        "series  sim sent/s  IOC decoded/s  ratio  end->PV update ms  max lag ms (busy)  state",
+        "series  sim sent/s  IOC decoded/s  ratio  end->PV update ms  max lag ms (busy)" +
+          "  IOC CPU/image ms (main thread)  state",
       );
       const latencies: number[] = [];
       const decodedRates: number[] = [];
+      const seriesCpu: number[] = [];
       res.runs.forEach((run, i) => {
+        // The IOC's CPU from the client's acquire to the image PV update (receive, decode, post).
+        const from = cpuSamples.at(run.put * 1000);
+        const to = cpuSamples.at(run.update === null ? Infinity : run.update * 1000);
+        const cpu = (to.all - from.all) / IMAGES;
+        seriesCpu.push(cpu);
         const s = streamed[i] ?? "";
         const sent = field(s, "rate");
         const decoded = field(received[i] ?? "", "rate");
@@ -402,13 +442,19 @@ out(res)
           } ${(decoded / sent).toFixed(2).padStart(6)} ${latency.toFixed(0).padStart(18)} ${
             `${field(lags[i] ?? "", "max_ms")} (${field(lags[i] ?? "", "max_busy_ms")})`
               .padStart(18)
+          } ${
+            `${cpu.toFixed(2)} (${((to.main - from.main) / IMAGES).toFixed(2)})`.padStart(32)
           }  ${run.state}`,
         );
       });
       console.log(
         `e2e summary: decoded ${range(decodedRates)} images/s, end->PV ${
           range(latencies)
-        } ms, IOC CPU per image ${iocCpu.toFixed(2)} ms (all threads, incl. the client's reads), ` +
+        } ms, IOC CPU per image ${
+          seriesCpu.map((x) => x.toFixed(2)).join(", ")
+        } ms in the series (acquire to PV update), ${
+          iocCpu.toFixed(2)
+        } ms over the whole run (all threads, incl. idle turns and the client's reads), ` +
           `IOC peak RSS (VmHWM) ${hwm.toFixed(0)} MB (series stacks: 2 x ${stack} MB)`,
       );
       for (const line of ioc.lines.filter((l) => / (ERROR|WARN) /.test(l))) {
