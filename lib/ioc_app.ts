@@ -19,6 +19,7 @@ import { errorMessage } from "../core/errors.ts";
 import { BulkWriteGate } from "../core/write_gate.ts";
 import { type PvaServer, startPvaServer } from "../pva/mod.ts";
 import { LoopLagMonitor, threadCpuMs } from "../core/loop_lag.ts";
+import { IO_POLL_ENV, ioPollInterval, RECOMMENDED_IO_POLL_INTERVAL } from "../core/io_poll.ts";
 
 const log = getLog("ioc");
 
@@ -182,6 +183,16 @@ export async function runIoc(
     pva_tcp_port: pva?.tcpPort ?? "off",
     pva_udp_port: pva?.udpPort ?? "off",
   });
+  // Read by the runtime at startup (core/io_poll.ts): with the default, clients wait up to 61
+  // event-loop turns for their requests to be read while a fast stream keeps the loop busy.
+  const ioPoll = ioPollInterval(env[IO_POLL_ENV]);
+  if (!ioPoll.ok) {
+    log.warning("Sockets are polled only every few event-loop turns", {
+      [IO_POLL_ENV]: ioPoll.interval,
+      recommended: RECOMMENDED_IO_POLL_INTERVAL,
+      effect: "CA/PVA requests may wait up to seconds while an image stream keeps the IOC busy",
+    });
+  }
 
   // systemd (Type=notify): READY once we serve, STATUS per state, watchdog pings, STOPPING.
   // Notifications are sent one after the other (concurrent sends were seen to get lost).

@@ -7,6 +7,7 @@
  */
 
 import { testPvaServerEnv, testServerEnv } from "./epics_env.ts";
+import { IO_POLL_ENV, RECOMMENDED_IO_POLL_INTERVAL } from "../../core/io_poll.ts";
 import { RUNTIME_FLAGS } from "../../scripts/build.ts";
 
 const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
@@ -55,6 +56,8 @@ export async function startIoc(
       ...testServerEnv(),
       ...testPvaServerEnv(),
       EPICS_CAS_SERVER_PORT: "0",
+      // As every launcher of the IOC (core/io_poll.ts): sockets polled after every turn.
+      [IO_POLL_ENV]: String(RECOMMENDED_IO_POLL_INTERVAL),
       ...env,
     },
     clearEnv: true,
