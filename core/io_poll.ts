@@ -7,7 +7,7 @@
  * loop that keeps itself ready — a fast stream whose socket always has data (its reads complete
  * at once, without readiness), decode workers posting results, `setImmediate` turns — is polled
  * turn after turn, and every other socket of the thread waits 61 turns: measured on the EIGER
- * stream at 1000 frames/s (turns of 4–8 ms), the main thread made no `epoll_wait` for 0.3–0.55 s
+ * stream at 1000 frames/s (turns of 4–8 ms), the main thread made no `epoll_wait` for 0.3–0.83 s
  * at a time while its timers ran on time, and Channel Access requests waited that long for each
  * round trip (probes of 1.3–3.3 s). The interval is read once, from `DENO_TOKIO_EVENT_INTERVAL`,
  * when the runtime starts, so it cannot be changed from inside; the launchers set it to 1 and

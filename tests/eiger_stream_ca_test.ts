@@ -8,11 +8,11 @@
  * - every probe during the acquisition is answered, with the right value, and several probes ran
  *   while the series was being received;
  * - no probe took longer than the idle IOC's p90 plus an allowance (`DISS_TEST_CA_BUSY_MS`,
- *   default 10 000 ms): a failure detector for gross stalls only (on a loaded box probes of up to
- *   0.4 s are seen; before the fix below, 1.3–3.3 s);
+ *   default 10 000 ms): a failure detector for gross stalls only (at load 3–6 the slowest probe of a
+ *   series took 0.2–1.1 s; before the fix below, 1.3–3.3 s);
  * - the IOC ran with sockets polled after every event-loop turn (`DENO_TOKIO_EVENT_INTERVAL=1`,
  *   set by the harness as by every launcher: no startup warning). With the runtime's default a
- *   stream that keeps the loop busy leaves the CA sockets unpolled for 0.3–0.55 s at a time
+ *   stream that keeps the loop busy leaves the CA sockets unpolled for 0.3–0.83 s at a time
  *   (core/io_poll.ts, docs/eiger-stream.md);
  * - the IOC's own measure: the largest *busy* event-loop lag of the acquisition (the CPU time its
  *   thread spent on one piece of work while its timer was late, `Acquisition event-loop lag
