@@ -234,7 +234,9 @@ Deno.test("assembler: gaps and tails are requested; resent packets complete the 
   const a = new FrameAssembler({ payloadSize: 200, packetSize: 76, resend: true, windowMs: 40 });
   const packets = frame(7, bytes(200, 3), 76); // leader, 5 payloads, trailer = 7 packets
   for (const [i, p] of packets.entries()) if (i !== 2 && i !== 3 && i !== 6) a.feed(p, 0);
+  assert.equal(a.pendingResends, 1, "the receiver sends only when this says so");
   assert.deepEqual(a.takeResends(), [{ blockId: 7, first: 2, last: 3 }]);
+  assert.equal(a.pendingResends, 0);
   a.poll(11); // a quarter of the window: ask for the tail (trailer missing)
   assert.deepEqual(a.takeResends(), [{ blockId: 7, first: 6, last: 6 }]);
   a.poll(21); // half the window: all holes again

@@ -306,6 +306,11 @@ export class FrameAssembler {
     return this.#outputs.shift();
   }
 
+  /** How many resend requests {@link takeResends} would hand out (checked per packet, no allocation). */
+  get pendingResends(): number {
+    return this.#resends.length;
+  }
+
   /** Pending resend requests (emptied by the call). */
   takeResends(): ResendRequest[] {
     if (this.#resends.length === 0) return [];

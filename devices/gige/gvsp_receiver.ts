@@ -163,6 +163,20 @@ export class GvspReceiver {
   }
 
   #drain(a: FrameAssembler): void {
+    // Called per datagram: nothing is allocated unless there is something to send or hand out.
+    if (a.pendingResends > 0) this.#sendResends(a);
+    let out = a.takeOutput();
+    if (out === undefined) return;
+    while (out !== undefined) {
+      this.#queue.push(out);
+      out = a.takeOutput();
+    }
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.();
+  }
+
+  #sendResends(a: FrameAssembler): void {
     for (const r of a.takeResends()) {
       const id = this.#reqId;
       this.#reqId = id >= 0xffff ? 1 : id + 1;
@@ -179,15 +193,6 @@ export class GvspReceiver {
         port: this.#device.port,
       }).catch(() => {});
     }
-    let out = a.takeOutput();
-    if (out === undefined) return;
-    while (out !== undefined) {
-      this.#queue.push(out);
-      out = a.takeOutput();
-    }
-    const w = this.#waiter;
-    this.#waiter = undefined;
-    w?.();
   }
 
   /** Waits for the next result; rejects when `signal` aborts or the receiver closes. */
