@@ -32,7 +32,12 @@ import { type SearchBinding, type SearchWorker, startSearchWorker } from "./sear
 import { PvStore } from "./store.ts";
 import { readServerLimits, type ServerLimits, slowestCircuit } from "./server_limits.ts";
 import { getLog } from "../core/log.ts";
-import { acceptConnections, type PumpOptions, pumpStream } from "../core/stream_pump.ts";
+import {
+  acceptConnections,
+  listenOnHosts,
+  type PumpOptions,
+  pumpStream,
+} from "../core/stream_pump.ts";
 import {
   BulkWriteGate,
   DEFAULT_BULK_BYTES_PER_TURN,
@@ -108,10 +113,6 @@ export { DEFAULT_BULK_BYTES_PER_TURN };
 const TRIM_DELAY_MS = 1000;
 /** Second return of freed memory, after the garbage collector had time to run (ms). */
 const TRIM_AGAIN_MS = 15_000;
-
-function isAddrInUse(error: unknown): boolean {
-  return error instanceof Deno.errors.AddrInUse;
-}
 
 /**
  * `DISS_CA_SEARCH_WORKER`: `yes`/`no` (case-insensitive, also `1`/`0`; unset: no). Anything
@@ -214,24 +215,11 @@ export async function startCaServer(options: CaServerOptions = {}): Promise<CaSe
   }
 
   // TCP listeners (one per interface, same port; fall back to an OS port when taken).
-  const listeners: Deno.TcpListener[] = [];
-  const listenAll = (port: number) => {
-    let p = port;
-    for (const hostname of hosts) {
-      const listener = Deno.listen({ transport: "tcp", hostname, port: p });
-      p = (listener.addr as Deno.NetAddr).port;
-      listeners.push(listener);
-    }
-    return p;
-  };
-  try {
-    tcpPort = listenAll(preferredPort === 0 ? 0 : udpPort);
-  } catch (error) {
-    for (const l of listeners.splice(0)) l.close();
-    if (!isAddrInUse(error)) throw error;
+  const tcp = listenOnHosts(hosts, preferredPort === 0 ? 0 : udpPort, () => {
     log.warning("TCP port taken, using an OS-assigned port", { port: preferredPort });
-    tcpPort = listenAll(0);
-  }
+  });
+  const listeners = tcp.listeners;
+  tcpPort = tcp.port;
 
   const tasks = new Set<Promise<unknown>>();
   const track = (p: Promise<unknown>) => {

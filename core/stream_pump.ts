@@ -300,3 +300,41 @@ export async function acceptConnections(
     serve(conn);
   }
 }
+
+/** Result of {@link listenOnHosts}. */
+export interface HostListeners {
+  /** One listener per host, all on {@link HostListeners.port}. */
+  listeners: Deno.TcpListener[];
+  /** The port they listen on (the requested one, or an OS-assigned one when it was taken). */
+  port: number;
+}
+
+/**
+ * Opens one TCP listener per host on `port` (0: the OS picks one, then every host uses it). When
+ * the port is taken, the listeners opened so far are closed, `onPortTaken` hears of it, and all
+ * hosts listen on an OS-assigned port instead; any other error closes them and is thrown.
+ */
+export function listenOnHosts(
+  hosts: readonly string[],
+  port: number,
+  onPortTaken: (port: number) => void,
+): HostListeners {
+  const listeners: Deno.TcpListener[] = [];
+  const listenAll = (wanted: number): number => {
+    let p = wanted;
+    for (const hostname of hosts) {
+      const listener = Deno.listen({ transport: "tcp", hostname, port: p });
+      p = (listener.addr as Deno.NetAddr).port;
+      listeners.push(listener);
+    }
+    return p;
+  };
+  try {
+    return { listeners, port: listenAll(port) };
+  } catch (error) {
+    for (const l of listeners.splice(0)) l.close();
+    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
+    onPortTaken(port);
+    return { listeners, port: listenAll(0) };
+  }
+}

@@ -14,7 +14,7 @@ import {
   type UdpDestination,
   type WriteAccessHook,
 } from "../ca/mod.ts";
-import { acceptConnections, pumpStream } from "../core/stream_pump.ts";
+import { acceptConnections, listenOnHosts, pumpStream } from "../core/stream_pump.ts";
 import { BulkWriteGate } from "../core/write_gate.ts";
 import { getLog } from "../core/log.ts";
 import { type Clock, sleep, systemClock, type TimerHandle } from "../core/clock.ts";
@@ -139,26 +139,10 @@ export async function startPvaServer(options: PvaServerOptions = {}): Promise<Pv
   };
 
   // TCP listeners: the requested port, else an OS-assigned one when taken (as PVXS).
-  const listeners: Deno.TcpListener[] = [];
-  const listenAll = (port: number) => {
-    let p = port;
-    for (const hostname of hosts) {
-      const l = Deno.listen({ transport: "tcp", hostname, port: p });
-      p = (l.addr as Deno.NetAddr).port;
-      listeners.push(l);
-    }
-    return p;
-  };
-  let tcpPort: number;
   const wantTcp = options.tcpPort ?? config.serverPort;
-  try {
-    tcpPort = listenAll(wantTcp);
-  } catch (error) {
-    for (const l of listeners.splice(0)) l.close();
-    if (!(error instanceof Deno.errors.AddrInUse)) throw error;
-    log.warning("PVA TCP port taken, using an OS-assigned port", { port: wantTcp });
-    tcpPort = listenAll(0);
-  }
+  const { listeners, port: tcpPort } = listenOnHosts(hosts, wantTcp, (port) => {
+    log.warning("PVA TCP port taken, using an OS-assigned port", { port });
+  });
   const identity: ServerIdentity = { guid, tcpPort };
 
   const udpSockets: Deno.DatagramConn[] = [];

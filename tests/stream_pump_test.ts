@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   BULK_CHUNK,
   IDLE_READ_BYTES,
+  listenOnHosts,
   type PumpHooks,
   pumpStream,
   type StreamProtocol,
@@ -157,4 +158,28 @@ Deno.test("stream pump: an idle connection holds only the small read buffer, als
   assert.equal(hooks!.bufferBytes(), IDLE_READ_BYTES, "after the burst: back to the idle buffer");
   client.close();
   await pump;
+});
+
+Deno.test("listenOnHosts: a taken port falls back to one OS-assigned port for every host", () => {
+  const holder = Deno.listen({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
+  const taken = (holder.addr as Deno.NetAddr).port;
+  const heard: number[] = [];
+  try {
+    const { listeners, port } = listenOnHosts(["127.0.0.1"], taken, (p) => heard.push(p));
+    try {
+      assert.deepEqual(heard, [taken]);
+      assert.notEqual(port, taken);
+      assert.deepEqual(listeners.map((l) => (l.addr as Deno.NetAddr).port), [port]);
+    } finally {
+      for (const l of listeners) l.close();
+    }
+    // A free port is used as asked, without the fallback.
+    const free = listenOnHosts(["127.0.0.1"], 0, (p) => heard.push(p));
+    for (const l of free.listeners) l.close();
+    assert.equal(heard.length, 1);
+    // Any other failure is thrown, and the listeners opened before it are closed (sanitizer).
+    assert.throws(() => listenOnHosts(["127.0.0.1", "not a host name"], 0, () => {}));
+  } finally {
+    holder.close();
+  }
 });
