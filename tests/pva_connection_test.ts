@@ -8,8 +8,8 @@ import { defaultCodec } from "../ca/codec_dbr.ts";
 import { WriteRefusedError } from "../ca/pv.ts";
 import { type ConnectionLimits, ServerConnection } from "../pva/connection.ts";
 import { recordSource } from "../pva/source.ts";
-import { beginMessage, Cmd, endMessage, HEADER_SIZE, isBigEndian } from "../pva/messages.ts";
-import { BitSet, WireReader, WireWriter } from "../pva/wire.ts";
+import { buildMessage, Cmd, HEADER_SIZE, isBigEndian } from "../pva/messages.ts";
+import { BitSet, WireReader, type WireWriter } from "../pva/wire.ts";
 import {
   readChanged,
   readFieldDesc,
@@ -88,12 +88,9 @@ function harness(limits: Partial<ConnectionLimits> = {}, little = true): Harness
   return { conn, store, logs, closed, drain };
 }
 
+/** A client message (pva/messages.ts buildMessage), little-endian unless told. */
 function msg(command: number, body: (w: WireWriter) => void, little = true): Uint8Array {
-  const w = new WireWriter(little);
-  const at = beginMessage(w, command, false);
-  body(w);
-  endMessage(w, at);
-  return w.toBytes();
+  return buildMessage(command, false, little, body);
 }
 
 function validate(h: Harness): void {

@@ -9,8 +9,8 @@ import { PvStore } from "../ca/store.ts";
 import { defaultCodec } from "../ca/codec_dbr.ts";
 import { ServerConnection } from "../pva/connection.ts";
 import { recordSource } from "../pva/source.ts";
-import { beginMessage, Cmd, endMessage } from "../pva/messages.ts";
-import { BitSet, PvaProtocolError, WireWriter } from "../pva/wire.ts";
+import { buildMessage, Cmd } from "../pva/messages.ts";
+import { BitSet, PvaProtocolError, type WireWriter } from "../pva/wire.ts";
 import { writeFieldDesc, writeValue } from "../pva/pvdata.ts";
 import { buildPvRequest } from "../pva/request.ts";
 import { answerSearchDatagram, encodeSearch } from "../pva/search.ts";
@@ -19,12 +19,9 @@ import { createRandom } from "../core/random.ts";
 const MESSAGES = 100_000;
 const SID = 0x07050301;
 
+/** A client message (pva/messages.ts buildMessage), little-endian unless told. */
 function msg(command: number, body: (w: WireWriter) => void, little = true): Uint8Array {
-  const w = new WireWriter(little);
-  const at = beginMessage(w, command, false);
-  body(w);
-  endMessage(w, at);
-  return w.toBytes();
+  return buildMessage(command, false, little, body);
 }
 
 function corpus(): Uint8Array[] {
