@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { writePieces } from "../core/stream_pump.ts";
+import { BULK_CHUNK, writePieces } from "../core/stream_pump.ts";
 import { AdaptiveBuffer } from "../core/socket_buffer.ts";
 import { concat } from "./support/bytes.ts";
 
@@ -42,4 +42,26 @@ Deno.test("writePieces: partial writes are continued until everything is written
   await writePieces(conn, pieces, scratch);
   assert.deepEqual(concat(...writes), concat(...pieces));
   assert.ok(writes.every((w) => w.length <= 100));
+});
+
+Deno.test("writePieces: an image message is three writes - header with the first pixels, pixels, trailer", async () => {
+  const scratch = new AdaptiveBuffer();
+  const header = filled(24, 11);
+  // A little more than one chunk: the remainder goes with the chunk, not in a write of its own.
+  const pixels = filled(BULK_CHUNK + 9000, 12);
+  const trailer = filled(158, 13);
+  const { conn, writes } = recordingConn(1 << 30);
+  await writePieces(conn, [header, pixels, trailer], scratch);
+  assert.deepEqual(concat(...writes), concat(header, pixels, trailer), "every byte, in order");
+  assert.deepEqual(writes.map((w) => w.length), [1024, 24 + pixels.length - 1024, 158]);
+  assert.deepEqual(writes[0].subarray(0, 24), header, "the header rides with the first pixels");
+  // A payload of several chunks: full chunks, the last one takes the small remainder.
+  const large = filled(3 * BULK_CHUNK + 100, 14);
+  const second = recordingConn(1 << 30);
+  await writePieces(second.conn, [header, large], scratch);
+  assert.deepEqual(concat(...second.writes), concat(header, large));
+  assert.deepEqual(
+    second.writes.map((w) => w.length),
+    [1024, BULK_CHUNK, BULK_CHUNK, BULK_CHUNK + 100 + 24 - 1024],
+  );
 });

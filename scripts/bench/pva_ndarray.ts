@@ -40,6 +40,7 @@ const { values } = parseArgs({
     pvxs: { type: "string" },
     only: { type: "string" },
     profile: { type: "string" },
+    fps: { type: "string", default: "2000" },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -77,9 +78,64 @@ async function pvaClient(port: number, pv: string): Promise<Record<string, numbe
 }
 
 /**
- * Posts images as fast as possible until stopped, yielding to the event loop (a timer turn, so
- * that socket I/O is polled) after each post, as frames arriving from a detector do. Bursts of
- * posts, or `setImmediate` yields, starve the socket writers of every protocol.
+ * Paces the poster. `--fps N` (default 2000, a fast detector): a worker thread sleeps until each
+ * frame's due time (`Atomics.wait`, sub-millisecond) and sends the main thread a message, so a
+ * frame arrives as an event of its own, as from a detector stream — between two frames the event
+ * loop polls the sockets and the servers write; frames due while the main thread was busy are
+ * merged into one post (the newest), as a detector does not wait. `--fps 0`: the previous poster,
+ * a `setTimeout(0)` turn after each post, which Deno rounds to its 1 ms timer ticks (~2 ms per
+ * turn on this box, ~450–500 posts/s with nothing else to do) — a cap that every protocol
+ * reaches on a quiet machine, hiding their differences.
+ */
+function frameTicker(fps: number): { next: () => Promise<void>; close: () => void } {
+  if (fps <= 0) {
+    return { next: () => new Promise((resolve) => setTimeout(resolve, 0)), close: () => {} };
+  }
+  // [0]: stop, [1]: a frame message is in flight (not yet taken by the main thread).
+  const flags = new Int32Array(new SharedArrayBuffer(8));
+  const code = `
+    self.onmessage = ({ data }) => {
+      const [flags, period] = data;
+      const t0 = performance.now();
+      for (let k = 1; Atomics.load(flags, 0) === 0; k++) {
+        const wait = t0 + k * period - performance.now();
+        if (wait > 0) Atomics.wait(flags, 0, 0, wait);
+        if (Atomics.compareExchange(flags, 1, 0, 1) === 0) self.postMessage(k);
+      }
+    };`;
+  const worker = new Worker(URL.createObjectURL(new Blob([code], { type: "text/javascript" })), {
+    type: "module",
+  });
+  let waiting: (() => void) | undefined;
+  let due = false;
+  worker.onmessage = () => {
+    Atomics.store(flags, 1, 0);
+    const w = waiting;
+    waiting = undefined;
+    if (w) w();
+    else due = true;
+  };
+  worker.postMessage([flags, 1000 / fps]);
+  return {
+    next: () => {
+      if (due) {
+        due = false;
+        return Promise.resolve();
+      }
+      return new Promise((resolve) => (waiting = resolve));
+    },
+    close: () => {
+      Atomics.store(flags, 0, 1);
+      Atomics.notify(flags, 0);
+      worker.terminate();
+    },
+  };
+}
+
+/**
+ * Posts images as fast as possible until stopped, waiting for the next frame ({@link frameTicker})
+ * after each post. Bursts of posts without a turn of the event loop between them starve the
+ * socket writers of every protocol.
  */
 function poster(
   pvs: PvHandle[],
@@ -88,11 +144,16 @@ function poster(
   let running = true;
   let posts = 0;
   const done = (async () => {
-    while (running) {
-      image[0] = posts;
-      for (const pv of pvs) pv.post(image, { copy: true });
-      posts++;
-      await new Promise((resolve) => setTimeout(resolve, 0));
+    const ticker = frameTicker(Number(values.fps));
+    try {
+      while (running) {
+        image[0] = posts;
+        for (const pv of pvs) pv.post(image, { copy: true });
+        posts++;
+        await ticker.next();
+      }
+    } finally {
+      ticker.close();
     }
   })();
   return {
