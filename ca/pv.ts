@@ -171,6 +171,13 @@ export interface PostOptions {
    * the native element type are kept by reference.
    */
   keep?: boolean;
+  /**
+   * With {@link keep}: takes another reference to the handed-over array (the frame's `retain`,
+   * see `devices/contract.ts`) and returns the function that gives it back. Readers that keep
+   * referring to the value after the next post (a queued pvAccess image message) then borrow the
+   * array through it instead of copying it.
+   */
+  retain?: () => () => void;
 }
 
 /** A served PV. */

@@ -339,6 +339,8 @@ export class PvRecord implements PvHandle {
   #ownsValue = true;
   /** Own value arrays lent by {@link holdValue}, with their number of holders. */
   #valueHolds = new Map<NumericArray, number>();
+  /** Takes a reference to a handed-over `#value` for a borrower (`PostOptions.retain`). */
+  #retainValue: (() => () => void) | undefined;
   /** An own array superseded while lent and since given back: the next copying post fills it. */
   #spareValue: NumericArray | undefined;
   /** Native form of a narrow `#value`, made on demand by {@link value} (and its version). */
@@ -428,6 +430,7 @@ export class PvRecord implements PvHandle {
       stored = copy && native === value && ArrayBuffer.isView(native) ? native.slice() : native;
     }
     this.#ownsValue = stored !== value;
+    this.#retainValue = this.#ownsValue ? undefined : options.retain;
     this.#store(stored, options);
   }
 
@@ -435,13 +438,18 @@ export class PvRecord implements PvHandle {
    * Lends the stored value array to a reader that keeps referring to it after this call (a
    * queued pvAccess message sends its bytes by reference): until `release`, a copying
    * {@link post} fills another array (a spare given back earlier, else a new one) instead of
-   * overwriting this one. Undefined when the stored value is not an array this record allocated
-   * (one handed over by the caller, who may reuse it once replaced): the reader copies then.
+   * overwriting this one. An array handed over by the caller (who may reuse it once replaced) is
+   * lent only when the post gave a {@link PostOptions.retain}: `release` then gives that
+   * reference back. Undefined otherwise (the reader copies then).
    */
   holdValue(): { value: NumericArray; release: () => void } | undefined {
     const value = this.#value;
-    if (!this.#ownsValue || Array.isArray(value)) return undefined;
+    if (Array.isArray(value)) return undefined;
     const array = value as NumericArray;
+    if (!this.#ownsValue) {
+      const retain = this.#retainValue;
+      return retain === undefined ? undefined : { value: array, release: retain() };
+    }
     const release = holdCounted(this.#valueHolds, array, () => {
       if (array !== this.#value) this.#spareValue = array;
     });
@@ -464,6 +472,7 @@ export class PvRecord implements PvHandle {
     }
     // A write handler may still hold the decoded array: never convert into it later.
     this.#ownsValue = false;
+    this.#retainValue = undefined;
     this.#store(value, options);
   }
 

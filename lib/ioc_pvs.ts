@@ -455,7 +455,8 @@ export function createIocPvs(options: IocPvsOptions): IocPvs {
         const value = pixels instanceof Uint32Array && pv.definition.type === "long"
           ? new Int32Array(pixels.buffer, pixels.byteOffset, pixels.length)
           : pixels;
-        pv.post(value, { timestamp, keep: true });
+        // Readers that outlive the next frame (queued PVA messages) borrow it: no copy.
+        pv.post(value, { timestamp, keep: true, retain: frame.retain });
       }
       startTs?.post(frame.timestamps, { timestamp });
       acqTd?.post(frame.exposures, { timestamp });

@@ -275,10 +275,13 @@ export function ndArraySource(record: PvRecord, shape: NdShape): NdArraySource {
   let info: NdFrameInfo = { uniqueId: 0, dataTime: record.timestamp, attributes: [] };
   const dims = [dimension(shape.width), dimension(shape.height)];
   if (shape.images > 1) dims.push(dimension(shape.images));
-  // Pixels are sent by reference. When the record allocated its array (a copying post), the
-  // version borrows it (`PvRecord.holdValue`) until superseded and no queued message holds it;
-  // otherwise (an array the poster handed over and may reuse) they are copied into a recycled
-  // buffer (fresh image-sized allocations are slow), which goes back to `spare` likewise.
+  // Pixels are sent by reference. The version borrows the record's array
+  // (`PvRecord.holdValue`) when the record allocated it (a copying post) or when the poster
+  // handed it over with a `retain` (the IOC's frames): until it is superseded and no queued
+  // message holds it — a version that borrows is retired at the record's next change, so a
+  // backend's frame is never kept longer than the PVs or a queued message use it. Otherwise (an
+  // array the poster handed over and may reuse) they are copied into a recycled buffer (fresh
+  // image-sized allocations are slow), which goes back to `spare` likewise.
   interface Version {
     version: number;
     value: StructValue;
@@ -354,17 +357,27 @@ export function ndArraySource(record: PvRecord, shape: NdShape): NdArraySource {
     };
   };
 
+  /** Subscribed while `current` borrows: retires it at the record's next change. */
+  let unwatch: (() => void) | undefined;
+  const retire = () => {
+    const v = current;
+    if (v === undefined || v.version === record.version) return;
+    current = undefined;
+    unwatch?.();
+    unwatch = undefined;
+    v.retired = true;
+    if (v.holds === 0) recycle(v);
+  };
+
   const now = (): Version => {
     if (current?.version !== record.version) {
-      if (current !== undefined) {
-        current.retired = true;
-        if (current.holds === 0) recycle(current);
-      }
+      retire();
       const { pixels, giveBack } = pixelsNow();
       const value = build(pixels);
       current = { version: record.version, value, pixels, giveBack, holds: 0, retired: false };
+      if (giveBack !== undefined) unwatch = watch(record, retire);
     }
-    return current;
+    return current!;
   };
 
   return {

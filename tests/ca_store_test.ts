@@ -154,7 +154,24 @@ Deno.test("store: a lent value array is never overwritten; copying posts fill th
   pv.post(frame, { copy: true }); // nothing lent now: in place
   assert.equal(pv.snapshot().value, a.value);
   assert.equal(a.value[0], 30);
-  // Arrays handed over by the caller are never lent (the caller may reuse them once replaced).
+  // Arrays handed over by the caller are not lent (the caller may reuse them once replaced)...
   pv.post(Uint32Array.from(frame), { keep: true });
   assert.equal(pv.holdValue(), undefined);
+  // ...unless the post says how to take a reference to them: the loan is that reference.
+  const kept = Uint32Array.from(frame);
+  let refs = 0;
+  pv.post(kept, {
+    keep: true,
+    retain: () => {
+      refs++;
+      return () => refs--;
+    },
+  });
+  const c = pv.holdValue()!;
+  assert.equal(c.value, kept, "the caller's array itself");
+  assert.equal(refs, 1);
+  c.release();
+  assert.equal(refs, 0, "release gives the reference back");
+  pv.post(Uint32Array.from(frame), { keep: true });
+  assert.equal(pv.holdValue(), undefined, "a retain applies to its own post only");
 });

@@ -178,6 +178,17 @@ Deno.test("pvs: image PVs serve the frame's pixels in place and give them back a
   await server.write("T:acquire", 1);
   await h.advance(0);
   assert.deepEqual(released, [0], "given back once the next frame replaced it");
+  // A reader that outlives the next frame (a queued PVA message) borrows it with the post's
+  // retain instead of copying: the frame is given back only when that reader is done too.
+  const second = server.posts.findLast((p) => p.name === "T:a:image")!;
+  assert.equal(second.value, served[1]);
+  const borrowed = second.options!.retain!();
+  await server.write("T:acquire", 1);
+  await h.advance(0);
+  assert.deepEqual(released, [0], "borrowed: not given back at the next frame");
+  borrowed();
+  await h.advance(0);
+  assert.deepEqual(released, [0, 1], "given back once the borrower is done");
   pvs.close();
   await h.close();
 });
