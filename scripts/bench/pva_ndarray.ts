@@ -1,16 +1,23 @@
 /**
- * pvAccess image benchmark: a 1028×512 uint32 image posted as fast as possible and watched as an
- * NTNDArray monitor through our PVA client (a separate process), next to the CA monitor rate for
- * the same image (C libca client, `scripts/bench/c/ca_bench_client.c`; CA serves uint32 as DOUBLE
- * by default, as LONG with `--uint32-as long`) and the raw loopback stream of the same bytes, all
- * in the same run. Target: PVA updates/s ≥ CA updates/s.
+ * pvAccess image benchmark: a 1028×512 uint32 image posted by a paced frame clock and watched as
+ * an NTNDArray monitor through our PVA client (a separate process), next to the CA monitor rate
+ * for the same image (C libca client, `scripts/bench/c/ca_bench_client.c`; CA serves uint32 as
+ * DOUBLE by default, as LONG with `--uint32-as long`) and the raw loopback stream of the same
+ * bytes, all in the same run. Target: PVA updates/s ≥ CA updates/s.
+ *
+ * The poster works as the IOC with a fast detector: frames come at `--fps` (default 1000) from a
+ * clock thread, each handed over with `keep` and the frame's `retain` (`--post copy`: one array
+ * copied by every post, as before), and a frame due while the process was busy is merged into the
+ * next (`--fps 0`: a `setTimeout(0)` after each post — Deno's 1 ms timer ticks make that ~2 ms per
+ * turn, a cap of ~450–500 posts/s that every protocol reaches on a quiet box).
  *
  * Every round runs each phase in `2 × --cycles` slices of `--seconds / (2 × cycles)`, alternating
  * the order (A B C C B A A B C ...), so a load that changes during the round weighs on all phases
  * alike and a burst of load on the shared box hits no phase as a whole; the
  * LONG record gets the same pixels viewed as int32, as the IOC posts them. Each round prints the
- * rates, client and server (this process: poster and servers) CPU per update, the PVA/CA ratios
- * and the load average; the summary gives the range (min–max) of every rate and ratio.
+ * rates, posts, client and server (this process: poster and servers; the poster also runs while
+ * a client process starts) CPU per update, the PVA/CA ratios and the load average; the summary
+ * gives the range (min–max) of every rate and ratio.
  * `--only a,b` keeps the phases whose label contains one of the words; `--profile DIR` runs our
  * PVA client process with `--cpu-prof-md` into DIR.
  *
@@ -18,7 +25,8 @@
  * also measured with PVXS's C++ `pvxmonitor` as the client (search over TCP to our port only).
  *
  * Usage: `./node_modules/.bin/deno run -A scripts/bench/pva_ndarray.ts [--seconds 3]
- * [--rounds 3] [--cycles 2] [--pvxs DIR] [--only pva,long] [--profile DIR]`
+ * [--rounds 3] [--cycles 2] [--fps 1000] [--post keep|copy] [--pvxs DIR] [--only pva,long]
+ * [--profile DIR]`
  *
  * @module
  */
@@ -40,7 +48,8 @@ const { values } = parseArgs({
     pvxs: { type: "string" },
     only: { type: "string" },
     profile: { type: "string" },
-    fps: { type: "string", default: "2000" },
+    fps: { type: "string", default: "1000" },
+    post: { type: "string", default: "keep" },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -78,7 +87,7 @@ async function pvaClient(port: number, pv: string): Promise<Record<string, numbe
 }
 
 /**
- * Paces the poster. `--fps N` (default 2000, a fast detector): a worker thread sleeps until each
+ * Paces the poster. `--fps N` (default 1000, a fast detector): a worker thread sleeps until each
  * frame's due time (`Atomics.wait`, sub-millisecond) and sends the main thread a message, so a
  * frame arrives as an event of its own, as from a detector stream — between two frames the event
  * loop polls the sockets and the servers write; frames due while the main thread was busy are
@@ -132,27 +141,78 @@ function frameTicker(fps: number): { next: () => Promise<void>; close: () => voi
   };
 }
 
+/** A detector frame of the `keep` poster: pixels plus the references readers hold. */
+interface PoolFrame {
+  pixels: Uint32Array;
+  refs: number;
+}
+
+/** Frames of the `keep` poster: a free one is reused, at most 8 are made (then a frame drops). */
+const pool: PoolFrame[] = [];
+
+/** A free frame of the pool (nobody references it), or a new one; undefined when all 8 are held. */
+function freeFrame(image: Uint32Array): PoolFrame | undefined {
+  const free = pool.find((f) => f.refs === 0);
+  if (free !== undefined || pool.length >= 8) return free;
+  const frame = { pixels: image.slice(), refs: 0 };
+  pool.push(frame);
+  return frame;
+}
+
+/** `Frame.retain` of a pool frame: one more reference, given back once by the returned function. */
+function retainOf(frame: PoolFrame): () => () => void {
+  return () => {
+    frame.refs++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      frame.refs--;
+    };
+  };
+}
+
 /**
- * Posts images as fast as possible until stopped, waiting for the next frame ({@link frameTicker})
- * after each post. Bursts of posts without a turn of the event loop between them starve the
- * socket writers of every protocol.
+ * Posts images as fast as the frame clock ({@link frameTicker}) allows until stopped. `--post
+ * keep` (default): as the IOC posts a detector's frames (`lib/ioc_pvs.ts`) — each frame is an
+ * array of a pool, handed over with `keep` and its `retain` and held by the poster until the next
+ * frame replaced it; readers may borrow it longer, and a frame is reused only once nobody refers
+ * to it. `--post copy`: one image array, copied by every post (`copy: true`). LONG records get the
+ * pixels as an int32 view, as the IOC posts uint32 on a LONG PV.
  */
-function poster(
-  pvs: PvHandle[],
-  image: Uint32Array | Int32Array,
-): { stop: () => Promise<number> } {
+function poster(pv: PvHandle, image: Uint32Array, asLong: boolean): {
+  stop: () => Promise<{ posts: number; dropped: number }>;
+} {
   let running = true;
   let posts = 0;
+  let dropped = 0;
+  const view = (a: Uint32Array) => asLong ? new Int32Array(a.buffer, a.byteOffset, a.length) : a;
   const done = (async () => {
     const ticker = frameTicker(Number(values.fps));
+    let held: (() => void) | undefined;
     try {
       while (running) {
-        image[0] = posts;
-        for (const pv of pvs) pv.post(image, { copy: true });
-        posts++;
+        if (values.post === "copy") {
+          image[0] = posts;
+          pv.post(view(image), { copy: true });
+          posts++;
+        } else {
+          const frame = freeFrame(image);
+          if (frame === undefined) dropped++;
+          else {
+            frame.pixels[0] = posts;
+            const retain = retainOf(frame);
+            const release = retain();
+            pv.post(view(frame.pixels), { keep: true, retain });
+            held?.();
+            held = release;
+            posts++;
+          }
+        }
         await ticker.next();
       }
     } finally {
+      held?.();
       ticker.close();
     }
   })();
@@ -160,7 +220,7 @@ function poster(
     stop: async () => {
       running = false;
       await done;
-      return posts;
+      return { posts, dropped };
     },
   };
 }
@@ -206,9 +266,6 @@ const store = new PvStore(defaultCodec);
 const ca = await startCaServer({ env: testServerEnv(), port: 0, store });
 const pva = await startLoopbackPvaServer(store);
 const image = Uint32Array.from({ length: COUNT }, (_, i) => i * 7);
-// The same pixels viewed as int32 for the LONG record, as the IOC posts uint32 images on a CA
-// LONG PV (no conversion).
-const imageAsLong = new Int32Array(image.buffer);
 const asDouble = ca.add({ name: "B:dbl", type: "double", maxCount: COUNT });
 const asLong = ca.add({ name: "B:lng", type: "long", maxCount: COUNT });
 const forPva = ca.add({ name: "B:nd", type: "double", maxCount: COUNT });
@@ -281,19 +338,21 @@ interface Tally {
   clientCpu: number;
   serverCpu: number;
   posts: number;
+  dropped: number;
 }
 /** One slice of a phase. */
-async function runHalf([, pv, run]: Phase, image: Uint32Array | Int32Array): Promise<Tally> {
+async function runHalf([label, pv, run]: Phase): Promise<Tally> {
   const cpu0 = serverCpu();
-  const post = poster([pv], image);
+  const post = poster(pv, image, label.includes("LONG"));
   const r = await run();
-  const posts = await post.stop();
+  const { posts, dropped } = await post.stop();
   return {
     updates: r.updates,
     seconds: r.seconds,
     clientCpu: r.cpu,
     serverCpu: serverCpu() - cpu0,
     posts,
+    dropped,
   };
 }
 for (let round = 1; round <= ROUNDS; round++) {
@@ -303,7 +362,7 @@ for (let round = 1; round <= ROUNDS; round++) {
   const order: Phase[] = [];
   for (let c = 0; c < CYCLES; c++) order.push(...phases, ...[...phases].reverse());
   for (const phase of order) {
-    const t = await runHalf(phase, phase[0].includes("LONG") ? imageAsLong : image);
+    const t = await runHalf(phase);
     const sum = tallies.get(phase[0]);
     if (sum === undefined) tallies.set(phase[0], t);
     else for (const k of Object.keys(t) as (keyof Tally)[]) sum[k] += t[k];
@@ -316,7 +375,8 @@ for (let round = 1; round <= ROUNDS; round++) {
     sample(label, rate);
     const perUpdate = (cpu: number) => (1000 * cpu / Math.max(1, t.updates)).toFixed(2);
     console.log(
-      `[${round}] ${(label + ":").padEnd(19)}${rate.toFixed(1)} updates/s (${t.posts} posts; ` +
+      `[${round}] ${(label + ":").padEnd(19)}${rate.toFixed(1)} updates/s (${t.posts} posts` +
+        `${t.dropped > 0 ? `, ${t.dropped} frames dropped` : ""}; ` +
         `CPU ms/update: client ${perUpdate(t.clientCpu)}, server ${perUpdate(t.serverCpu)}; ` +
         `client got ${(100 * t.clientCpu / t.seconds).toFixed(0)} % of a core) → ` +
         `${(100 * rate / rawRate).toFixed(0)} % of raw`,
