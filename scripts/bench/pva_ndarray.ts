@@ -141,6 +141,9 @@ function frameTicker(fps: number): { next: () => Promise<void>; close: () => voi
   };
 }
 
+/** The frame clock of every phase (one thread for the whole run). */
+const ticker = frameTicker(Number(values.fps));
+
 /** A detector frame of the `keep` poster: pixels plus the references readers hold. */
 interface PoolFrame {
   pixels: Uint32Array;
@@ -188,7 +191,6 @@ function poster(pv: PvHandle, image: Uint32Array, asLong: boolean): {
   let dropped = 0;
   const view = (a: Uint32Array) => asLong ? new Int32Array(a.buffer, a.byteOffset, a.length) : a;
   const done = (async () => {
-    const ticker = frameTicker(Number(values.fps));
     let held: (() => void) | undefined;
     try {
       while (running) {
@@ -213,7 +215,6 @@ function poster(pv: PvHandle, image: Uint32Array, asLong: boolean): {
       }
     } finally {
       held?.();
-      ticker.close();
     }
   })();
   return {
@@ -404,3 +405,4 @@ for (const [name, vs] of samples) {
 await pva.close();
 await ca.close();
 await caBench.remove();
+ticker.close();
