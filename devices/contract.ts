@@ -21,6 +21,11 @@
  * does once the last holder gave its reference back (a multi-image series is copied into the
  * controller's series stack, so its images are released right after that copy).
  *
+ * A multi-image series may be written in place instead: the controller lends a backend that
+ * implements {@link Device.lendSeriesStacks} the series stacks (shared memory) before the acquire
+ * runs, and an ImageData event whose image of a channel is a view of exactly its slot in that
+ * channel's stack is not copied again.
+ *
  * Backends import this module (and `core/` for logging, clocks, bytes); nothing else of the
  * program.
  *
@@ -251,6 +256,24 @@ export interface Device {
   clear?(): Promise<void>;
   /** Command ChannelAdjust: write channel metadata; report read-back with a ChannelStateEvent. */
   adjustChannel?(channel: string, values: Record<string, MetaValue>): Promise<void>;
+  /**
+   * Optional: the controller lends the stacks of the series about to be acquired (before
+   * {@link Device.acquire}), and takes them back with `undefined` (the series ended, was
+   * cancelled or failed). While lent, the backend may write image `i` of channel `c` into
+   * `stacks.images[c]` at elements `[i·w·h, (i+1)·w·h)` — each slot at most once, and only
+   * before it emits that image — and emit ImageData with a view of exactly that slot, which the
+   * controller then does not copy. Writes still running when the stacks are taken back must end
+   * before the backend emits any later image. Must not throw.
+   */
+  lendSeriesStacks?(stacks: LentSeriesStacks | undefined): void;
+}
+
+/** Series stacks lent to a backend ({@link Device.lendSeriesStacks}). */
+export interface LentSeriesStacks {
+  /** The configuration of the series (channels, geometry, pixel type, number of images). */
+  config: DeviceConfig;
+  /** Per channel: `numImages·height·width` pixels of `config.pixelType` over a SharedArrayBuffer. */
+  images: Readonly<Record<string, PixelArray>>;
 }
 
 /** A backend class: `new Backend(ctx)`. */

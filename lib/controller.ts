@@ -297,6 +297,16 @@ export function createController(options: ControllerOptions): Controller {
     signal: shutdown.signal,
   };
   const device = options.device(ctx);
+
+  /** Lends the open series' stacks to the device (or takes them back): see `lendSeriesStacks`. */
+  function lendStacks(lent: boolean): void {
+    if (device.lendSeriesStacks === undefined) return;
+    try {
+      device.lendSeriesStacks(lent ? assembler.lendable() : undefined);
+    } catch (err) {
+      log.warning("Lending the series stacks failed", { error: errorMessage(err) });
+    }
+  }
   const overdue = options.overdue ?? deviceOverdue(device);
 
   function startTimer(fn: () => void, ms: number): TimerHandle {
@@ -414,6 +424,7 @@ export function createController(options: ControllerOptions): Controller {
           startedAt: clock.now(),
         };
         assembler.open(info, config!);
+        lendStacks(true);
         warmStacks();
         lastSeries = info;
         seriesAbort = new AbortController();
@@ -438,12 +449,14 @@ export function createController(options: ControllerOptions): Controller {
           void runDeviceCancel();
         }
         seriesAbort = undefined;
+        lendStacks(false);
         assembler.abort();
         return;
       case "run-hooks":
         hooksRun = runDataHooks(assembler.frame());
         return;
       case "close-series":
+        lendStacks(false);
         assembler.close();
         seriesAbort = undefined;
         return;

@@ -20,6 +20,11 @@
  * two sets exist, counting those a reader still holds (the image PVs serve the last series until
  * the next one replaces it), so the next two series find their stacks ready.
  *
+ * Stacks live in shared memory (SharedArrayBuffer), so a backend's decode threads can write
+ * images straight into them: {@link SeriesAssembler.lendable} gives the open series' stacks for
+ * that once they are fully prepared (never while {@link SeriesAssembler.warm} may still write to
+ * them), and an image that arrives as a view of exactly its slot is not copied.
+ *
  * @module
  */
 
@@ -148,6 +153,22 @@ export class SeriesAssembler {
   }
 
   /**
+   * The stacks of the open multi-image series, to lend to the backend to write images in place
+   * (`Device.lendSeriesStacks`), or undefined: no series open, a single-image series, or stacks
+   * that are not fully prepared yet (warming still writes to them) or not shared memory.
+   */
+  lendable(): { config: DeviceConfig; images: Record<string, PixelArray> } | undefined {
+    const s = this.#open;
+    if (s === undefined || s.closed !== undefined || s.config.numImages <= 1) return undefined;
+    if (s.received > 0) return undefined; // lent before the first image, or not at all
+    const stacks = Object.values(s.images);
+    const ready = stacks.every((stack) =>
+      stack.buffer instanceof SharedArrayBuffer && !this.#warmed.has(stack)
+    );
+    return ready ? { config: s.config, images: { ...s.images } } : undefined;
+  }
+
+  /**
    * Writes (zeros) up to `maxBytes` of stack memory that was never written: of the open series'
    * stacks ahead of its images, or — while no series is open — of spare stacks for the next series
    * of `config` (allocating them). Returns true while more remains to be done.
@@ -189,11 +210,14 @@ export class SeriesAssembler {
     return false;
   }
 
-  /** A stack for `config` that was never written yet. */
+  /** A stack for `config` that was never written yet (shared memory, see the module doc). */
   #newStack(config: DeviceConfig): PixelArray {
-    const stack = new PIXEL_ARRAY_TYPES[config.pixelType](
-      config.width * config.height * config.numImages,
-    );
+    const Ctor = PIXEL_ARRAY_TYPES[config.pixelType] as unknown as new (
+      buffer: SharedArrayBuffer,
+    ) => PixelArray;
+    const elements = config.width * config.height * config.numImages;
+    const bytes = elements * new PIXEL_ARRAY_TYPES[config.pixelType](0).BYTES_PER_ELEMENT;
+    const stack = new Ctor(new SharedArrayBuffer(bytes));
     this.#warmed.set(stack, 0);
     return stack;
   }
@@ -360,7 +384,11 @@ export class SeriesAssembler {
       if (cfg.numImages === 1) s.images[ch.name] = img;
       else {
         const stack = s.images[ch.name];
-        stack.set(img, s.received * size);
+        const at = s.received * size;
+        // Written in place by the backend (lent stacks): nothing to copy.
+        const inPlace = img.buffer === stack.buffer &&
+          img.byteOffset === stack.byteOffset + at * stack.BYTES_PER_ELEMENT;
+        if (!inPlace) stack.set(img, at);
         const warmed = this.#warmed.get(stack);
         if (warmed !== undefined && warmed < (s.received + 1) * size) {
           if ((s.received + 1) * size >= stack.length) this.#warmed.delete(stack);

@@ -20,6 +20,7 @@ import type {
   Device,
   DeviceConfig,
   DeviceContext,
+  LentSeriesStacks,
   MetaValue,
   PixelType,
   RuntimeStateEvent,
@@ -36,6 +37,7 @@ import { SeriesCollector, type StreamEvent, type StreamMessage } from "./series.
 import { CancelledSeries, type DroppedReport } from "./cancelled_series.ts";
 import { releaseDecodeBuffers } from "./decode_buffers.ts";
 import { zmqStreamOpener } from "./stream_source.ts";
+import { imageTarget, TargetHolder } from "./image_target.ts";
 import { errorMessage } from "../../core/errors.ts";
 import { sleep, systemClock, type TimerHandle } from "../../core/clock.ts";
 
@@ -138,6 +140,8 @@ export class EigerDevice implements Device {
   #abandoned = new CancelledSeries((report) => this.#reportDropped(report));
   /** Number of the last series that ended normally (an abort reply naming it is no news). */
   #lastCompleted: number | undefined;
+  /** Series stacks the controller lent: the stream decoder writes images into them. */
+  #imageTarget = new TargetHolder();
 
   /** Reads the settings from `ctx.env`; throws with a clear message when one is invalid. */
   constructor(ctx: DeviceContext, options: EigerDeviceOptions = {}) {
@@ -155,6 +159,7 @@ export class EigerDevice implements Device {
         host: this.#settings.host,
         port: this.#settings.streamPort,
         decode: { workers: this.#settings.decodeWorkers, backlog: this.#settings.decodeBacklog },
+        target: this.#imageTarget,
       });
     this.#statePollMs = options.statePollMs ?? 250;
     this.#thresholds = {
@@ -181,6 +186,11 @@ export class EigerDevice implements Device {
     this.#cancel?.abort(new Error("teardown"));
     await Promise.allSettled(this.#tasks);
     this.#abandoned.flush();
+  }
+
+  /** Lent series stacks: the stream's images are decoded into them in place (`image_target.ts`). */
+  lendSeriesStacks(stacks: LentSeriesStacks | undefined): void {
+    this.#imageTarget.set(imageTarget(stacks));
   }
 
   /** EIGER_IMAGE_OVERDUE: the controller waits this (plus its margin) before giving up. */

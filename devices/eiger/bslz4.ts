@@ -62,6 +62,31 @@ function activeCodec(): WasmCodec | undefined {
   return codec ?? undefined;
 }
 
+/** Module memory made ready by {@link prepareDecoder} (bytes from the start). */
+let preparedBytes = 0;
+
+/**
+ * Prepares this thread's decoder ahead of the first image: compiles and instantiates the
+ * WebAssembly module and writes (touches) the module memory that decoding an image of
+ * `imageBytes` needs (scratch, image, a payload up to the image size), so the first images pay
+ * neither the compile nor the first-touch page faults. Returns the bytes of memory made ready
+ * by this call (0 when already prepared, or for the JavaScript engine).
+ */
+export function prepareDecoder(imageBytes: number): number {
+  const c = activeCodec();
+  if (c === undefined) return 0;
+  const need = Math.min(
+    align16(align16(FREE_AT + BSLZ4_BLOCK_BYTES + SLACK) + imageBytes + SLACK) + imageBytes + 12 +
+      SLACK,
+    1 << 30,
+  );
+  if (need <= preparedBytes || !c.reserve(need)) return 0;
+  c.bytes().fill(0, Math.max(preparedBytes, FREE_AT), need);
+  const made = need - preparedBytes;
+  preparedBytes = need;
+  return made;
+}
+
 /** Reads the compressed size of block `i` at `pos`, checked against the payload. */
 function blockLength(src: Uint8Array, pos: number, i: number, codec: string): number {
   if (src.length - pos < 4) throw new CompressionError(`${codec}: truncated at block ${i}`);
@@ -107,14 +132,16 @@ function writeHeader(dst: Uint8Array, total: number, blockSize: number): void {
  * Decompresses a bslz4 payload holding `elementCount` elements of `elementSize` bytes.
  *
  * The header's total size must equal `elementSize · elementCount`; block sizes, compressed sizes
- * and the payload length are checked before allocating. Returns an 8-byte aligned buffer of its
- * own (new or recycled through `decode_buffers.ts`; view it with the matching typed array).
+ * and the payload length are checked before allocating. Returns `into` (exactly the decoded
+ * size; its old bytes are overwritten) or else an 8-byte aligned buffer of its own (new or
+ * recycled through `decode_buffers.ts`; view it with the matching typed array).
  * Throws {@link CompressionError}.
  */
 export function decompressBslz4(
   src: Uint8Array,
   elementSize: number,
   elementCount: number,
+  into?: Uint8Array,
 ): Uint8Array {
   if (!(elementSize >= 1 && elementSize <= 8 && Number.isInteger(elementSize))) {
     throw new CompressionError(`bslz4: unsupported element size ${elementSize}`);
@@ -126,9 +153,12 @@ export function decompressBslz4(
   if (total !== expected) {
     throw new CompressionError(`bslz4: header says ${total} bytes, expected ${expected}`);
   }
+  if (into !== undefined && into.length !== total) {
+    throw new CompressionError(`bslz4: output of ${into.length} B for ${total} B`);
+  }
   if (total === 0) {
     if (src.length !== 12) throw new CompressionError("bslz4: trailing bytes after empty payload");
-    return new Uint8Array(0);
+    return into ?? new Uint8Array(0);
   }
   const group = 8 * elementSize;
   if (blockSize === 0 || blockSize % group !== 0) {
@@ -146,11 +176,24 @@ export function decompressBslz4(
   }
   const wasm = activeCodec();
   if (wasm !== undefined) {
-    const out = bslz4Wasm(wasm, src, elementSize, total, blockSize, nblocks, nfull, last, leftover);
+    const out = bslz4Wasm(
+      wasm,
+      src,
+      elementSize,
+      total,
+      blockSize,
+      nblocks,
+      nfull,
+      last,
+      leftover,
+      into,
+    );
     if (out !== undefined) return out;
   }
   // Bit-unshuffling ORs into its output: a recycled buffer is zeroed block by block.
-  const { bytes: out, fresh } = takeDecodeBuffer(total);
+  const { bytes: out, fresh } = into === undefined
+    ? takeDecodeBuffer(total)
+    : { bytes: into, fresh: false };
   const tmp = scratchOf(Math.min(blockSize, total));
   let pos = 12;
   let outPos = 0;
@@ -193,6 +236,7 @@ function bslz4Wasm(
   nfull: number,
   last: number,
   leftover: number,
+  into: Uint8Array | undefined,
 ): Uint8Array | undefined {
   // Module memory: scratch block | output image | payload, each followed by SLACK bytes.
   const scratchAt = FREE_AT;
@@ -236,7 +280,8 @@ function bslz4Wasm(
       `bslz4: ${src.length - pos} bytes after the blocks, expected ${leftover} leftover bytes`,
     );
   }
-  const out = takeDecodeBuffer(total).bytes;
+  // The one copy of the decoded image out of module memory: into its destination when given.
+  const out = into ?? takeDecodeBuffer(total).bytes;
   out.set(mem.subarray(outAt, outAt + outPos));
   out.set(src.subarray(pos), outPos);
   return out;
@@ -513,19 +558,27 @@ export function compressBslz4(
 
 /**
  * Decompresses an `lz4` payload (HDF5 LZ4 framing) that must expand to exactly `expectedSize`
- * bytes. A block whose compressed size equals its plain size is stored raw. Throws
+ * bytes. A block whose compressed size equals its plain size is stored raw. Writes into `into`
+ * (exactly `expectedSize` bytes) when given, else into a buffer of its own. Throws
  * {@link CompressionError}.
  */
-export function decompressLz4Hdf5(src: Uint8Array, expectedSize: number): Uint8Array {
+export function decompressLz4Hdf5(
+  src: Uint8Array,
+  expectedSize: number,
+  into?: Uint8Array,
+): Uint8Array {
   if (src.length < 12) throw new CompressionError(`lz4: payload too short (${src.length} B)`);
   const total = readU64be(src, 0);
   const blockSize = readU32be(src, 8);
   if (total !== expectedSize) {
     throw new CompressionError(`lz4: header says ${total} bytes, expected ${expectedSize}`);
   }
+  if (into !== undefined && into.length !== total) {
+    throw new CompressionError(`lz4: output of ${into.length} B for ${total} B`);
+  }
   if (total === 0) {
     if (src.length !== 12) throw new CompressionError("lz4: trailing bytes after empty payload");
-    return new Uint8Array(0);
+    return into ?? new Uint8Array(0);
   }
   if (blockSize === 0) throw new CompressionError("lz4: block size 0");
   const nblocks = Math.ceil(total / blockSize);
@@ -534,11 +587,11 @@ export function decompressLz4Hdf5(src: Uint8Array, expectedSize: number): Uint8A
   }
   const wasm = activeCodec();
   if (wasm !== undefined) {
-    const out = lz4Wasm(wasm, src, total, blockSize, nblocks);
+    const out = lz4Wasm(wasm, src, total, blockSize, nblocks, into);
     if (out !== undefined) return out;
   }
   // Every byte is written (stored blocks copied, LZ4 blocks must decode to their full size).
-  const out = takeDecodeBuffer(total).bytes;
+  const out = into ?? takeDecodeBuffer(total).bytes;
   let pos = 12;
   let outPos = 0;
   for (let i = 0; i < nblocks; i++) {
@@ -575,6 +628,7 @@ function lz4Wasm(
   total: number,
   blockSize: number,
   nblocks: number,
+  into: Uint8Array | undefined,
 ): Uint8Array | undefined {
   const outAt = FREE_AT;
   const srcAt = align16(outAt + total + SLACK);
@@ -598,7 +652,7 @@ function lz4Wasm(
   if (pos !== src.length) {
     throw new CompressionError(`lz4: ${src.length - pos} trailing bytes after the last block`);
   }
-  const out = takeDecodeBuffer(total).bytes;
+  const out = into ?? takeDecodeBuffer(total).bytes;
   out.set(mem.subarray(outAt, outAt + total));
   return out;
 }

@@ -19,6 +19,8 @@ const MIN_KEPT_BYTES = 64 * 1024;
 
 const made = new WeakSet<ArrayBufferLike>();
 const kept: Uint8Array[] = [];
+/** Buffers of at least {@link MIN_KEPT_BYTES} made by {@link takeDecodeBuffer} on this thread. */
+let madeCount = 0;
 
 /** An output buffer: `fresh` ones are zero-filled, reused ones hold old bytes. */
 export interface DecodeBuffer {
@@ -35,7 +37,10 @@ export function takeDecodeBuffer(length: number): DecodeBuffer {
     if (i >= 0) return { bytes: kept.splice(i, 1)[0], fresh: false };
   }
   const bytes = new Uint8Array(length);
-  if (length >= MIN_KEPT_BYTES) made.add(bytes.buffer);
+  if (length >= MIN_KEPT_BYTES) {
+    made.add(bytes.buffer);
+    madeCount++;
+  }
   return { bytes, fresh: true };
 }
 
@@ -62,6 +67,7 @@ export function releaseDecodeBuffers(views: Iterable<ArrayBufferView>): void {
 export function adoptDecodeBuffers(views: Iterable<ArrayBufferView>): void {
   for (const view of views) {
     const buffer = view.buffer;
+    if (buffer instanceof SharedArrayBuffer) continue; // a lent series stack, never ours
     if (view.byteOffset === 0 && view.byteLength === buffer.byteLength) {
       if (buffer.byteLength >= MIN_KEPT_BYTES) made.add(buffer);
     }
@@ -76,4 +82,9 @@ export function takeKeptDecodeBuffers(max: number): ArrayBuffer[] {
 /** Number of buffers waiting for reuse (tests). */
 export function keptDecodeBuffers(): number {
   return kept.length;
+}
+
+/** Output buffers (≥ 64 KiB) made new on this thread so far: none per image in steady state. */
+export function decodeBuffersMade(): number {
+  return madeCount;
 }

@@ -5,6 +5,15 @@
  * in; connection events pushed in between keep their place. Released image buffers travel back
  * to the workers with the next frames, so a steady stream allocates no new image memory.
  *
+ * In place: while series stacks are lent ({@link StreamDecoder.setTarget}, `image_target.ts`),
+ * the workers decode each image straight into its slot of the stack — the one write of the image
+ * after decompression, no output buffer, nothing to copy on the event loop. A new target takes
+ * effect only once every frame dispatched under the previous one came back (frames wait in the
+ * queue meanwhile), so two lendings never write at the same time. Setting a target also
+ * prepares the workers for its image size (`prepareDecoder`: module memory written ahead), and
+ * each worker compiles the WebAssembly module when it starts, so the first series after start
+ * pays neither.
+ *
  * Bounded: at most `backlog` frames may be waiting (queued, in a worker, or decoded and waiting
  * for an earlier frame). One more frame is an overflow: an `overflow` event takes its place in
  * the order (the series collector turns it into the acquisition's error, naming the bound), and
@@ -19,6 +28,8 @@
 import { getLog } from "../../core/log.ts";
 import { adoptDecodeBuffers, takeKeptDecodeBuffers } from "./decode_buffers.ts";
 import { decodeFrame } from "./frame_decode.ts";
+import { prepareDecoder } from "./bslz4.ts";
+import { type ImageTarget, targetImageBytes } from "./image_target.ts";
 import type { StreamEvent } from "./series.ts";
 import type { FrameBufferPool } from "./frame_buffers.ts";
 
@@ -37,6 +48,8 @@ export interface DecodePoolOptions {
   hold?: (seq: number) => boolean;
   /** Test hook: called when a worker's result for frame `seq` arrives (completion order). */
   onResult?: (seq: number) => void;
+  /** Called when a decoder (a worker, or this thread) prepared for a new target: bytes written. */
+  onPrepared?: (bytes: number) => void;
 }
 
 /** Default bound of waiting frames (about 160 MB of 1028×512 uint32 bslz4 frames). */
@@ -54,15 +67,24 @@ export function defaultDecodeWorkers(): number {
 /** A request to a decode worker. */
 export type WorkerRequest =
   | { type: "decode"; seq: number; frame: Uint8Array; recycled: ArrayBuffer[]; hold: boolean }
-  | { type: "release"; seq: number };
+  | { type: "release"; seq: number }
+  /** Decode images into these stacks from now on (undefined: into buffers of its own). */
+  | { type: "target"; target: ImageTarget | undefined };
 
 /** A decode worker's answer. */
-export interface WorkerReply {
+export type WorkerReply = {
+  type: "decoded";
   seq: number;
   event: StreamEvent;
   /** The frame's buffer, given back when no pixel array lies in it. */
   frameBuffer?: ArrayBuffer;
-}
+  /** Output buffers the worker made so far (`decodeBuffersMade`). */
+  made: number;
+} | {
+  type: "prepared";
+  /** Module memory written ahead for the target's image size. */
+  bytes: number;
+};
 
 /** Whether a pixel array of `event` lies in `buffer` (an uncompressed image viewed in place). */
 export function eventUses(event: StreamEvent, buffer: ArrayBufferLike): boolean {
@@ -75,6 +97,8 @@ export function transferablesOf(event: StreamEvent): ArrayBuffer[] {
   if (event.kind !== "message" || event.message.type !== "image") return [];
   const buffers = new Set<ArrayBuffer>();
   for (const channel of Object.values(event.message.data)) {
+    // Shared memory (a lent series stack) is shared, never transferred.
+    if (channel.pixels.buffer instanceof SharedArrayBuffer) continue;
     buffers.add(channel.pixels.buffer as ArrayBuffer);
   }
   return [...buffers];
@@ -84,6 +108,8 @@ interface Slot {
   worker: Worker;
   jobs: Set<number>;
   answered: boolean;
+  /** Output buffers the worker reported made. */
+  made: number;
 }
 
 interface Job {
@@ -106,6 +132,10 @@ export class StreamDecoder {
   #inline: boolean;
   #closed = false;
   #idle: (() => void)[] = [];
+  /** The target the decoders have (frames dispatched now write into it). */
+  #target: ImageTarget | undefined;
+  /** The target asked for with {@link setTarget} (applied once no frame is in flight). */
+  #wanted: ImageTarget | undefined;
 
   /** Creates a decoder that hands events, in push order, to `deliver`. */
   constructor(options: Partial<DecodePoolOptions>, deliver: (event: StreamEvent) => void) {
@@ -128,6 +158,20 @@ export class StreamDecoder {
   /** Frames discarded after the last overflow. */
   get discarded(): number {
     return this.#discarded;
+  }
+
+  /** Output buffers the workers made so far (none per image in steady state). */
+  get workerBuffersMade(): number {
+    return this.#slots.reduce((sum, slot) => sum + slot.made, 0);
+  }
+
+  /**
+   * Decodes images into `target`'s stacks from now on (undefined: into buffers of their own),
+   * once the frames in flight under the current target came back; see the module doc.
+   */
+  setTarget(target: ImageTarget | undefined): void {
+    this.#wanted = target;
+    if (this.#applyTarget()) this.#dispatch();
   }
 
   /** Decodes `frame` (its buffer may be transferred: the caller gives it up). */
@@ -154,7 +198,7 @@ export class StreamDecoder {
     }
     const seq = this.#nextSeq++;
     this.#frames++;
-    if (this.#inline) {
+    if (this.#inline && this.#queue.length === 0 && this.#applyTarget()) {
       this.#complete(seq, this.#decodeHere(frame), true);
       return;
     }
@@ -203,7 +247,27 @@ export class StreamDecoder {
     if (this.#frames === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
   }
 
+  /** Hands the wanted target to the decoders unless frames are in flight; true when done. */
+  #applyTarget(): boolean {
+    if (this.#wanted === this.#target) return true;
+    if (this.#closed || this.#slots.some((slot) => slot.jobs.size > 0)) return false;
+    const target = this.#target = this.#wanted;
+    for (const slot of this.#slots) this.#postTarget(slot);
+    if (this.#inline || this.#slots.length === 0) {
+      const bytes = target === undefined ? 0 : prepareDecoder(targetImageBytes(target));
+      if (target !== undefined) this.#options.onPrepared?.(bytes);
+    }
+    return true;
+  }
+
+  #postTarget(slot: Slot): void {
+    const request: WorkerRequest = { type: "target", target: this.#target };
+    slot.worker.postMessage(request);
+  }
+
   #dispatch(): void {
+    // A new target waits until the frames in flight under the last one came back.
+    if (!this.#applyTarget()) return;
     while (this.#queue.length > 0) {
       if (this.#inline) {
         const job = this.#queue.shift()!;
@@ -232,7 +296,7 @@ export class StreamDecoder {
 
   /** Decodes on this thread; a pooled frame buffer goes back unless pixels lie in it. */
   #decodeHere(frame: Uint8Array): StreamEvent {
-    const event = decodeFrame(frame);
+    const event = decodeFrame(frame, this.#target);
     const pool = this.#options.frames;
     if (pool?.owns(frame) && !eventUses(event, frame.buffer)) {
       pool.give(frame.buffer as ArrayBuffer);
@@ -244,10 +308,18 @@ export class StreamDecoder {
     const worker = new Worker(new URL("./decode_worker.ts", import.meta.url).href, {
       type: "module",
     });
-    const slot: Slot = { worker, jobs: new Set(), answered: false };
+    const slot: Slot = { worker, jobs: new Set(), answered: false, made: 0 };
     worker.onmessage = (e: MessageEvent<WorkerReply>) => {
-      const { seq, event, frameBuffer } = e.data;
+      const reply = e.data;
+      if (reply.type === "prepared") {
+        slot.answered = true;
+        this.#log.debug("Decode worker prepared", { bytes: reply.bytes });
+        this.#options.onPrepared?.(reply.bytes);
+        return;
+      }
+      const { seq, event, frameBuffer, made } = reply;
       if (frameBuffer !== undefined) this.#options.frames?.give(frameBuffer);
+      slot.made = made;
       slot.answered = true;
       slot.jobs.delete(seq);
       if (event.kind === "message" && event.message.type === "image") {
@@ -264,6 +336,7 @@ export class StreamDecoder {
     };
     worker.onmessageerror = () => this.#workerFailed(slot, "unreadable message from worker");
     this.#slots.push(slot);
+    if (this.#target !== undefined) this.#postTarget(slot);
     return slot;
   }
 

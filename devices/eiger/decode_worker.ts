@@ -1,24 +1,35 @@
 /**
  * Body of a stream decode worker (started by `decode_pool.ts`): decodes one stream v2 frame per
- * request — CBOR, bslz4/LZ4 in WebAssembly — and posts the stream event back with the pixel
- * buffers transferred, not copied, and the frame's buffer with it for the next frames. Buffers the main thread has released arrive with the next
- * request and are reused for the next images.
+ * request — CBOR, bslz4/LZ4 in WebAssembly — and posts the stream event back with the frame's
+ * buffer for the next frames. Images go into the slots of the lent series stacks when a target
+ * is set (shared memory: nothing to transfer or copy), else into output buffers of the worker,
+ * transferred, not copied; buffers the main thread has released arrive with the next request and
+ * are reused for the next images.
+ *
+ * The WebAssembly module is compiled when the worker starts, and a new target's image size is
+ * prepared for at once (`prepareDecoder`), ahead of the series' first frame.
  *
  * @module
  */
 
-import { adoptDecodeBuffers, releaseDecodeBuffers } from "./decode_buffers.ts";
+import { adoptDecodeBuffers, decodeBuffersMade, releaseDecodeBuffers } from "./decode_buffers.ts";
+import { prepareDecoder } from "./bslz4.ts";
 import { decodeFrame } from "./frame_decode.ts";
+import { type ImageTarget, targetImageBytes } from "./image_target.ts";
 import type { WorkerReply, WorkerRequest } from "./decode_pool.ts";
 import { eventUses, transferablesOf } from "./decode_pool.ts";
 
 interface WorkerScope {
   onmessage: ((event: MessageEvent<WorkerRequest>) => void) | null;
-  postMessage(message: WorkerReply, transfer: Transferable[]): void;
+  postMessage(message: WorkerReply, transfer?: Transferable[]): void;
 }
 
 const scope = globalThis as unknown as WorkerScope;
 const held = new Map<number, () => void>();
+let target: ImageTarget | undefined;
+
+// Compile the module now, not on the first image.
+prepareDecoder(0);
 
 scope.onmessage = async (e: MessageEvent<WorkerRequest>) => {
   const request = e.data;
@@ -27,13 +38,26 @@ scope.onmessage = async (e: MessageEvent<WorkerRequest>) => {
     held.delete(request.seq);
     return;
   }
+  if (request.type === "target") {
+    target = request.target;
+    if (target !== undefined) {
+      const bytes = prepareDecoder(targetImageBytes(target));
+      scope.postMessage({ type: "prepared", bytes });
+    }
+    return;
+  }
   const recycled = request.recycled.map((b) => new Uint8Array(b));
   adoptDecodeBuffers(recycled);
   releaseDecodeBuffers(recycled);
-  const event = decodeFrame(request.frame);
+  const event = decodeFrame(request.frame, target);
   if (request.hold) await new Promise<void>((resolve) => held.set(request.seq, resolve));
   const transfer: Transferable[] = transferablesOf(event);
-  const reply: WorkerReply = { seq: request.seq, event };
+  const reply: WorkerReply = {
+    type: "decoded",
+    seq: request.seq,
+    event,
+    made: decodeBuffersMade(),
+  };
   // The frame's buffer goes back to the reader's pool unless an image is viewed in it.
   const frameBuffer = request.frame.buffer as ArrayBuffer;
   if (!eventUses(event, frameBuffer)) {

@@ -9,7 +9,12 @@
 
 import type { PixelType } from "../contract.ts";
 import { errorMessage } from "../../core/errors.ts";
-import { decodeStreamMessage, type StreamMessage as WireMessage } from "./stream2.ts";
+import {
+  decodeStreamMessage,
+  type ImageOutputRequest,
+  type StreamMessage as WireMessage,
+} from "./stream2.ts";
+import { claimSlot, type ImageTarget } from "./image_target.ts";
 import type { StreamChannelImage, StreamEvent, StreamMessage } from "./series.ts";
 
 const PIXEL_TYPES = new Set<string>([
@@ -75,10 +80,17 @@ export function fromWire(msg: WireMessage): StreamMessage {
   };
 }
 
-/** Decodes one stream v2 frame into a stream event (a decode failure becomes an `error` event). */
-export function decodeFrame(frame: Uint8Array): StreamEvent {
+/**
+ * Decodes one stream v2 frame into a stream event (a decode failure becomes an `error` event).
+ * With a `target`, image channels are decoded into their slots of the lent series stacks when
+ * they can claim them (`image_target.ts`), else into buffers of their own.
+ */
+export function decodeFrame(frame: Uint8Array, target?: ImageTarget): StreamEvent {
   try {
-    return { kind: "message", message: fromWire(decodeStreamMessage(frame)) };
+    const options = target === undefined
+      ? {}
+      : { output: (request: ImageOutputRequest) => claimSlot(target, request) };
+    return { kind: "message", message: fromWire(decodeStreamMessage(frame, options)) };
   } catch (error) {
     return { kind: "error", message: errorMessage(error) };
   }
@@ -86,5 +98,5 @@ export function decodeFrame(frame: Uint8Array): StreamEvent {
 
 /** Decodes one ZeroMQ message (each frame separately) into stream events. */
 export function decodeFrames(frames: Uint8Array[]): StreamEvent[] {
-  return frames.map(decodeFrame);
+  return frames.map((frame) => decodeFrame(frame));
 }

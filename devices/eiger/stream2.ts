@@ -167,6 +167,26 @@ export interface DecodeOptions {
   maxArrayBytes?: number;
   /** Skip decoding `flatfield`, `pixel_mask` and the lookup table of `start` (default false). */
   skipStartArrays?: boolean;
+  /**
+   * Where the data of an image channel goes: asked once per channel array of an `image` message
+   * (before decoding it), returns `byteLength` bytes (aligned for `dtype`) that the decoded
+   * array is written to, or undefined for a buffer of its own (or a view into `bytes` when
+   * uncompressed and aligned).
+   */
+  output?: (request: ImageOutputRequest) => Uint8Array | undefined;
+}
+
+/** What {@link DecodeOptions.output} is asked for. */
+export interface ImageOutputRequest {
+  /** `image_id` of the message. */
+  imageId: number;
+  /** Channel name. */
+  channel: string;
+  /** Element type and dimensions of the array. */
+  dtype: ElementType;
+  dims: readonly number[];
+  /** Decoded size of the array. */
+  byteLength: number;
 }
 
 const SELF_DESCRIBED = 55799;
@@ -258,7 +278,7 @@ export function decodeStreamMessage(bytes: Uint8Array, opts: DecodeOptions = {})
     case "start":
       return decodeStart(fields, maxBytes, opts.skipStartArrays ?? false);
     case "image":
-      return decodeImage(fields, maxBytes);
+      return decodeImage(fields, maxBytes, opts.output);
     case "end":
       return {
         type: "end",
@@ -411,19 +431,30 @@ function decodeStart(f: Map<string, CborValue>, maxBytes: number, skip: boolean)
   };
 }
 
-function decodeImage(f: Map<string, CborValue>, maxBytes: number): ImageMessage {
+function decodeImage(
+  f: Map<string, CborValue>,
+  maxBytes: number,
+  output: DecodeOptions["output"],
+): ImageMessage {
   const raw = f.get("data");
   if (!(raw instanceof Map)) throw new StreamError("field data is missing or not a map");
+  const seriesId = getInt(f, "series_id", true)!;
+  const seriesUniqueId = getText(f, "series_unique_id", true)!;
+  const imageId = getInt(f, "image_id", true)!;
   const data = new Map<string, StreamArray>();
   for (const [k, x] of raw) {
     if (typeof k !== "string") throw new StreamError("field data has a non-text channel name");
-    data.set(k, decodeMultiDimArray(x, `data.${k}`, maxBytes));
+    const into = output === undefined
+      ? undefined
+      : (dtype: ElementType, dims: readonly number[], byteLength: number) =>
+        output({ imageId, channel: k, dtype, dims, byteLength });
+    data.set(k, decodeMultiDimArray(x, `data.${k}`, maxBytes, into));
   }
   return {
     type: "image",
-    seriesId: getInt(f, "series_id", true)!,
-    seriesUniqueId: getText(f, "series_unique_id", true)!,
-    imageId: getInt(f, "image_id", true)!,
+    seriesId,
+    seriesUniqueId,
+    imageId,
     realTime: getRational(f, "real_time"),
     seriesDate: getDate(f, "series_date"),
     startTime: getRational(f, "start_time"),
@@ -435,7 +466,16 @@ function decodeImage(f: Map<string, CborValue>, maxBytes: number): ImageMessage 
 }
 
 /** Decodes `40([dims, typedArray])` (row-major), checking the element count against `dims`. */
-function decodeMultiDimArray(v: CborValue, what: string, maxBytes: number): StreamArray {
+function decodeMultiDimArray(
+  v: CborValue,
+  what: string,
+  maxBytes: number,
+  into?: (
+    dtype: ElementType,
+    dims: readonly number[],
+    byteLength: number,
+  ) => Uint8Array | undefined,
+): StreamArray {
   if (!(v instanceof CborTag) || v.tag !== TAG_MULTIDIM) {
     throw new StreamError(`${what}: expected a tag-40 multi-dimensional array`);
   }
@@ -454,7 +494,10 @@ function decodeMultiDimArray(v: CborValue, what: string, maxBytes: number): Stre
   }
   if (dims.length === 0) throw new StreamError(`${what}: no dimensions`);
   if (count > maxBytes) throw new StreamError(`${what}: ${count} elements exceed the size limit`);
-  return { ...decodeTypedArray(c[1], what, count, maxBytes), dims };
+  const output = into === undefined
+    ? undefined
+    : (dtype: ElementType, byteLength: number) => into(dtype, dims, byteLength);
+  return { ...decodeTypedArray(c[1], what, count, maxBytes, output), dims };
 }
 
 /** Decodes a typed-array tag over bytes or a 56500 compressed item. */
@@ -463,10 +506,18 @@ function decodeTypedArray(
   what: string,
   count: number | undefined,
   maxBytes: number,
+  output?: (dtype: ElementType, byteLength: number) => Uint8Array | undefined,
 ): StreamArray {
   if (!(v instanceof CborTag)) throw new StreamError(`${what}: expected a typed-array tag`);
   const info = TYPED_TAGS.get(v.tag);
   if (!info) throw new StreamError(`${what}: unsupported typed-array tag ${v.tag}`);
+  const target = (byteLength: number): Uint8Array | undefined => {
+    const into = output?.(info.dtype, byteLength);
+    if (into !== undefined && (into.length !== byteLength || into.byteOffset % info.size !== 0)) {
+      throw new Error(`${what}: output of ${into.length} B for ${byteLength} B`); // a bug
+    }
+    return into;
+  };
   let bytes: Uint8Array;
   let compression: Compression = "none";
   const content = v.value;
@@ -479,9 +530,14 @@ function decodeTypedArray(
     if (content.length % info.size !== 0) {
       throw new StreamError(`${what}: ${content.length} bytes is not a whole number of elements`);
     }
-    // No copy: an aligned byte string is viewed where it lies in the received frame (which the
-    // array then keeps alive); only a misaligned one is copied, into a recycled buffer.
-    if (content.byteOffset % info.size === 0) bytes = content;
+    // Into the requested output (one copy, here), else no copy: an aligned byte string is
+    // viewed where it lies in the received frame (which the array then keeps alive); only a
+    // misaligned one is copied, into a recycled buffer.
+    const into = target(content.length);
+    if (into !== undefined) {
+      into.set(content);
+      bytes = into;
+    } else if (content.byteOffset % info.size === 0) bytes = content;
     else {
       bytes = takeDecodeBuffer(content.length).bytes;
       bytes.set(content);
@@ -512,10 +568,10 @@ function decodeTypedArray(
         if (![1, 2, 4, 8].includes(modifier) || total % modifier !== 0) {
           throw new StreamError(`${what}: bslz4 element size ${modifier} invalid`);
         }
-        bytes = decompressBslz4(payload, modifier, total / modifier);
+        bytes = decompressBslz4(payload, modifier, total / modifier, target(total));
         compression = "bslz4";
       } else if (alg === "lz4") {
-        bytes = decompressLz4Hdf5(payload, total);
+        bytes = decompressLz4Hdf5(payload, total, target(total));
         compression = "lz4";
       } else {
         throw new StreamError(`${what}: unknown compression "${alg}"`);

@@ -16,6 +16,7 @@ import type { StreamEvent } from "./series.ts";
 import { type DecodePoolOptions, StreamDecoder } from "./decode_pool.ts";
 import { TurnBudget } from "../../core/turn_budget.ts";
 import { FrameBufferPool } from "./frame_buffers.ts";
+import type { TargetHolder } from "./image_target.ts";
 
 /** Options of {@link zmqStreamOpener}. */
 export interface ZmqStreamOptions {
@@ -25,6 +26,8 @@ export interface ZmqStreamOptions {
   reconnect?: { initialMs?: number; maxMs?: number };
   /** Decode workers and backlog bound (default: {@link StreamDecoder}'s defaults). */
   decode?: Partial<DecodePoolOptions>;
+  /** Series stacks lent by the controller: images are decoded into them in place. */
+  target?: TargetHolder;
 }
 
 /**
@@ -46,6 +49,7 @@ export function zmqStreamOpener(
     };
     const receiveBuffers = new FrameBufferPool();
     const decoder = new StreamDecoder({ frames: receiveBuffers, ...options.decode }, push);
+    const unwatch = options.target?.watch((target) => decoder.setTarget(target));
     const readBudget = new TurnBudget();
     const consumeBudget = new TurnBudget();
     const reader = (async () => {
@@ -92,6 +96,7 @@ export function zmqStreamOpener(
       if (failure !== undefined && !signal.aborted) throw failure;
     } finally {
       await reader;
+      unwatch?.();
       decoder.close();
     }
   };

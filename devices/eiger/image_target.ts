@@ -1,0 +1,121 @@
+/**
+ * Writing decoded images in place: the series stacks the controller lends the backend
+ * (`Device.lendSeriesStacks`, shared memory) become an {@link ImageTarget} that the decode
+ * workers write image `i` of a channel straight into — its slot `[i·w·h, (i+1)·w·h)` of the
+ * channel's stack — instead of into a buffer of their own that the controller then copies.
+ *
+ * One clear owner per slot: each slot of a lending is claimed at most once (an atomic claim per
+ * image and channel in shared memory), by whichever image message names it first; a second
+ * message with the same image id (a duplicate, a late image of an earlier series) gets a buffer
+ * of its own, and the controller copies (or refuses) it as before. So after a complete series
+ * every slot is claimed and nothing writes to the stacks the image PVs then serve. That writes
+ * of one lending end before the stacks are lent again is the decode pool's part
+ * (`decode_pool.ts`: a new target waits for the frames in flight).
+ *
+ * @module
+ */
+
+import type { LentSeriesStacks, PixelArray, PixelType } from "../contract.ts";
+import type { ImageOutputRequest } from "./stream2.ts";
+
+/** Stacks lent for in-place decoding, with their claims (structured-cloneable, shared). */
+export interface ImageTarget {
+  /** Per channel: `numImages·height·width` pixels over a SharedArrayBuffer. */
+  stacks: Record<string, PixelArray>;
+  width: number;
+  height: number;
+  numImages: number;
+  pixelType: PixelType;
+  /** Claims, `numImages` per channel in the order of `channels` (0 free, 1 taken). */
+  claims: Int32Array;
+  /** Channel names, in the order of the claims. */
+  channels: string[];
+}
+
+/**
+ * The target of lent stacks, or undefined when they cannot be written from another thread (not
+ * shared memory) or do not match their configuration.
+ */
+export function imageTarget(lent: LentSeriesStacks | undefined): ImageTarget | undefined {
+  if (lent === undefined) return undefined;
+  const { config } = lent;
+  const channels = config.channels.map((ch) => ch.name);
+  const length = config.width * config.height * config.numImages;
+  const stacks: Record<string, PixelArray> = {};
+  for (const name of channels) {
+    const stack = lent.images[name];
+    if (
+      stack === undefined || !(stack.buffer instanceof SharedArrayBuffer) ||
+      stack.length !== length
+    ) return undefined;
+    stacks[name] = stack;
+  }
+  return {
+    stacks,
+    width: config.width,
+    height: config.height,
+    numImages: config.numImages,
+    pixelType: config.pixelType,
+    claims: new Int32Array(new SharedArrayBuffer(4 * config.numImages * channels.length)),
+    channels,
+  };
+}
+
+/**
+ * The slot of an image channel in `target` as bytes, claimed for this caller, or undefined: no
+ * such channel, another type or shape, an image id out of range, or the slot taken already.
+ */
+export function claimSlot(
+  target: ImageTarget,
+  request: ImageOutputRequest,
+): Uint8Array | undefined {
+  const { imageId, channel, dtype, dims, byteLength } = request;
+  const c = target.channels.indexOf(channel);
+  if (c < 0 || dtype !== target.pixelType) return undefined;
+  if (dims.length !== 2 || dims[0] !== target.height || dims[1] !== target.width) return undefined;
+  if (!Number.isInteger(imageId) || imageId < 0 || imageId >= target.numImages) return undefined;
+  const stack = target.stacks[channel];
+  const size = target.width * target.height * stack.BYTES_PER_ELEMENT;
+  if (byteLength !== size) return undefined;
+  if (Atomics.compareExchange(target.claims, c * target.numImages + imageId, 0, 1) !== 0) {
+    return undefined;
+  }
+  return new Uint8Array(stack.buffer, stack.byteOffset + imageId * size, size);
+}
+
+/** Bytes of one image of a target (what a decoder prepares for). */
+export function targetImageBytes(target: ImageTarget): number {
+  const stack = Object.values(target.stacks)[0];
+  return target.width * target.height * (stack?.BYTES_PER_ELEMENT ?? 1);
+}
+
+/** The target a backend lends now, watched by its stream decoder. */
+export class TargetHolder {
+  #current: ImageTarget | undefined;
+  #watchers = new Set<(target: ImageTarget | undefined) => void>();
+
+  /** The current target. */
+  get current(): ImageTarget | undefined {
+    return this.#current;
+  }
+
+  /** Sets the target and tells the watchers. */
+  set(target: ImageTarget | undefined): void {
+    this.#current = target;
+    for (const watcher of this.#watchers) watcher(target);
+  }
+
+  /** Calls `watcher` with the current target and on every change; returns the unwatch. */
+  watch(watcher: (target: ImageTarget | undefined) => void): () => void {
+    this.#watchers.add(watcher);
+    watcher(this.#current);
+    return () => this.#watchers.delete(watcher);
+  }
+}
+
+/** Slots claimed so far (tests, diagnostics). */
+export function claimedSlots(target: ImageTarget): number {
+  let n = 0;
+  for (let i = 0; i < target.claims.length; i++) n += Atomics.load(target.claims, i);
+  return n;
+}
