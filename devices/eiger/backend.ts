@@ -190,7 +190,7 @@ export class EigerDevice implements Device {
 
   /** Lent series stacks: the stream's images are decoded into them in place (`image_target.ts`). */
   lendSeriesStacks(stacks: LentSeriesStacks | undefined): void {
-    this.#imageTarget.set(imageTarget(stacks));
+    if (this.#settings.decodeInPlace) this.#imageTarget.set(imageTarget(stacks));
   }
 
   /** EIGER_IMAGE_OVERDUE: the controller waits this (plus its margin) before giving up. */

@@ -42,6 +42,11 @@ export interface EigerSettings {
   decodeWorkers?: number;
   /** Frames that may wait for decoding before the series fails (`EIGER_DECODE_BACKLOG`). */
   decodeBacklog?: number;
+  /**
+   * Decode images straight into the controller's series stacks (`EIGER_DECODE_IN_PLACE`, 1 or
+   * 0, default 1); 0 decodes into buffers of their own that the controller copies (as before).
+   */
+  decodeInPlace: boolean;
 }
 
 /** Default gate frequency (Hz) of the original diss-ioc. */
@@ -129,6 +134,8 @@ export function parseEigerSettings(
         "an integer 0..64 (0 decodes on the event loop)",
       ),
     ),
+    decodeInPlace: (envNumber(env, "EIGER_DECODE_IN_PLACE", (n) => n === 0 || n === 1, "1 or 0") ??
+      1) === 1,
     ...optional(
       "decodeBacklog",
       envNumber(

@@ -44,6 +44,8 @@ import { recordSimSeries } from "../../tests/support/eiger.ts";
 import { encodeSimMessage } from "../../devices/eiger_sim/encode.ts";
 import { defaultDecodeWorkers, StreamDecoder } from "../../devices/eiger/decode_pool.ts";
 import { FrameBufferPool } from "../../devices/eiger/frame_buffers.ts";
+import { imageTarget } from "../../devices/eiger/image_target.ts";
+import { decodeBuffersMade } from "../../devices/eiger/decode_buffers.ts";
 import { SeriesCollector } from "../../devices/eiger/series.ts";
 import { SeriesAssembler } from "../../lib/series_assembler.ts";
 import type { DeviceConfig } from "../../devices/contract.ts";
@@ -108,6 +110,12 @@ function field(line: string, key: string): number {
 
 function logTime(line: string): number {
   return Date.parse(line.split(" ")[0]);
+}
+
+/** Minor page faults of process `pid` (all threads) so far. */
+function processMinorFaults(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[7]);
 }
 
 /** CPU time (user + system, all threads) of process `pid` so far, ms (10 ms resolution). */
@@ -285,11 +293,24 @@ async function decodePart(): Promise<number[]> {
       if (collector?.ended || collector?.error !== undefined) ended?.();
     },
   );
-  const rates: number[] = [];
-  const cpuPerImage: number[] = [];
+  // Alternating rounds: images decoded in place into the series stack (lent to the decoder,
+  // as the controller does), and the baseline of the same run: into buffers of their own that
+  // the assembler copies into the stack.
+  const modes = ["in place", "copy"] as const;
+  const results = new Map(
+    modes.map((
+      m,
+    ) => [m, {
+      rates: [] as number[],
+      cpu: [] as number[],
+      faults: [] as number[],
+      made: [] as number[],
+    }]),
+  );
   try {
-    // One round to start and warm up the workers, then the measured ones.
-    for (let round = 0; round <= SERIES; round++) {
+    // Two rounds to start and warm up the workers (one per mode), then the measured ones.
+    for (let round = 0; round < 2 * (SERIES + 1); round++) {
+      const mode = modes[round % 2];
       const done = new Promise<void>((resolve) => ended = resolve);
       collector = new SeriesCollector("bench", {
         numImages: IMAGES,
@@ -309,8 +330,11 @@ async function decodePart(): Promise<number[]> {
         seriesNumber: -1,
         startedAt: 0,
       }, config);
+      decoder.setTarget(mode === "in place" ? imageTarget(assembler.lendable()) : undefined);
       const started = performance.now();
       const cpuBefore = processCpuMs(Deno.pid);
+      const faultsBefore = processMinorFaults(Deno.pid);
+      const madeBefore = decoder.workerBuffersMade + decodeBuffersMade();
       for (const bytes of recorded) {
         const frame = receive.take(bytes.length);
         frame.set(bytes);
@@ -319,11 +343,15 @@ async function decodePart(): Promise<number[]> {
       await done;
       const seconds = (performance.now() - started) / 1000;
       if (collector.error !== undefined) throw new Error(collector.error);
+      decoder.setTarget(undefined);
       assembler.frame().retain()();
       assembler.close();
-      if (round > 0) {
-        rates.push(Math.round(IMAGES / seconds));
-        cpuPerImage.push((processCpuMs(Deno.pid) - cpuBefore) / IMAGES);
+      if (round >= 2) {
+        const r = results.get(mode)!;
+        r.rates.push(Math.round(IMAGES / seconds));
+        r.cpu.push((processCpuMs(Deno.pid) - cpuBefore) / IMAGES);
+        r.faults.push((processMinorFaults(Deno.pid) - faultsBefore) / IMAGES);
+        r.made.push(decoder.workerBuffersMade + decodeBuffersMade() - madeBefore);
       }
     }
   } finally {
@@ -331,14 +359,28 @@ async function decodePart(): Promise<number[]> {
   }
   console.log(
     `IOC receiving side alone (${WORKERS} decode workers, pre-recorded stream of ${IMAGES} ` +
-      `images, receive buffers + decode + collector + series stack): ${rates.join(", ")} ` +
-      `images/s; CPU per image (all threads) ${
-        cpuPerImage.map((x) => x.toFixed(2)).join(", ")
-      } ms, i.e. at most ${
-        cpuPerImage.map((x) => Math.round((1000 * navigator.hardwareConcurrency) / x)).join(", ")
-      } images/s on ${navigator.hardwareConcurrency} idle cores`,
+      `images, receive buffers + decode + collector + series stack), alternating rounds:`,
   );
-  return rates;
+  for (const mode of modes) {
+    const r = results.get(mode)!;
+    console.log(
+      `  ${mode.padEnd(8)}: ${r.rates.join(", ")} images/s; CPU per image (all threads) ${
+        r.cpu.map((x) => x.toFixed(2)).join(", ")
+      } ms (at most ${
+        r.cpu.map((x) => Math.round((1000 * navigator.hardwareConcurrency) / x)).join(", ")
+      } images/s on ${navigator.hardwareConcurrency} idle cores); minor faults per image ${
+        r.faults.map((x) => x.toFixed(0)).join(", ")
+      }; new output buffers per series ${r.made.join(", ")}`,
+    );
+  }
+  const inPlace = results.get("in place")!;
+  const copy = results.get("copy")!;
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  console.log(
+    `  in place / copy: rate ${(median(inPlace.rates) / median(copy.rates)).toFixed(2)}x, ` +
+      `CPU per image ${(median(inPlace.cpu) / median(copy.cpu)).toFixed(2)}x (medians)`,
+  );
+  return inPlace.rates;
 }
 
 /** The simulator streaming into the IOC, watched by pyepics. */
