@@ -739,6 +739,7 @@ export class EigerDevice implements Device {
             series: collector.seriesNumber,
             images: collector.received,
             rate: Math.round(collector.imageRate),
+            in_place: collector.inPlace,
           });
         }
       }

@@ -29,7 +29,7 @@ import { getLog } from "../../core/log.ts";
 import { adoptDecodeBuffers, takeKeptDecodeBuffers } from "./decode_buffers.ts";
 import { decodeFrame } from "./frame_decode.ts";
 import { prepareDecoder } from "./bslz4.ts";
-import { type ImageTarget, targetImageBytes } from "./image_target.ts";
+import { type ImageTarget, rebaseOnTarget, targetImageBytes } from "./image_target.ts";
 import type { StreamEvent } from "./series.ts";
 import type { FrameBufferPool } from "./frame_buffers.ts";
 
@@ -323,6 +323,8 @@ export class StreamDecoder {
       slot.answered = true;
       slot.jobs.delete(seq);
       if (event.kind === "message" && event.message.type === "image") {
+        // Written into the current target (it changes only when no frame is in flight).
+        if (this.#target !== undefined) rebaseOnTarget(event.message.data, this.#target);
         adoptDecodeBuffers(Object.values(event.message.data).map((c) => c.pixels));
       }
       this.#options.onResult?.(seq);

@@ -83,6 +83,35 @@ export function claimSlot(
   return new Uint8Array(stack.buffer, stack.byteOffset + imageId * size, size);
 }
 
+/**
+ * Makes the pixel arrays of an image decoded into `target` by another thread views of this
+ * thread's stack objects (a SharedArrayBuffer posted between threads arrives as a new object
+ * over the same memory), so that the receiver can tell an image in its slot by identity. Only
+ * arrays of the target's size over shared memory of the stack's size are rebased; the caller
+ * must know they were written under `target` (the decode pool does: a target changes only when
+ * no frame is in flight).
+ */
+export function rebaseOnTarget(
+  data: Record<string, { pixels: PixelArray }>,
+  target: ImageTarget,
+): void {
+  for (const [channel, image] of Object.entries(data)) {
+    const stack = target.stacks[channel];
+    const pixels = image.pixels;
+    if (
+      stack === undefined || !(pixels.buffer instanceof SharedArrayBuffer) ||
+      pixels.buffer === stack.buffer || pixels.buffer.byteLength !== stack.buffer.byteLength ||
+      pixels.constructor !== stack.constructor
+    ) continue;
+    const Ctor = stack.constructor as new (
+      buffer: ArrayBufferLike,
+      byteOffset: number,
+      length: number,
+    ) => PixelArray;
+    image.pixels = new Ctor(stack.buffer, pixels.byteOffset, pixels.length);
+  }
+}
+
 /** Bytes of one image of a target (what a decoder prepares for). */
 export function targetImageBytes(target: ImageTarget): number {
   const stack = Object.values(target.stacks)[0];

@@ -90,6 +90,7 @@ export class SeriesCollector {
   #waiters: (() => void)[] = [];
   #firstImageAt = 0;
   #lastImageAt = 0;
+  #inPlace = 0;
 
   /** Creates a collector that emits events for the local series id `id`. */
   constructor(id: string, expect: SeriesExpectation, emit: (event: DataEvent) => void) {
@@ -121,6 +122,10 @@ export class SeriesCollector {
   /** True after a regular end (EndData emitted). */
   get ended(): boolean {
     return this.#ended;
+  }
+  /** Images received decoded in place, in shared memory (lent series stacks). */
+  get inPlace(): number {
+    return this.#inPlace;
   }
   /** Images per second from the first to the last image handed on (0 below two images). */
   get imageRate(): number {
@@ -316,6 +321,9 @@ export class SeriesCollector {
       images[channel] = data.pixels;
     }
     this.#received.add(msg.imageId);
+    if (Object.values(images).every((image) => image.buffer instanceof SharedArrayBuffer)) {
+      this.#inPlace++;
+    }
     this.#lastImageAt = performance.now();
     if (this.#received.size === 1) this.#firstImageAt = this.#lastImageAt;
     this.#emit({

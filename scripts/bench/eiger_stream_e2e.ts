@@ -134,13 +134,18 @@ function threadCpuMs(pid: number, tid: number): number {
 
 /** CPU samples of a process (all threads, and its main thread) every 10 ms, by wall time. */
 function sampleCpu(pid: number): {
-  at: (ms: number) => { all: number; main: number };
+  at: (ms: number) => { all: number; main: number; faults: number };
   stop: () => void;
 } {
-  const samples: { t: number; all: number; main: number }[] = [];
+  const samples: { t: number; all: number; main: number; faults: number }[] = [];
   const take = () => {
     try {
-      samples.push({ t: Date.now(), all: processCpuMs(pid), main: threadCpuMs(pid, pid) });
+      samples.push({
+        t: Date.now(),
+        all: processCpuMs(pid),
+        main: threadCpuMs(pid, pid),
+        faults: processMinorFaults(pid),
+      });
     } catch {
       // the process ended
     }
@@ -461,7 +466,7 @@ out(res)
       );
       console.log(
         "series  sim sent/s  IOC decoded/s  ratio  end->PV update ms  max lag ms (busy)" +
-          "  IOC CPU/image ms (main thread)  state",
+          "  IOC CPU/image ms (main thread)  minflt/image  in place  state",
       );
       const latencies: number[] = [];
       const decodedRates: number[] = [];
@@ -471,6 +476,7 @@ out(res)
         const from = cpuSamples.at(run.put * 1000);
         const to = cpuSamples.at(run.update === null ? Infinity : run.update * 1000);
         const cpu = (to.all - from.all) / IMAGES;
+        const faults = (to.faults - from.faults) / IMAGES;
         seriesCpu.push(cpu);
         const s = streamed[i] ?? "";
         const sent = field(s, "rate");
@@ -484,9 +490,9 @@ out(res)
           } ${(decoded / sent).toFixed(2).padStart(6)} ${latency.toFixed(0).padStart(18)} ${
             `${field(lags[i] ?? "", "max_ms")} (${field(lags[i] ?? "", "max_busy_ms")})`
               .padStart(18)
-          } ${
-            `${cpu.toFixed(2)} (${((to.main - from.main) / IMAGES).toFixed(2)})`.padStart(32)
-          }  ${run.state}`,
+          } ${`${cpu.toFixed(2)} (${((to.main - from.main) / IMAGES).toFixed(2)})`.padStart(32)} ${
+            faults.toFixed(0).padStart(13)
+          } ${String(field(received[i] ?? "", "in_place")).padStart(9)}  ${run.state}`,
         );
       });
       console.log(
