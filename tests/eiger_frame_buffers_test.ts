@@ -48,6 +48,22 @@ Deno.test("frame buffers: at most `max` free buffers are kept; foreign buffers b
   assert.equal(fresh.owns(view), true);
 });
 
+Deno.test("frame buffers: the free buffers kept are bounded in bytes too; a backlog's buffers come back", () => {
+  const pool = new FrameBufferPool(64, 5 * BIG);
+  // A series whose frames waited for decoding: 10 buffers out at once, all given back after it.
+  const out = Array.from({ length: 10 }, () => pool.take(BIG).buffer as ArrayBuffer);
+  for (const buffer of out) pool.give(buffer);
+  assert.ok(pool.kept >= 3 && pool.kept <= 4, `${pool.kept} kept within 5 x ${BIG} B`);
+  // The default keeps the ~70 frames of a series that fell behind (1028x512 uint32 bslz4).
+  const frame = 350_000;
+  const wide = new FrameBufferPool();
+  const backlog = Array.from({ length: 70 }, () => wide.take(frame).buffer as ArrayBuffer);
+  for (const buffer of backlog) wide.give(buffer);
+  assert.equal(wide.kept, 64);
+  const again = Array.from({ length: 64 }, () => wide.take(frame).buffer);
+  assert.ok(again.every((b) => backlog.includes(b as ArrayBuffer)), "no new buffer");
+});
+
 Deno.test("zmtp decoder: frame bodies are received into the buffers `allocate` gives", () => {
   const pool = new FrameBufferPool();
   const sizes: number[] = [];

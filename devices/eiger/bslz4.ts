@@ -69,8 +69,8 @@ let preparedBytes = 0;
  * Prepares this thread's decoder ahead of the first image: compiles and instantiates the
  * WebAssembly module and writes (touches) the module memory that decoding an image of
  * `imageBytes` needs (scratch, image, a payload up to the image size), so the first images pay
- * neither the compile nor the first-touch page faults. Returns the bytes of memory made ready
- * by this call (0 when already prepared, or for the JavaScript engine).
+ * neither the compile nor the first-touch page faults. Returns the bytes of module memory
+ * prepared so far (0 for the JavaScript engine).
  */
 export function prepareDecoder(imageBytes: number): number {
   const c = activeCodec();
@@ -80,11 +80,10 @@ export function prepareDecoder(imageBytes: number): number {
       SLACK,
     1 << 30,
   );
-  if (need <= preparedBytes || !c.reserve(need)) return 0;
+  if (need <= preparedBytes || !c.reserve(need)) return preparedBytes;
   c.bytes().fill(0, Math.max(preparedBytes, FREE_AT), need);
-  const made = need - preparedBytes;
   preparedBytes = need;
-  return made;
+  return preparedBytes;
 }
 
 /** Reads the compressed size of block `i` at `pos`, checked against the payload. */

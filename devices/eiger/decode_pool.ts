@@ -48,7 +48,7 @@ export interface DecodePoolOptions {
   hold?: (seq: number) => boolean;
   /** Test hook: called when a worker's result for frame `seq` arrives (completion order). */
   onResult?: (seq: number) => void;
-  /** Called when a decoder (a worker, or this thread) prepared for a new target: bytes written. */
+  /** Called when a decoder (a worker, or this thread) prepared for a new target: bytes ready. */
   onPrepared?: (bytes: number) => void;
 }
 
@@ -158,6 +158,11 @@ export class StreamDecoder {
   /** Frames discarded after the last overflow. */
   get discarded(): number {
     return this.#discarded;
+  }
+
+  /** Frames waiting for a worker (not yet dispatched). */
+  get queued(): number {
+    return this.#queue.length;
   }
 
   /** Output buffers the workers made so far (none per image in steady state). */
