@@ -20,6 +20,9 @@ import { encodeStreamMessage } from "../devices/eiger/stream2.ts";
 import type { DeviceConfig, PixelArray, PixelType } from "../devices/contract.ts";
 import { SeriesAssembler } from "../lib/series_assembler.ts";
 import { runPyToDone } from "./support/py/peer.ts";
+import { acquire, startHarness } from "./support/controller_harness.ts";
+import { fakeConfig } from "./support/fake_device.ts";
+import type { LentSeriesStacks } from "../devices/contract.ts";
 
 function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
@@ -317,5 +320,62 @@ Deno.test("in place: decodeBuffersMade counts new output buffers of this thread"
     assert.equal(decodeBuffersMade(), before + 1);
   } finally {
     decoder.close();
+  }
+});
+
+Deno.test("in place: the controller lends the open series' prepared stacks before acquire and takes them back after", async () => {
+  const cfg = fakeConfig({ numImages: 3 });
+  const lendings: (LentSeriesStacks | undefined)[] = [];
+  const turns: (() => void)[] = [];
+  const h = await startHarness({
+    config: cfg,
+    lendSeriesStacks: (_dev, stacks) => lendings.push(stacks),
+    acquire: (dev) => {
+      // Writes each image into its slot of the lent stacks, as the EIGER decoders do.
+      const lent = lendings.at(-1);
+      assert.ok(lent !== undefined, "stacks lent before acquire");
+      const size = cfg.width * cfg.height;
+      dev.ctx.emit({ type: "start-data", seriesId: "s", seriesNumber: 1 });
+      for (let i = 0; i < cfg.numImages; i++) {
+        const images: Record<string, PixelArray> = {};
+        for (const [name, stack] of Object.entries(lent.images)) {
+          images[name] = stack.subarray(i * size, (i + 1) * size).fill(100 + i);
+        }
+        dev.ctx.emit({
+          type: "image-data",
+          seriesId: "s",
+          index: i,
+          timestamp: i,
+          exposure: 1,
+          images,
+        });
+      }
+      dev.ctx.emit({ type: "end-data", seriesId: "s" });
+      return Promise.resolve();
+    },
+  }, {
+    idleTurn: (callback) => {
+      turns.push(callback);
+      return () => {};
+    },
+  });
+  try {
+    await h.advance(0);
+    // Stacks are prepared on idle turns; run them all.
+    while (turns.length > 0) turns.shift()!();
+    await h.controller.request(acquire(0));
+    await h.advance(0);
+    assert.equal(h.controller.state, "READY", `errors: ${h.controller.errors}`);
+    assert.equal(h.frames.length, 1);
+    assert.equal(lendings.length, 2, "lent once, taken back once");
+    const lent = lendings[0]!;
+    assert.equal(lendings[1], undefined);
+    for (const ch of cfg.channels) {
+      assert.ok(lent.images[ch.name].buffer instanceof SharedArrayBuffer);
+      assert.equal(h.frames[0].images[ch.name], lent.images[ch.name], "the frame is the stack");
+      assert.deepEqual([...new Set(h.frames[0].images[ch.name])], [100, 101, 102]);
+    }
+  } finally {
+    await h.close();
   }
 });

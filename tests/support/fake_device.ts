@@ -9,6 +9,7 @@ import type {
   Device,
   DeviceConfig,
   DeviceContext,
+  LentSeriesStacks,
   MetaValue,
   PixelArray,
 } from "../../devices/contract.ts";
@@ -50,6 +51,8 @@ export interface FakeScript {
     channel: string,
     values: Record<string, MetaValue>,
   ) => Promise<void>;
+  /** Makes the device take lent series stacks (`Device.lendSeriesStacks`); absent otherwise. */
+  lendSeriesStacks?: (dev: FakeDevice, stacks: LentSeriesStacks | undefined) => void;
 }
 
 /** The fake backend; `calls` lists command names in call order. */
@@ -66,7 +69,12 @@ export class FakeDevice implements Device {
       const overdue = script.overdue;
       this.overdueSeconds = () => overdue;
     }
+    const lend = script.lendSeriesStacks;
+    if (lend !== undefined) this.lendSeriesStacks = (stacks) => lend(this, stacks);
   }
+
+  /** Present only when the script sets `lendSeriesStacks`. */
+  lendSeriesStacks?: (stacks: LentSeriesStacks | undefined) => void;
 
   /** Present only when the script sets `overdue` (like a backend with its own allowance). */
   overdueSeconds?: () => number;
