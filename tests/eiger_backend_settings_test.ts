@@ -24,6 +24,7 @@ Deno.test("eiger settings: defaults", () => {
     apiVersion: undefined,
     requestTimeout: 20,
     pollInterval: 1,
+    decodeInPlace: true,
   });
   const gated = parseEigerSettings({ EIGER_DEVICE_HOST: "h", EIGER_DEVICE_MODE: "Double" });
   assert.equal(gated.mode, "double");
@@ -35,8 +36,10 @@ Deno.test("eiger settings: defaults", () => {
     EIGER_NUM_IMAGES: "100",
     EIGER_DECODE_WORKERS: "0",
     EIGER_DECODE_BACKLOG: "64",
+    EIGER_DECODE_IN_PLACE: "0",
   });
   assert.equal(fast.numImages, 100);
+  assert.equal(fast.decodeInPlace, false);
   assert.equal(fast.decodeWorkers, 0);
   assert.equal(fast.decodeBacklog, 64);
   assert.deepEqual(
@@ -56,6 +59,7 @@ Deno.test("eiger settings: each invalid value names its variable", () => {
       /EIGER_DEVICE_MODE="sinlge" is invalid.*snapshot, single, double/,
     ],
     [{ EIGER_GATING_FREQUENCY: "0" }, /EIGER_GATING_FREQUENCY/],
+    [{ EIGER_DECODE_IN_PLACE: "yes" }, /EIGER_DECODE_IN_PLACE="yes" is invalid/],
     [{ EIGER_X2_THRESHOLD1_ENERGY: "-5" }, /EIGER_X2_THRESHOLD1_ENERGY/],
     [{ EIGER_X2_THRESHOLD2_ENERGY: "lots" }, /EIGER_X2_THRESHOLD2_ENERGY/],
     [{ EIGER_IMAGE_OVERDUE: "-1" }, /EIGER_IMAGE_OVERDUE/],
