@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { StreamDecoder } from "../devices/eiger/decode_pool.ts";
+import { FrameBufferPool } from "../devices/eiger/frame_buffers.ts";
 import { claimedSlots, claimSlot, imageTarget } from "../devices/eiger/image_target.ts";
 import { decodeBuffersMade } from "../devices/eiger/decode_buffers.ts";
 import type { StreamEvent, StreamImage } from "../devices/eiger/series.ts";
@@ -151,9 +152,11 @@ Deno.test("in place: workers prepared before the first frame; series after serie
   const rows = 128, cols = 256, images = 24;
   const cfg = config(images, cols, rows, "uint32");
   const prepared: number[] = [];
+  const receive = new FrameBufferPool();
   const { decoder, events, count, until } = recordingDecoder({
     workers: 2,
     backlog: 64,
+    frames: receive,
     onPrepared: (bytes) => prepared.push(bytes),
   });
   try {
@@ -176,8 +179,11 @@ Deno.test("in place: workers prepared before the first frame; series after serie
       if (series === 0) {
         // Each worker compiled its module at start and prepares the image size now, before any
         // frame of the series arrives.
-        await until(() => prepared.length >= 2, "both workers prepared");
+        // The workers also write the first receive buffers (a quarter of an image each, here
+        // the smallest pooled size), off the event loop.
+        await until(() => prepared.length >= 4, "both workers prepared, receive buffers written");
         assert.ok(prepared.every((bytes) => bytes >= rows * cols * 4), `prepared ${prepared}`);
+        assert.equal(receive.kept, 64, "receive buffers prepared up to the pool's bound");
       }
       for (const frame of frames) decoder.push(frame.slice());
       await count(seen + images);

@@ -64,6 +64,22 @@ Deno.test("frame buffers: the free buffers kept are bounded in bytes too; a back
   assert.ok(again.every((b) => backlog.includes(b as ArrayBuffer)), "no new buffer");
 });
 
+Deno.test("frame buffers: prepared buffers (once per pool, within the bounds) serve any frame up to their size", () => {
+  const pool = new FrameBufferPool(8, 4 * 1024 * 1024);
+  const prepared = pool.prepare(1_000_000); // rounded up to 1 048 576: 4 fit the byte bound
+  assert.equal(prepared.length, 4);
+  assert.deepEqual(pool.prepare(1_000_000), [], "once per pool");
+  assert.equal(pool.kept, 0, "not kept before they were written and given back");
+  for (const buffer of prepared) pool.give(buffer);
+  assert.equal(pool.kept, 4);
+  // A frame far smaller than a prepared buffer still takes one (a plain kept one it would not).
+  const frame = pool.take(100_000);
+  assert.ok(prepared.includes(frame.buffer as ArrayBuffer));
+  assert.equal(pool.owns(frame), true);
+  const big = pool.take(1_100_000);
+  assert.ok(!prepared.includes(big.buffer as ArrayBuffer), "too large for them: a new one");
+});
+
 Deno.test("zmtp decoder: frame bodies are received into the buffers `allocate` gives", () => {
   const pool = new FrameBufferPool();
   const sizes: number[] = [];

@@ -48,7 +48,10 @@ export interface DecodePoolOptions {
   hold?: (seq: number) => boolean;
   /** Test hook: called when a worker's result for frame `seq` arrives (completion order). */
   onResult?: (seq: number) => void;
-  /** Called when a decoder (a worker, or this thread) prepared for a new target: bytes ready. */
+  /**
+   * Called when a decoder (a worker, or this thread) prepared its module memory for a new target,
+   * and when a worker wrote prepared receive buffers: the bytes made ready.
+   */
   onPrepared?: (bytes: number) => void;
 }
 
@@ -69,7 +72,9 @@ export type WorkerRequest =
   | { type: "decode"; seq: number; frame: Uint8Array; recycled: ArrayBuffer[]; hold: boolean }
   | { type: "release"; seq: number }
   /** Decode images into these stacks from now on (undefined: into buffers of its own). */
-  | { type: "target"; target: ImageTarget | undefined };
+  | { type: "target"; target: ImageTarget | undefined }
+  /** Write these new receive buffers once and send them back (`FrameBufferPool.prepare`). */
+  | { type: "touch"; buffers: ArrayBuffer[] };
 
 /** A decode worker's answer. */
 export type WorkerReply = {
@@ -84,6 +89,10 @@ export type WorkerReply = {
   type: "prepared";
   /** Module memory written ahead for the target's image size. */
   bytes: number;
+} | {
+  type: "touched";
+  /** The receive buffers of a `touch` request, written once. */
+  buffers: ArrayBuffer[];
 };
 
 /** Whether a pixel array of `event` lies in `buffer` (an uncompressed image viewed in place). */
@@ -258,11 +267,28 @@ export class StreamDecoder {
     if (this.#closed || this.#slots.some((slot) => slot.jobs.size > 0)) return false;
     const target = this.#target = this.#wanted;
     for (const slot of this.#slots) this.#postTarget(slot);
+    if (target !== undefined) this.#prepareReceiveBuffers(target);
     if (this.#inline || this.#slots.length === 0) {
       const bytes = target === undefined ? 0 : prepareDecoder(targetImageBytes(target));
       if (target !== undefined) this.#options.onPrepared?.(bytes);
     }
     return true;
+  }
+
+  /**
+   * New receive buffers for the first frames, written once by the workers (not the event loop);
+   * sized for frames up to a quarter of the raw image (bslz4 of detector images is smaller).
+   */
+  #prepareReceiveBuffers(target: ImageTarget): void {
+    if (this.#slots.length === 0) return;
+    const buffers = this.#options.frames?.prepare(targetImageBytes(target) / 4) ?? [];
+    const share = Math.ceil(buffers.length / this.#slots.length);
+    this.#slots.forEach((slot, i) => {
+      const part = buffers.slice(i * share, (i + 1) * share);
+      if (part.length === 0) return;
+      const request: WorkerRequest = { type: "touch", buffers: part };
+      slot.worker.postMessage(request, part);
+    });
   }
 
   #postTarget(slot: Slot): void {
@@ -316,6 +342,11 @@ export class StreamDecoder {
     const slot: Slot = { worker, jobs: new Set(), answered: false, made: 0 };
     worker.onmessage = (e: MessageEvent<WorkerReply>) => {
       const reply = e.data;
+      if (reply.type === "touched") {
+        for (const buffer of reply.buffers) this.#options.frames?.give(buffer);
+        this.#options.onPrepared?.(reply.buffers.reduce((n, b) => n + b.byteLength, 0));
+        return;
+      }
       if (reply.type === "prepared") {
         slot.answered = true;
         this.#log.debug("Decode worker prepared", { bytes: reply.bytes });

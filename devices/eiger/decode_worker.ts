@@ -38,6 +38,11 @@ scope.onmessage = async (e: MessageEvent<WorkerRequest>) => {
     held.delete(request.seq);
     return;
   }
+  if (request.type === "touch") {
+    for (const buffer of request.buffers) new Uint8Array(buffer).fill(0);
+    scope.postMessage({ type: "touched", buffers: request.buffers }, request.buffers);
+    return;
+  }
   if (request.type === "target") {
     target = request.target;
     if (target !== undefined) {

@@ -11,7 +11,8 @@
  * together are kept (defaults 64 and 32 MiB: the frames a series had waiting for decoding when the
  * decoders fell behind, about 70 of 1028×512 uint32 bslz4 frames, find their buffers again in the
  * next series instead of new memory; measured here, new receive buffers cost the event loop about
- * 1 ms per frame).
+ * 1 ms per frame). For the first series of a stream, the decode pool prepares buffers when the
+ * series stacks are lent ({@link FrameBufferPool.prepare}; a decode worker writes them once).
  *
  * @module
  */
@@ -26,6 +27,9 @@ export class FrameBufferPool {
   #kept: ArrayBuffer[] = [];
   #keptBytes = 0;
   #made = new WeakSet<ArrayBufferLike>();
+  /** Buffers made by {@link prepare}: any frame up to their size may use them. */
+  #roomy = new WeakSet<ArrayBufferLike>();
+  #prepared = false;
 
   /** Creates a pool that keeps at most `max` free buffers of at most `maxBytes` together. */
   constructor(max = 64, maxBytes = 32 * 2 ** 20) {
@@ -39,15 +43,40 @@ export class FrameBufferPool {
   }
 
   /**
+   * New buffers of `capacity` bytes (rounded up to 64 KiB) for the first frames of the stream, as
+   * many as the pool's bounds allow, once per pool (later calls return none): the caller has
+   * another thread write them once (the first write to fresh memory is what costs, see the module
+   * doc) and gives them back with {@link give}. Any frame up to `capacity` may use them.
+   */
+  prepare(capacity: number): ArrayBuffer[] {
+    if (this.#prepared) return [];
+    this.#prepared = true;
+    const bytes = Math.ceil(Math.max(capacity, 1) / FRAME_POOL_MIN_BYTES) * FRAME_POOL_MIN_BYTES;
+    const count = Math.min(
+      this.#max - this.#kept.length,
+      Math.floor((this.#maxBytes - this.#keptBytes) / bytes),
+    );
+    const buffers: ArrayBuffer[] = [];
+    for (let i = 0; i < count; i++) {
+      const buffer = new ArrayBuffer(bytes);
+      this.#made.add(buffer);
+      this.#roomy.add(buffer);
+      buffers.push(buffer);
+    }
+    return buffers;
+  }
+
+  /**
    * A view of exactly `size` bytes at offset 0 of a buffer of this pool (a kept one when one is
-   * large enough and not more than twice too large), or of a new array for small frames.
+   * large enough and not more than twice too large, or a prepared one), or of a new array for
+   * small frames.
    */
   take(size: number): Uint8Array {
     if (size < FRAME_POOL_MIN_BYTES) return new Uint8Array(size);
     let best = -1;
     for (let i = 0; i < this.#kept.length; i++) {
       const length = this.#kept[i].byteLength;
-      if (length < size || length > 2 * size) continue;
+      if (length < size || (length > 2 * size && !this.#roomy.has(this.#kept[i]))) continue;
       if (best < 0 || length < this.#kept[best].byteLength) best = i;
     }
     if (best >= 0) {
