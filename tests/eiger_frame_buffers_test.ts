@@ -66,11 +66,11 @@ Deno.test("frame buffers: the free buffers kept are bounded in bytes too; a back
 
 Deno.test("frame buffers: prepared buffers (once per pool, within the bounds) serve any frame up to their size", () => {
   const pool = new FrameBufferPool(8, 4 * 1024 * 1024);
-  const prepared = pool.prepare(1_000_000); // rounded up to 1 048 576: 4 fit the byte bound
-  assert.equal(prepared.length, 4);
-  assert.deepEqual(pool.prepare(1_000_000), [], "once per pool");
-  assert.equal(pool.kept, 0, "not kept before they were written and given back");
-  for (const buffer of prepared) pool.give(buffer);
+  const plan = pool.prepare(1_000_000, 16); // rounded up to 1 048 576: 4 fit the byte bound
+  assert.deepEqual(plan, { count: 4, bytes: 1_048_576 });
+  assert.equal(pool.prepare(1_000_000, 16).count, 0, "once per pool");
+  const prepared = Array.from({ length: plan.count }, () => new ArrayBuffer(plan.bytes));
+  pool.givePrepared(prepared); // made and written by a worker
   assert.equal(pool.kept, 4);
   // A frame far smaller than a prepared buffer still takes one (a plain kept one it would not).
   const frame = pool.take(100_000);
@@ -78,6 +78,12 @@ Deno.test("frame buffers: prepared buffers (once per pool, within the bounds) se
   assert.equal(pool.owns(frame), true);
   const big = pool.take(1_100_000);
   assert.ok(!prepared.includes(big.buffer as ArrayBuffer), "too large for them: a new one");
+  pool.give(big.buffer as ArrayBuffer);
+  const small = pool.take(100_000);
+  assert.ok(
+    prepared.includes(small.buffer as ArrayBuffer),
+    "a plain one 11 times too large is not used",
+  );
 });
 
 Deno.test("zmtp decoder: frame bodies are received into the buffers `allocate` gives", () => {

@@ -58,6 +58,9 @@ export interface DecodePoolOptions {
 /** Default bound of waiting frames (about 160 MB of 1028×512 uint32 bslz4 frames). */
 export const DEFAULT_BACKLOG = 256;
 
+/** Receive buffers prepared for the first series (frames queued or in flight while keeping up). */
+const PREPARED_FRAMES = 16;
+
 /** Frames one worker has at most in flight (keeps it busy while a result travels back). */
 const PER_WORKER = 2;
 
@@ -73,8 +76,8 @@ export type WorkerRequest =
   | { type: "release"; seq: number }
   /** Decode images into these stacks from now on (undefined: into buffers of its own). */
   | { type: "target"; target: ImageTarget | undefined }
-  /** Write these new receive buffers once and send them back (`FrameBufferPool.prepare`). */
-  | { type: "touch"; buffers: ArrayBuffer[] };
+  /** Make and write `count` receive buffers of `bytes` and send them (`FrameBufferPool.prepare`). */
+  | { type: "touch"; count: number; bytes: number };
 
 /** A decode worker's answer. */
 export type WorkerReply = {
@@ -91,7 +94,7 @@ export type WorkerReply = {
   bytes: number;
 } | {
   type: "touched";
-  /** The receive buffers of a `touch` request, written once. */
+  /** The receive buffers of a `touch` request, made and written once. */
   buffers: ArrayBuffer[];
 };
 
@@ -276,18 +279,20 @@ export class StreamDecoder {
   }
 
   /**
-   * New receive buffers for the first frames, written once by the workers (not the event loop);
-   * sized for frames up to a quarter of the raw image (bslz4 of detector images is smaller).
+   * Receive buffers for the first frames of the stream, made and written once by the workers
+   * (not the event loop: allocating zeroes the memory); {@link PREPARED_FRAMES} of them, sized
+   * for frames up to a quarter of the raw image (bslz4 of detector images is smaller).
    */
   #prepareReceiveBuffers(target: ImageTarget): void {
-    if (this.#slots.length === 0) return;
-    const buffers = this.#options.frames?.prepare(targetImageBytes(target) / 4) ?? [];
-    const share = Math.ceil(buffers.length / this.#slots.length);
+    const frames = this.#options.frames;
+    if (this.#slots.length === 0 || frames === undefined) return;
+    const { count, bytes } = frames.prepare(targetImageBytes(target) / 4, PREPARED_FRAMES);
+    const share = Math.ceil(count / this.#slots.length);
     this.#slots.forEach((slot, i) => {
-      const part = buffers.slice(i * share, (i + 1) * share);
-      if (part.length === 0) return;
-      const request: WorkerRequest = { type: "touch", buffers: part };
-      slot.worker.postMessage(request, part);
+      const part = Math.min(share, count - i * share);
+      if (part <= 0) return;
+      const request: WorkerRequest = { type: "touch", count: part, bytes };
+      slot.worker.postMessage(request);
     });
   }
 
@@ -343,7 +348,7 @@ export class StreamDecoder {
     worker.onmessage = (e: MessageEvent<WorkerReply>) => {
       const reply = e.data;
       if (reply.type === "touched") {
-        for (const buffer of reply.buffers) this.#options.frames?.give(buffer);
+        this.#options.frames?.givePrepared(reply.buffers);
         this.#options.onPrepared?.(reply.buffers.reduce((n, b) => n + b.byteLength, 0));
         return;
       }

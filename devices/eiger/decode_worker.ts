@@ -39,8 +39,9 @@ scope.onmessage = async (e: MessageEvent<WorkerRequest>) => {
     return;
   }
   if (request.type === "touch") {
-    for (const buffer of request.buffers) new Uint8Array(buffer).fill(0);
-    scope.postMessage({ type: "touched", buffers: request.buffers }, request.buffers);
+    const buffers = Array.from({ length: request.count }, () => new ArrayBuffer(request.bytes));
+    for (const buffer of buffers) new Uint8Array(buffer).fill(0);
+    scope.postMessage({ type: "touched", buffers }, buffers);
     return;
   }
   if (request.type === "target") {

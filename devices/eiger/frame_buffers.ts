@@ -43,27 +43,28 @@ export class FrameBufferPool {
   }
 
   /**
-   * New buffers of `capacity` bytes (rounded up to 64 KiB) for the first frames of the stream, as
-   * many as the pool's bounds allow, once per pool (later calls return none): the caller has
-   * another thread write them once (the first write to fresh memory is what costs, see the module
-   * doc) and gives them back with {@link give}. Any frame up to `capacity` may use them.
+   * How many receive buffers of `capacity` bytes (rounded up to 64 KiB) to prepare for the first
+   * frames of the stream: up to `count`, within the pool's bounds, once per pool (later calls
+   * answer 0). The caller has another thread make and write them (allocating and first writing
+   * fresh memory is what costs, see the module doc) and hands them in with {@link givePrepared}.
    */
-  prepare(capacity: number): ArrayBuffer[] {
-    if (this.#prepared) return [];
-    this.#prepared = true;
+  prepare(capacity: number, count: number): { count: number; bytes: number } {
     const bytes = Math.ceil(Math.max(capacity, 1) / FRAME_POOL_MIN_BYTES) * FRAME_POOL_MIN_BYTES;
-    const count = Math.min(
+    if (this.#prepared) return { count: 0, bytes };
+    this.#prepared = true;
+    const room = Math.min(
       this.#max - this.#kept.length,
       Math.floor((this.#maxBytes - this.#keptBytes) / bytes),
     );
-    const buffers: ArrayBuffer[] = [];
-    for (let i = 0; i < count; i++) {
-      const buffer = new ArrayBuffer(bytes);
-      this.#made.add(buffer);
+    return { count: Math.max(0, Math.min(count, room)), bytes };
+  }
+
+  /** Keeps prepared buffers ({@link prepare}): any frame up to their size may use them. */
+  givePrepared(buffers: ArrayBuffer[]): void {
+    for (const buffer of buffers) {
       this.#roomy.add(buffer);
-      buffers.push(buffer);
+      this.give(buffer);
     }
-    return buffers;
   }
 
   /**
