@@ -25,8 +25,14 @@
  *
  * ```sh
  * nice ./node_modules/.bin/deno run -A scripts/bench/eiger_stream_e2e.ts [--part all|sim|decode|e2e]
- *   [--series 3] [--images 100] [--frame-ms 1] [--workers N] [--profile DIR]
+ *   [--series 3] [--images 100] [--frame-ms 1] [--workers N] [--in-place 1|0] [--profile DIR]
  * ```
+ *
+ * `decode` alternates rounds that decode in place (the series stack lent to the decoder, as the
+ * controller does) with rounds into buffers of their own that the assembler copies (the baseline,
+ * in the same run), and prints new output buffers and minor page faults per round. `e2e` runs the
+ * IOC with `EIGER_DECODE_IN_PLACE` from `--in-place` (1: default; 0: the copying baseline) and
+ * prints per series minor page faults per image and how many images were decoded in place.
  *
  * `--workers` sets `EIGER_DECODE_WORKERS` (default: one per core); `--profile DIR` writes V8 CPU
  * profiles of the IOC (main thread and workers) with Markdown summaries into DIR.
@@ -59,6 +65,7 @@ const { values } = parseArgs({
     images: { type: "string", default: "100" },
     "frame-ms": { type: "string", default: "1" },
     profile: { type: "string" },
+    "in-place": { type: "string", default: "1" },
   },
 });
 const PART = values.part;
@@ -399,6 +406,7 @@ async function e2ePart(): Promise<void> {
       EIGER_DEVICE_MODE: "snapshot",
       EIGER_NUM_IMAGES: String(IMAGES),
       EIGER_DECODE_WORKERS: String(WORKERS),
+      EIGER_DECODE_IN_PLACE: values["in-place"],
       // Measure, do not fail, when the shared machine is too slow to keep up.
       DISS_ACQUIRE_OVERDUE: "120",
       EIGER_IMAGE_OVERDUE: "60",
