@@ -12,9 +12,9 @@ import { join } from "node:path";
 import { StreamDecoder } from "../devices/eiger/decode_pool.ts";
 import { FRAME_POOL_MIN_BYTES, FrameBufferPool } from "../devices/eiger/frame_buffers.ts";
 import { SeriesCollector, type StreamEvent, type StreamImage } from "../devices/eiger/series.ts";
-import { encodeStreamMessage } from "../devices/eiger/stream2.ts";
 import type { DataEvent } from "../devices/contract.ts";
 import { runPyToDone } from "./support/py/peer.ts";
+import { streamImageFrame } from "./support/eiger.ts";
 
 const DTYPES = ["uint8", "uint16", "uint32"] as const;
 const COMPRESSIONS = ["bslz4", "lz4", "none"] as const;
@@ -56,17 +56,7 @@ function recordingDecoder(options: ConstructorParameters<typeof StreamDecoder>[0
 }
 
 function imageFrame(imageId: number, pixels: Uint16Array): Uint8Array {
-  return encodeStreamMessage({
-    type: "image",
-    seriesId: 3,
-    seriesUniqueId: "U3",
-    imageId,
-    realTime: [1, 1000],
-    seriesDate: "2024-05-01T12:00:00Z",
-    startTime: [imageId, 1000],
-    stopTime: [imageId + 1, 1000],
-    data: new Map([["threshold_1", { dims: [16, 32], data: pixels }]]),
-  });
+  return streamImageFrame(imageId, pixels, 16, 32);
 }
 
 function imageIds(events: StreamEvent[]): (number | string)[] {

@@ -58,8 +58,11 @@ export interface DecodePoolOptions {
 /** Default bound of waiting frames (about 160 MB of 1028×512 uint32 bslz4 frames). */
 export const DEFAULT_BACKLOG = 256;
 
-/** Receive buffers prepared for the first series (frames queued or in flight while keeping up). */
-const PREPARED_FRAMES = 16;
+/**
+ * Receive buffers prepared for the first series (up to the pool's bounds: 64 buffers, 32 MiB),
+ * so that frames waiting while decoding falls behind do not need new memory on the event loop.
+ */
+const PREPARED_FRAMES = 64;
 
 /** Frames one worker has at most in flight (keeps it busy while a result travels back). */
 const PER_WORKER = 2;
@@ -280,7 +283,7 @@ export class StreamDecoder {
 
   /**
    * Receive buffers for the first frames of the stream, made and written once by the workers
-   * (not the event loop: allocating zeroes the memory); {@link PREPARED_FRAMES} of them, sized
+   * (not the event loop: allocating zeroes the memory); up to {@link PREPARED_FRAMES}, sized
    * for frames up to a quarter of the raw image (bslz4 of detector images is smaller).
    */
   #prepareReceiveBuffers(target: ImageTarget): void {

@@ -6,8 +6,10 @@
  * transferred, not copied; buffers the main thread has released arrive with the next request and
  * are reused for the next images.
  *
- * The WebAssembly module is compiled when the worker starts, and a new target's image size is
- * prepared for at once (`prepareDecoder`), ahead of the series' first frame.
+ * The WebAssembly module is compiled when the worker starts and the decoding code run a few hundred
+ * times on a small synthetic frame (so the engine has optimised it before the first series), and a
+ * new target's image size is prepared for at once (`prepareDecoder`), ahead of the series' first
+ * frame.
  *
  * @module
  */
@@ -15,6 +17,7 @@
 import { adoptDecodeBuffers, decodeBuffersMade, releaseDecodeBuffers } from "./decode_buffers.ts";
 import { prepareDecoder } from "./bslz4.ts";
 import { decodeFrame } from "./frame_decode.ts";
+import { encodeStreamMessage } from "./stream2.ts";
 import { type ImageTarget, targetImageBytes } from "./image_target.ts";
 import type { WorkerReply, WorkerRequest } from "./decode_pool.ts";
 import { eventUses, transferablesOf } from "./decode_pool.ts";
@@ -25,11 +28,37 @@ interface WorkerScope {
 }
 
 const scope = globalThis as unknown as WorkerScope;
+/** Decodes of the start-up warm-up. */
+const WARM_UP_DECODES = 300;
 const held = new Map<number, () => void>();
 let target: ImageTarget | undefined;
 
-// Compile the module now, not on the first image.
+// Compile the module now, and run the decoding code until the engine has optimised it, not on
+// the first images of the first series.
 prepareDecoder(0);
+warmUpDecoding();
+
+/** Decodes a small synthetic bslz4 image frame a few hundred times (a few ms at start). */
+function warmUpDecoding(): void {
+  const pixels = new Uint32Array(64 * 64).map((_, i) => (i % 7 === 0 ? i & 0xfff : 0));
+  const frame = encodeStreamMessage({
+    type: "image",
+    seriesId: 0,
+    seriesUniqueId: "warm-up",
+    imageId: 0,
+    realTime: [1, 1000],
+    seriesDate: "2024-01-01T00:00:00Z",
+    startTime: [0, 1000],
+    stopTime: [1, 1000],
+    data: new Map([["warm-up", { dims: [64, 64], data: pixels }]]),
+  });
+  for (let i = 0; i < WARM_UP_DECODES; i++) {
+    const event = decodeFrame(frame);
+    if (event.kind === "message" && event.message.type === "image") {
+      releaseDecodeBuffers(Object.values(event.message.data).map((c) => c.pixels));
+    }
+  }
+}
 
 scope.onmessage = async (e: MessageEvent<WorkerRequest>) => {
   const request = e.data;

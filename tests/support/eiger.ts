@@ -7,6 +7,7 @@
 
 import type { DeviceContext, DeviceEvent } from "../../devices/contract.ts";
 import { getLog } from "../../core/log.ts";
+import { encodeStreamMessage } from "../../devices/eiger/stream2.ts";
 import { EigerDevice } from "../../devices/eiger/backend.ts";
 import {
   type EigerSim,
@@ -268,4 +269,28 @@ export async function recordSimSeries(
   const armedAt = messages.length;
   await det.command("detector", "trigger", undefined);
   return { messages, armedAt };
+}
+
+/**
+ * One stream v2 `image` message of series 3 (`U3`) with channel `threshold_1` of `rows`×`cols`
+ * pixels (`bslz4` unless `compression` says otherwise), encoded as the DCU sends it.
+ */
+export function streamImageFrame(
+  imageId: number,
+  pixels: Uint16Array | Uint32Array,
+  rows: number,
+  cols: number,
+  compression?: "bslz4" | "lz4" | "none",
+): Uint8Array {
+  return encodeStreamMessage({
+    type: "image",
+    seriesId: 3,
+    seriesUniqueId: "U3",
+    imageId,
+    realTime: [1, 1000],
+    seriesDate: "2024-05-01T12:00:00Z",
+    startTime: [imageId, 1000],
+    stopTime: [imageId + 1, 1000],
+    data: new Map([["threshold_1", { dims: [rows, cols], data: pixels, compression }]]),
+  });
 }
