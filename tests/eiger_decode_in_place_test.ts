@@ -14,7 +14,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { StreamDecoder } from "../devices/eiger/decode_pool.ts";
 import { FrameBufferPool } from "../devices/eiger/frame_buffers.ts";
-import { claimedSlots, claimSlot, imageTarget } from "../devices/eiger/image_target.ts";
+import {
+  claimedSlots,
+  claimSlot,
+  imageTarget,
+  TargetHolder,
+} from "../devices/eiger/image_target.ts";
 import { decodeBuffersMade } from "../devices/eiger/decode_buffers.ts";
 import type { StreamEvent, StreamImage } from "../devices/eiger/series.ts";
 import type { DeviceConfig, PixelArray, PixelType } from "../devices/contract.ts";
@@ -150,6 +155,13 @@ Deno.test("in place: workers prepared before the first frame; series after serie
       { length: images },
       (_, k) => streamImageFrame(k, pixelsOf(k, rows * cols), rows, cols),
     );
+    // Prepared once the image size is known (the backend does it after initialization): the
+    // workers write their module memory for it, and make and write the first receive buffers (a
+    // quarter of an image each, here the smallest pooled size) off the event loop.
+    decoder.prepare(rows * cols * 4);
+    await until(() => prepared.length >= 4, "both workers prepared, receive buffers written");
+    assert.ok(prepared.every((bytes) => bytes >= rows * cols * 4), `prepared ${prepared}`);
+    assert.equal(receive.kept, 64, "receive buffers prepared up to the pool's bound");
     // Buffers of its own: the counter sees them (the baseline of this test).
     for (const frame of frames.slice(0, 8)) decoder.push(frame.slice());
     await count(8);
@@ -163,13 +175,9 @@ Deno.test("in place: workers prepared before the first frame; series after serie
       prepared.length = 0;
       decoder.setTarget(target);
       if (series === 0) {
-        // Each worker compiled its module at start and prepares the image size now, before any
-        // frame of the series arrives.
-        // The workers also write the first receive buffers (a quarter of an image each, here
-        // the smallest pooled size), off the event loop.
-        await until(() => prepared.length >= 4, "both workers prepared, receive buffers written");
+        // A lent target's image size is prepared for too, before any frame of the series.
+        await until(() => prepared.length >= 2, "both workers prepared for the target");
         assert.ok(prepared.every((bytes) => bytes >= rows * cols * 4), `prepared ${prepared}`);
-        assert.equal(receive.kept, 64, "receive buffers prepared up to the pool's bound");
       }
       for (const frame of frames) decoder.push(frame.slice());
       await count(seen + images);
@@ -370,4 +378,22 @@ Deno.test("in place: the controller lends the open series' prepared stacks befor
   } finally {
     await h.close();
   }
+});
+
+Deno.test("in place: a target holder tells a watcher the image size and the target, also when it starts watching late", () => {
+  const holder = new TargetHolder();
+  const seen: string[] = [];
+  const watcher = {
+    target: (t: unknown) => seen.push(t === undefined ? "no target" : "target"),
+    prepare: (bytes: number) => seen.push(`prepare ${bytes}`),
+  };
+  holder.prepare(2048); // after initialization, before the stream opened
+  const unwatch = holder.watch(watcher);
+  assert.deepEqual(seen, ["prepare 2048", "no target"]);
+  const cfg = config(2, 16, 8, "uint32");
+  holder.set(imageTarget({ config: cfg, images: sharedStacks(cfg) }));
+  holder.set(undefined);
+  unwatch();
+  holder.prepare(4096);
+  assert.deepEqual(seen, ["prepare 2048", "no target", "target", "no target"]);
 });

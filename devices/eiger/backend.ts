@@ -25,6 +25,7 @@ import type {
   PixelType,
   RuntimeStateEvent,
 } from "../contract.ts";
+import { PIXEL_ARRAY_TYPES } from "../contract.ts";
 import { type EigerSettings, gatesPerImage, parseEigerSettings } from "./settings.ts";
 import {
   sequenceIdOf,
@@ -591,6 +592,9 @@ export class EigerDevice implements Device {
       }
     }
     this.#config = config;
+    // Get the stream decoders ready for images of this size now, not in the first series.
+    const pixelBytes = new PIXEL_ARRAY_TYPES[config.pixelType](0).BYTES_PER_ELEMENT;
+    this.#imageTarget.prepare(config.width * config.height * pixelBytes);
     this.#expected = expected;
     this.#expectedVersion++;
     this.#lost = undefined;

@@ -79,6 +79,8 @@ export type WorkerRequest =
   | { type: "release"; seq: number }
   /** Decode images into these stacks from now on (undefined: into buffers of its own). */
   | { type: "target"; target: ImageTarget | undefined }
+  /** Get ready for images of `imageBytes` (`prepareDecoder`). */
+  | { type: "prepare"; imageBytes: number }
   /** Make and write `count` receive buffers of `bytes` and send them (`FrameBufferPool.prepare`). */
   | { type: "touch"; count: number; bytes: number };
 
@@ -194,6 +196,25 @@ export class StreamDecoder {
     if (this.#applyTarget()) this.#dispatch();
   }
 
+  /**
+   * Gets the decoders ready for images of `imageBytes` ahead of the first series (the backend
+   * calls it once it knows the image size): each worker writes its module memory for that size,
+   * and receive buffers are prepared ({@link FrameBufferPool.prepare}). Setting a target does the
+   * same for the target's image size.
+   */
+  prepare(imageBytes: number): void {
+    if (this.#closed || !(imageBytes > 0)) return;
+    if (this.#slots.length === 0) {
+      this.#options.onPrepared?.(prepareDecoder(imageBytes));
+      return;
+    }
+    for (const slot of this.#slots) {
+      const request: WorkerRequest = { type: "prepare", imageBytes };
+      slot.worker.postMessage(request);
+    }
+    this.#prepareReceiveBuffers(imageBytes);
+  }
+
   /** Decodes `frame` (its buffer may be transferred: the caller gives it up). */
   push(frame: Uint8Array): void {
     if (this.#closed) return;
@@ -273,7 +294,7 @@ export class StreamDecoder {
     if (this.#closed || this.#slots.some((slot) => slot.jobs.size > 0)) return false;
     const target = this.#target = this.#wanted;
     for (const slot of this.#slots) this.#postTarget(slot);
-    if (target !== undefined) this.#prepareReceiveBuffers(target);
+    if (target !== undefined) this.#prepareReceiveBuffers(targetImageBytes(target));
     if (this.#inline || this.#slots.length === 0) {
       const bytes = target === undefined ? 0 : prepareDecoder(targetImageBytes(target));
       if (target !== undefined) this.#options.onPrepared?.(bytes);
@@ -286,10 +307,10 @@ export class StreamDecoder {
    * (not the event loop: allocating zeroes the memory); up to {@link PREPARED_FRAMES}, sized
    * for frames up to a quarter of the raw image (bslz4 of detector images is smaller).
    */
-  #prepareReceiveBuffers(target: ImageTarget): void {
+  #prepareReceiveBuffers(imageBytes: number): void {
     const frames = this.#options.frames;
     if (this.#slots.length === 0 || frames === undefined) return;
-    const { count, bytes } = frames.prepare(targetImageBytes(target) / 4, PREPARED_FRAMES);
+    const { count, bytes } = frames.prepare(imageBytes / 4, PREPARED_FRAMES);
     const share = Math.ceil(count / this.#slots.length);
     this.#slots.forEach((slot, i) => {
       const part = Math.min(share, count - i * share);

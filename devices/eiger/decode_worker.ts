@@ -73,6 +73,10 @@ scope.onmessage = async (e: MessageEvent<WorkerRequest>) => {
     scope.postMessage({ type: "touched", buffers }, buffers);
     return;
   }
+  if (request.type === "prepare") {
+    scope.postMessage({ type: "prepared", bytes: prepareDecoder(request.imageBytes) });
+    return;
+  }
   if (request.type === "target") {
     target = request.target;
     if (target !== undefined) {

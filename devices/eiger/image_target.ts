@@ -118,10 +118,19 @@ export function targetImageBytes(target: ImageTarget): number {
   return target.width * target.height * (stack?.BYTES_PER_ELEMENT ?? 1);
 }
 
-/** The target a backend lends now, watched by its stream decoder. */
+/** What a stream decoder is told by its backend (see {@link TargetHolder.watch}). */
+export interface TargetWatcher {
+  /** The lent stacks changed (undefined: taken back). */
+  target(target: ImageTarget | undefined): void;
+  /** Images of `imageBytes` will come: get ready (module memory, receive buffers). */
+  prepare(imageBytes: number): void;
+}
+
+/** The target a backend lends now and the image size it expects, watched by its decoder. */
 export class TargetHolder {
   #current: ImageTarget | undefined;
-  #watchers = new Set<(target: ImageTarget | undefined) => void>();
+  #imageBytes = 0;
+  #watchers = new Set<TargetWatcher>();
 
   /** The current target. */
   get current(): ImageTarget | undefined {
@@ -131,13 +140,20 @@ export class TargetHolder {
   /** Sets the target and tells the watchers. */
   set(target: ImageTarget | undefined): void {
     this.#current = target;
-    for (const watcher of this.#watchers) watcher(target);
+    for (const watcher of this.#watchers) watcher.target(target);
   }
 
-  /** Calls `watcher` with the current target and on every change; returns the unwatch. */
-  watch(watcher: (target: ImageTarget | undefined) => void): () => void {
+  /** Announces the image size (after initialization) so that decoders prepare ahead. */
+  prepare(imageBytes: number): void {
+    this.#imageBytes = imageBytes;
+    for (const watcher of this.#watchers) watcher.prepare(imageBytes);
+  }
+
+  /** Tells `watcher` the current state and every change; returns the unwatch. */
+  watch(watcher: TargetWatcher): () => void {
     this.#watchers.add(watcher);
-    watcher(this.#current);
+    if (this.#imageBytes > 0) watcher.prepare(this.#imageBytes);
+    watcher.target(this.#current);
     return () => this.#watchers.delete(watcher);
   }
 }

@@ -49,7 +49,10 @@ export function zmqStreamOpener(
     };
     const receiveBuffers = new FrameBufferPool();
     const decoder = new StreamDecoder({ frames: receiveBuffers, ...options.decode }, push);
-    const unwatch = options.target?.watch((target) => decoder.setTarget(target));
+    const unwatch = options.target?.watch({
+      target: (target) => decoder.setTarget(target),
+      prepare: (imageBytes) => decoder.prepare(imageBytes),
+    });
     const readBudget = new TurnBudget();
     const consumeBudget = new TurnBudget();
     const reader = (async () => {
