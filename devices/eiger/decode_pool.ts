@@ -9,10 +9,12 @@
  * the workers decode each image straight into its slot of the stack — the one write of the image
  * after decompression, no output buffer, nothing to copy on the event loop. A new target takes
  * effect only once every frame dispatched under the previous one came back (frames wait in the
- * queue meanwhile), so two lendings never write at the same time. Setting a target also
- * prepares the workers for its image size (`prepareDecoder`: module memory written ahead), and
- * each worker compiles the WebAssembly module when it starts, so the first series after start
- * pays neither.
+ * queue meanwhile), so two lendings never write at the same time.
+ *
+ * Ready before the first series: each worker compiles the WebAssembly module and warms up its
+ * decoding code when it starts; {@link StreamDecoder.prepare} (the backend calls it once it knows
+ * the image size) and a new target's size make each worker write its module memory for that size
+ * (`prepareDecoder`) and the workers make and write the first receive buffers, off the event loop.
  *
  * Bounded: at most `backlog` frames may be waiting (queued, in a worker, or decoded and waiting
  * for an earlier frame). One more frame is an overflow: an `overflow` event takes its place in
