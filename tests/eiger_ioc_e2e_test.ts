@@ -67,3 +67,67 @@ out(res)
     await sim.close();
   }
 });
+
+Deno.test("eiger e2e: a 3-image series decoded in place by the workers into the series stacks equals what was streamed", async () => {
+  const sim = await startTestSim({ width: 40, height: 24, bitDepth: 16 });
+  const sent: SimImage[] = [];
+  const output = sim.detector.output!;
+  sim.detector.output = {
+    send(message: SimMessage) {
+      if (message.type === "image") sent.push(message);
+      output.send(message);
+    },
+    drop: () => output.drop(),
+  };
+  try {
+    const ioc = await startIoc(
+      ["--backend", "eiger", "--prefix", "EIG:inplace:"],
+      sim.env({
+        EIGER_DEVICE_MODE: "snapshot",
+        EIGER_NUM_IMAGES: "3",
+        EIGER_DECODE_WORKERS: "2",
+        EIGER_X2_THRESHOLD1_ENERGY: "8000",
+        EIGER_X2_THRESHOLD2_ENERGY: "12000",
+      }),
+    );
+    try {
+      // Stacks are lent only once prepared.
+      await ioc.waitForLine(/msg="Series stack ready"/, 60_000);
+      const r = await runPyepics(
+        `
+P = sys.argv[1]
+res = {}
+${PYEPICS_ACQUIRE_ONCE}res['channels'] = list(epics.caget(P + 'channels'))
+for c in res['channels']:
+    n = [int(epics.caget(P + c + ':asize%d' % i)) for i in range(3)]
+    img = epics.caget(P + c + ':image', use_monitor=False)
+    res[c] = {'asize': n, 'image': [int(v) for v in img]}
+out(res)
+`,
+        { udpPort: ioc.udpPort, args: ["EIG:inplace:"], timeoutMs: 60_000 },
+      );
+      const log = () => ioc.lines.join("\n");
+      assert.equal(r.code, 0, r.stderr + r.stdout + log());
+      const res = JSON.parse(r.stdout);
+      assert.equal(res.state, "READY", log());
+      const received = await ioc.waitForLine(/msg="Series received"/, 30_000);
+      assert.match(
+        received,
+        /images=3 .*in_place=3\b/,
+        `all three decoded into the stack: ${received}`,
+      );
+      assert.equal(sent.length, 3, "three image messages streamed");
+      assert.deepEqual(res.channels, ["threshold_1", "threshold_2"]);
+      for (const ch of res.channels) {
+        assert.deepEqual(res[ch].asize, [3, 24, 40]);
+        const streamed = sent.flatMap((image) => Array.from(image.data[ch]!));
+        assert.deepEqual(res[ch].image, streamed, `${ch} pixels of the three images`);
+      }
+      assert.equal(await ioc.stop("SIGTERM"), 0);
+    } finally {
+      await ioc.stop("SIGKILL");
+    }
+  } finally {
+    await sim.close();
+  }
+});
