@@ -9,7 +9,8 @@ import { startIoc } from "./support/ioc_process.ts";
 import { startTestSim } from "./support/eiger.ts";
 import type { SimImage, SimMessage } from "../devices/eiger_sim/detector.ts";
 
-Deno.test("eiger e2e: IOC against eiger-sim, two thresholds, images equal what was streamed", async () => {
+/** A simulator of 16-bit 40×24 images that records every image message it streams. */
+async function recordingSim() {
   const sim = await startTestSim({ width: 40, height: 24, bitDepth: 16 });
   const sent: SimImage[] = [];
   const output = sim.detector.output!;
@@ -20,6 +21,25 @@ Deno.test("eiger e2e: IOC against eiger-sim, two thresholds, images equal what w
     },
     drop: () => output.drop(),
   };
+  return { sim, sent };
+}
+
+/** pyepics: one acquisition, then per channel the array sizes and the image PV (and `extra` reads). */
+function acquireAndReadScript(extra = ""): string {
+  return `
+P = sys.argv[1]
+res = {}
+${PYEPICS_ACQUIRE_ONCE}res['channels'] = list(epics.caget(P + 'channels'))
+for c in res['channels']:
+    n = [int(epics.caget(P + c + ':asize%d' % i)) for i in range(3)]
+    img = epics.caget(P + c + ':image', use_monitor=False)
+    res[c] = {'asize': n, 'image': [int(v) for v in img]${extra}}
+out(res)
+`;
+}
+
+Deno.test("eiger e2e: IOC against eiger-sim, two thresholds, images equal what was streamed", async () => {
+  const { sim, sent } = await recordingSim();
   try {
     const ioc = await startIoc(
       ["--backend", "eiger", "--prefix", "EIG:e2e:"],
@@ -31,17 +51,9 @@ Deno.test("eiger e2e: IOC against eiger-sim, two thresholds, images equal what w
     );
     try {
       const r = await runPyepics(
-        `
-P = sys.argv[1]
-res = {}
-${PYEPICS_ACQUIRE_ONCE}res['channels'] = list(epics.caget(P + 'channels'))
-for c in res['channels']:
-    n = [int(epics.caget(P + c + ':asize%d' % i)) for i in range(3)]
-    img = epics.caget(P + c + ':image', use_monitor=False)
-    res[c] = {'asize': n, 'image': [int(v) for v in img],
-              'energy': float(epics.caget(P + c + ':threshold_energy'))}
-out(res)
-`,
+        acquireAndReadScript(
+          ",\n              'energy': float(epics.caget(P + c + ':threshold_energy'))",
+        ),
         { udpPort: ioc.udpPort, args: ["EIG:e2e:"], timeoutMs: 60_000 },
       );
       assert.equal(r.code, 0, r.stderr + r.stdout + ioc.lines.join("\n"));
@@ -69,16 +81,7 @@ out(res)
 });
 
 Deno.test("eiger e2e: a 3-image series decoded in place by the workers into the series stacks equals what was streamed", async () => {
-  const sim = await startTestSim({ width: 40, height: 24, bitDepth: 16 });
-  const sent: SimImage[] = [];
-  const output = sim.detector.output!;
-  sim.detector.output = {
-    send(message: SimMessage) {
-      if (message.type === "image") sent.push(message);
-      output.send(message);
-    },
-    drop: () => output.drop(),
-  };
+  const { sim, sent } = await recordingSim();
   try {
     const ioc = await startIoc(
       ["--backend", "eiger", "--prefix", "EIG:inplace:"],
@@ -94,16 +97,7 @@ Deno.test("eiger e2e: a 3-image series decoded in place by the workers into the 
       // Stacks are lent only once prepared.
       await ioc.waitForLine(/msg="Series stack ready"/, 60_000);
       const r = await runPyepics(
-        `
-P = sys.argv[1]
-res = {}
-${PYEPICS_ACQUIRE_ONCE}res['channels'] = list(epics.caget(P + 'channels'))
-for c in res['channels']:
-    n = [int(epics.caget(P + c + ':asize%d' % i)) for i in range(3)]
-    img = epics.caget(P + c + ':image', use_monitor=False)
-    res[c] = {'asize': n, 'image': [int(v) for v in img]}
-out(res)
-`,
+        acquireAndReadScript(),
         { udpPort: ioc.udpPort, args: ["EIG:inplace:"], timeoutMs: 60_000 },
       );
       const log = () => ioc.lines.join("\n");
