@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { StreamDecoder } from "../devices/eiger/decode_pool.ts";
+import { releaseDecodeBuffers } from "../devices/eiger/decode_buffers.ts";
 import { FRAME_POOL_MIN_BYTES, FrameBufferPool } from "../devices/eiger/frame_buffers.ts";
 import { SeriesCollector, type StreamEvent, type StreamImage } from "../devices/eiger/series.ts";
 import type { DataEvent } from "../devices/contract.ts";
@@ -212,4 +213,61 @@ Deno.test("decode pool: without workers frames decode on the calling thread, sam
   decoder.close();
   assert.deepEqual(imageIds(events), [0, "error"]);
   assert.deepEqual((events[0] as { message: StreamImage }).message.data.threshold_1.pixels, pixels);
+});
+
+Deno.test("decode pool: released image buffers circulate (none new after the first series), and a late worker cannot make the other run ahead into new buffers", async () => {
+  const rows = 128, cols = 256, images = 24; // 128 KiB images: recycled
+  const completed: number[] = [];
+  let delivered = 0;
+  let wake: (() => void) | undefined;
+  const until = async (done: () => boolean, what: string) => {
+    const deadline = Date.now() + 120_000;
+    while (!done()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      });
+      clearTimeout(timer);
+    }
+  };
+  const decoder = new StreamDecoder({
+    workers: 2,
+    backlog: 64,
+    hold: (seq) => seq === 0,
+    onResult: (seq) => {
+      completed.push(seq);
+      wake?.();
+    },
+  }, (event) => {
+    // Released at once, as the series assembler does after copying into the stack.
+    if (event.kind === "message" && event.message.type === "image") {
+      releaseDecodeBuffers(Object.values(event.message.data).map((c) => c.pixels));
+    }
+    delivered++;
+    wake?.();
+  });
+  try {
+    const frames = Array.from(
+      { length: images },
+      (_, k) => streamImageFrame(k, new Uint32Array(rows * cols).fill(k), rows, cols),
+    );
+    for (const frame of frames) decoder.push(frame.slice());
+    // Frame 0 is held in one worker: frames up to the window (4 per worker) beyond it are
+    // decoded, the rest wait undispatched instead of filling new buffers.
+    await until(() => completed.length >= 7, "the frames within the window");
+    assert.equal(decoder.queued, images - 8, `completed ${completed}`);
+    assert.ok(decoder.workerBuffersMade <= 8, `${decoder.workerBuffersMade} buffers made`);
+    decoder.releaseHeld(0);
+    await until(() => delivered >= images, "the first series");
+    const afterFirst = decoder.workerBuffersMade;
+    for (let series = 2; series <= 3; series++) {
+      for (const frame of frames) decoder.push(frame.slice());
+      await until(() => delivered >= series * images, `series ${series}`);
+    }
+    assert.equal(decoder.workerBuffersMade, afterFirst, "no new output buffer in series 2 and 3");
+  } finally {
+    decoder.close();
+  }
 });

@@ -16,11 +16,16 @@
  * the image size) and a new target's size make each worker write its module memory for that size
  * (`prepareDecoder`) and the workers make and write the first receive buffers, off the event loop.
  *
+ * Decoded into buffers of their own (no target), at most {@link REORDER_WINDOW_PER_WORKER} frames
+ * per worker are dispatched beyond the earliest one not yet delivered: a late worker cannot make
+ * the others run ahead into new image buffers (results are released only in order).
+ *
  * Bounded: at most `backlog` frames may be waiting (queued, in a worker, or decoded and waiting
  * for an earlier frame). One more frame is an overflow: an `overflow` event takes its place in
  * the order (the series collector turns it into the acquisition's error, naming the bound), and
  * frames are discarded — counted and logged — until the backlog has drained. Memory therefore
- * stays below about `backlog` × (compressed frame) + workers × 2 × (decoded frame).
+ * stays below about `backlog` × (compressed frame) + workers × 4 × (decoded frame) (none when
+ * decoding in place).
  *
  * With `workers: 0` (or when workers cannot start) frames are decoded on the calling thread.
  *
@@ -68,6 +73,13 @@ const PREPARED_FRAMES = 64;
 
 /** Frames one worker has at most in flight (keeps it busy while a result travels back). */
 const PER_WORKER = 2;
+
+/**
+ * Frames per worker that may be dispatched beyond the earliest one not yet delivered, when images
+ * go into buffers of their own (not in place): bounds the decoded images waiting for an earlier
+ * one, and so the output buffers in use (recycled, none new in steady state).
+ */
+const REORDER_WINDOW_PER_WORKER = 4;
 
 /** Default worker count: one per core, 1..8. */
 export function defaultDecodeWorkers(): number {
@@ -155,6 +167,8 @@ export class StreamDecoder {
   #target: ImageTarget | undefined;
   /** The target asked for with {@link setTarget} (applied once no frame is in flight). */
   #wanted: ImageTarget | undefined;
+  /** Output buffers (channels) of the last decoded image: recycled buffers sent per frame. */
+  #imageBuffers = 1;
 
   /** Creates a decoder that hands events, in push order, to `deliver`. */
   constructor(options: Partial<DecodePoolOptions>, deliver: (event: StreamEvent) => void) {
@@ -342,13 +356,18 @@ export class StreamDecoder {
       );
       if (slot === undefined) slot = this.#startWorker(); // all failed: try a new one
       if (slot === undefined || slot.jobs.size >= PER_WORKER) return;
+      // Into buffers of their own, results wait for the earliest frame: at most a window of
+      // them, so a worker that is late cannot make the others fill new image buffers.
+      const window = REORDER_WINDOW_PER_WORKER * this.#slots.length;
+      if (this.#target === undefined && this.#queue[0].seq - this.#nextOut >= window) return;
       const job = this.#queue.shift()!;
       let frame = job.frame;
       // Only a frame that owns its whole buffer (or one of the pool's) can be transferred;
       // anything else is copied.
       const whole = frame.byteOffset === 0 && frame.byteLength === frame.buffer.byteLength;
       if (!whole && this.#options.frames?.owns(frame) !== true) frame = frame.slice();
-      const recycled = takeKeptDecodeBuffers(PER_WORKER);
+      // As many released buffers as one image uses: each worker gets back what it uses.
+      const recycled = this.#target === undefined ? takeKeptDecodeBuffers(this.#imageBuffers) : [];
       const hold = this.#options.hold?.(job.seq) ?? false;
       slot.jobs.add(job.seq);
       const request: WorkerRequest = { type: "decode", seq: job.seq, frame, recycled, hold };
@@ -392,7 +411,9 @@ export class StreamDecoder {
       if (event.kind === "message" && event.message.type === "image") {
         // Written into the current target (it changes only when no frame is in flight).
         if (this.#target !== undefined) rebaseOnTarget(event.message.data, this.#target);
-        adoptDecodeBuffers(Object.values(event.message.data).map((c) => c.pixels));
+        const pixels = Object.values(event.message.data).map((c) => c.pixels);
+        adoptDecodeBuffers(pixels);
+        this.#imageBuffers = Math.max(1, pixels.length);
       }
       this.#options.onResult?.(seq);
       if (this.#closed) return;
