@@ -19,7 +19,8 @@ import { errorMessage } from "../core/errors.ts";
 import { BulkWriteGate } from "../core/write_gate.ts";
 import { type PvaServer, startPvaServer } from "../pva/mod.ts";
 import { LoopLagMonitor, threadCpuMs } from "../core/loop_lag.ts";
-import { IO_POLL_ENV, ioPollInterval, RECOMMENDED_IO_POLL_INTERVAL } from "../core/io_poll.ts";
+import { runtimePolling } from "../core/io_poll.ts";
+import { restartWithRuntimePolling } from "./runtime_reexec.ts";
 
 const log = getLog("ioc");
 
@@ -109,6 +110,11 @@ export async function runIoc(
   if (typeof prepared === "number") return prepared;
   const { options, backend } = prepared;
   setupLogging({ level: options.logLevel });
+  if (!options.listPvs) {
+    // Once, before anything starts: the runtime's socket polling (core/io_poll.ts).
+    const childCode = await restartWithRuntimePolling(env);
+    if (childCode !== undefined) return childCode;
+  }
   const controller = makeController(options, backend, env);
   if (typeof controller === "number") return controller;
   log.info("diss-ioc", { version: versionString(), backend: options.backend, pid: Deno.pid });
@@ -182,14 +188,16 @@ export async function runIoc(
     udp_port: server.udpPort,
     pva_tcp_port: pva?.tcpPort ?? "off",
     pva_udp_port: pva?.udpPort ?? "off",
+    pid: Deno.pid,
   });
-  // Read by the runtime at startup (core/io_poll.ts): with the default, clients wait up to 61
-  // event-loop turns for their requests to be read while a fast stream keeps the loop busy.
-  const ioPoll = ioPollInterval(env[IO_POLL_ENV]);
-  if (!ioPoll.ok) {
+  // Read by the runtime at startup (core/io_poll.ts): with the defaults, clients wait up to
+  // dozens of event-loop turns for their requests to be read while a fast stream keeps the IOC
+  // busy. main.ts restarts the program with them set unless that was impossible or opted out.
+  const polling = runtimePolling(env);
+  if (!polling.ok) {
     log.warning("Sockets are polled only every few event-loop turns", {
-      [IO_POLL_ENV]: ioPoll.interval,
-      recommended: RECOMMENDED_IO_POLL_INTERVAL,
+      ...polling.intervals,
+      recommended: 1,
       effect: "CA/PVA requests may wait up to seconds while an image stream keeps the IOC busy",
     });
   }

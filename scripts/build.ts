@@ -52,6 +52,14 @@ export const PERMISSION_FLAGS: readonly string[] = [
 export const FFI_PERMISSION_FLAGS: readonly string[] = [...PERMISSION_FLAGS, "--allow-ffi"];
 
 /**
+ * Granted to compiled binaries only: running `/proc/self/exe`, that is the binary itself (with
+ * its baked-in permissions), so that the IOC can restart itself once with the runtime's socket
+ * polling set (`lib/runtime_reexec.ts`). Not part of {@link PERMISSION_FLAGS}: under `deno run`
+ * `/proc/self/exe` is the Deno executable, which could run anything with any permission.
+ */
+export const SELF_RESTART_PERMISSION = "--allow-run=/proc/self/exe";
+
+/**
  * V8 flags the IOC runs with (`deno task start`, the compiled binary, the tests and benchmarks):
  * `--optimize-for-size` keeps the JavaScript heap near what is live instead of letting it grow
  * with the allocation rate. Measured with the sim at 1028×512 uint32 and auto-acquire as fast as
@@ -124,14 +132,15 @@ export async function compile(targets: readonly string[], ffi = false): Promise<
 }
 
 /**
- * Arguments of `deno compile` for one target: permissions (`ffi`: {@link FFI_PERMISSION_FLAGS})
- * and V8 flags baked into the binary.
+ * Arguments of `deno compile` for one target: permissions (`ffi`: {@link FFI_PERMISSION_FLAGS},
+ * plus {@link SELF_RESTART_PERMISSION}) and V8 flags baked into the binary.
  */
 export function compileArgs(target: string, ffi = false): string[] {
   return [
     "compile",
     "--no-check",
     ...(ffi ? FFI_PERMISSION_FLAGS : PERMISSION_FLAGS),
+    SELF_RESTART_PERMISSION,
     ...RUNTIME_FLAGS,
     "--target",
     target,

@@ -7,7 +7,12 @@ import {
   versionString,
 } from "../lib/version.ts";
 import denoConfig from "../deno.json" with { type: "json" };
-import { compileArgs, PERMISSION_FLAGS, RUNTIME_FLAGS } from "../scripts/build.ts";
+import {
+  compileArgs,
+  PERMISSION_FLAGS,
+  RUNTIME_FLAGS,
+  SELF_RESTART_PERMISSION,
+} from "../scripts/build.ts";
 
 Deno.test("version comes from deno.json", () => {
   assert.equal(VERSION, denoConfig.version);
@@ -50,6 +55,10 @@ Deno.test("V8 runtime flags: the start task, the compiled binary and the permiss
     assert.ok(args.indexOf(flag) < args.length - 1);
   }
   for (const flag of PERMISSION_FLAGS) assert.ok(args.includes(flag));
+  // The binary may run itself (lib/runtime_reexec.ts); `deno run` with the listed flags may not
+  // (there /proc/self/exe is Deno itself).
+  assert.ok(args.includes(SELF_RESTART_PERMISSION));
+  assert.ok(!PERMISSION_FLAGS.some((flag) => flag.startsWith("--allow-run")));
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("../scripts/build.ts", import.meta.url).pathname, "permissions"],
     stdout: "piped",

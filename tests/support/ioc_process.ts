@@ -7,7 +7,7 @@
  */
 
 import { testPvaServerEnv, testServerEnv } from "./epics_env.ts";
-import { IO_POLL_ENV, RECOMMENDED_IO_POLL_INTERVAL } from "../../core/io_poll.ts";
+import { RECOMMENDED_RUNTIME_POLLING } from "../../core/io_poll.ts";
 import { RUNTIME_FLAGS } from "../../scripts/build.ts";
 
 const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
@@ -29,6 +29,8 @@ export interface IocProcess {
   stop(signal?: Deno.Signal): Promise<number>;
   /** Exit status once exited. */
   status: Promise<Deno.CommandStatus>;
+  /** PID of the process started (the IOC's, unless it restarted itself: see `lib/runtime_reexec.ts`). */
+  pid: number;
 }
 
 /** How to launch the program; default `deno run -A main.ts` in the current folder. */
@@ -37,6 +39,14 @@ export interface IocLaunch {
   denoArgs?: string[];
   /** Working directory of the subprocess. */
   cwd?: string;
+  /** Variables the subprocess must not have (even the harness's defaults). */
+  unsetEnv?: string[];
+}
+
+function withoutKeys(env: Record<string, string>, keys: readonly string[]): Record<string, string> {
+  const out = { ...env };
+  for (const key of keys) delete out[key];
+  return out;
 }
 
 /** Starts the IOC with `args` and extra `env`; resolves once it logged "IOC running". */
@@ -49,7 +59,7 @@ export async function startIoc(
   const child = new Deno.Command(DENO, {
     args: [...(launch.denoArgs ?? ["run", "-A", ...RUNTIME_FLAGS, MAIN]), ...args],
     cwd: launch.cwd,
-    env: {
+    env: withoutKeys({
       PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
       HOME: Deno.env.get("HOME") ?? "/tmp",
       NO_COLOR: "1",
@@ -57,9 +67,9 @@ export async function startIoc(
       ...testPvaServerEnv(),
       EPICS_CAS_SERVER_PORT: "0",
       // As every launcher of the IOC (core/io_poll.ts): sockets polled after every turn.
-      [IO_POLL_ENV]: String(RECOMMENDED_IO_POLL_INTERVAL),
+      ...RECOMMENDED_RUNTIME_POLLING,
       ...env,
-    },
+    }, launch.unsetEnv ?? []),
     clearEnv: true,
     stdin: "null",
     stdout: "null",
@@ -130,5 +140,5 @@ export async function startIoc(
   const udpPort = Number(/udp_port=(\d+)/.exec(running)?.[1]);
   const pvaTcpPort = Number(/pva_tcp_port=(\d+)/.exec(running)?.[1]);
   const pvaUdpPort = Number(/pva_udp_port=(\d+)/.exec(running)?.[1]);
-  return { udpPort, pvaTcpPort, pvaUdpPort, lines, waitForLine, stop, status };
+  return { udpPort, pvaTcpPort, pvaUdpPort, lines, waitForLine, stop, status, pid: child.pid };
 }

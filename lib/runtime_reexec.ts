@@ -1,0 +1,181 @@
+/**
+ * Restarts the IOC once with the runtime's socket polling set (`core/io_poll.ts`) when it was
+ * started without it — by hand, from a script or an old unit file. The runtime reads those
+ * variables only when it starts, so the one way to apply them is a new process: the same
+ * executable with the same command line (`/proc/self/cmdline`: for `deno run` the runtime's own
+ * flags, permissions and V8 flags included; for a compiled binary its arguments), the
+ * environment plus the variables, stdin/stdout/stderr inherited. The first process stays as a
+ * thin parent: it forwards the signals a user or service manager sends (SIGINT, SIGTERM, SIGHUP,
+ * SIGQUIT, SIGUSR1, SIGUSR2) and exits with the child's exit code (128 + signal number when the
+ * child was killed by a signal). The child has the variables set, plus {@link REEXEC_PARENT_ENV},
+ * so it never restarts again; it stops itself (SIGTERM, a normal shutdown) when its parent is gone.
+ *
+ * Nothing is restarted, and the IOC warns instead, when `DISS_REEXEC=no`, when a variable was set
+ * explicitly to another value (the user's choice is kept), off Linux (no `/proc/self/cmdline`),
+ * or without permission to run `/proc/self/exe` (`deno run` with narrow permissions: `-A` or
+ * `--allow-run=/proc/self/exe` allow it; the compiled release binary has that grant).
+ *
+ * @module
+ */
+
+import { RECOMMENDED_RUNTIME_POLLING, runtimePolling } from "../core/io_poll.ts";
+import { getLog } from "../core/log.ts";
+
+/** Opt-out: `DISS_REEXEC=no` (or `0`) keeps the process as started. */
+export const REEXEC_ENV = "DISS_REEXEC";
+
+/** Set in the restarted child: the parent's PID (also: never restart again). */
+export const REEXEC_PARENT_ENV = "DISS_REEXEC_PARENT";
+
+/** What {@link planReexec} decided. */
+export type ReexecPlan =
+  | { action: "none" }
+  | { action: "skip"; reason: string }
+  | { action: "restart"; command: string; args: string[]; env: Record<string, string> };
+
+/** Inputs of {@link planReexec}, gathered by the caller. */
+export interface ReexecFacts {
+  /** The process environment. */
+  env: Readonly<Record<string, string | undefined>>;
+  /** `/proc/self/cmdline` split at NUL (argv[0] first), or undefined when not readable. */
+  cmdline: string[] | undefined;
+  /** Whether running `/proc/self/exe` is permitted (without prompting). */
+  mayRun: boolean;
+  /** This process's PID. */
+  pid: number;
+}
+
+/** Decides whether to restart and with what; plain code over the facts (no I/O). */
+export function planReexec(facts: ReexecFacts): ReexecPlan {
+  const { env } = facts;
+  if (env[REEXEC_PARENT_ENV] !== undefined) return { action: "none" };
+  const polling = runtimePolling(env);
+  if (polling.ok) return { action: "none" };
+  const opt = env[REEXEC_ENV]?.trim().toLowerCase();
+  if (opt === "no" || opt === "0") return { action: "skip", reason: `${REEXEC_ENV}=no` };
+  if (polling.unset.length === 0) {
+    return { action: "skip", reason: "the variables were set explicitly" };
+  }
+  if (facts.cmdline === undefined || facts.cmdline.length === 0) {
+    return { action: "skip", reason: "the command line is unknown (/proc/self/cmdline)" };
+  }
+  if (!facts.mayRun) {
+    return { action: "skip", reason: "no permission to run /proc/self/exe" };
+  }
+  const childEnv: Record<string, string> = { [REEXEC_PARENT_ENV]: String(facts.pid) };
+  for (const name of polling.unset) childEnv[name] = RECOMMENDED_RUNTIME_POLLING[name];
+  return {
+    action: "restart",
+    command: "/proc/self/exe",
+    args: facts.cmdline.slice(1),
+    env: childEnv,
+  };
+}
+
+/** Signals the parent passes on to the child. */
+export const FORWARDED_SIGNALS: readonly Deno.Signal[] = [
+  "SIGINT",
+  "SIGTERM",
+  "SIGHUP",
+  "SIGQUIT",
+  "SIGUSR1",
+  "SIGUSR2",
+];
+
+const log = getLog("ioc");
+
+function readCmdline(): string[] | undefined {
+  if (Deno.build.os !== "linux") return undefined;
+  try {
+    const path = "/proc/self/cmdline";
+    if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return undefined;
+    const parts = new TextDecoder().decode(Deno.readFileSync(path)).split("\0");
+    if (parts.at(-1) === "") parts.pop();
+    return parts;
+  } catch {
+    return undefined;
+  }
+}
+
+function mayRunSelf(): boolean {
+  try {
+    return Deno.permissions.querySync({ name: "run", command: "/proc/self/exe" }).state ===
+      "granted";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Restarts the program as described in the module doc when that is needed and possible, and
+ * resolves with the child's exit code once it ended; resolves undefined when this process should
+ * go on itself (nothing to do, or not possible: the IOC's startup warning says so). In a child,
+ * starts watching the parent.
+ */
+export async function restartWithRuntimePolling(
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<number | undefined> {
+  const parent = env[REEXEC_PARENT_ENV];
+  if (parent !== undefined) {
+    log.info("Restarted with the runtime's socket polling set", {
+      parent_pid: parent,
+      ...runtimePolling(env).intervals,
+    });
+    watchParent(Number(parent));
+    return undefined;
+  }
+  const plan = planReexec({ env, cmdline: readCmdline(), mayRun: mayRunSelf(), pid: Deno.pid });
+  if (plan.action === "none") return undefined;
+  if (plan.action === "skip") {
+    log.info("Not restarting with the runtime's socket polling set", { reason: plan.reason });
+    return undefined;
+  }
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(plan.command, {
+      args: plan.args,
+      env: plan.env,
+      stdin: "inherit",
+      stdout: "inherit",
+      stderr: "inherit",
+    }).spawn();
+  } catch (error) {
+    log.warning("Cannot restart with the runtime's socket polling set", { error });
+    return undefined;
+  }
+  log.info("Restarting with the runtime's socket polling set", {
+    child_pid: child.pid,
+    ...plan.env,
+    opt_out: `${REEXEC_ENV}=no`,
+  });
+  const forwards = FORWARDED_SIGNALS.map((signal) => {
+    const listener = () => {
+      try {
+        child.kill(signal);
+      } catch {
+        // The child has exited already.
+      }
+    };
+    try {
+      Deno.addSignalListener(signal, listener);
+    } catch {
+      return undefined; // not supported here
+    }
+    return [signal, listener] as const;
+  });
+  const status = await child.status;
+  for (const entry of forwards) if (entry) Deno.removeSignalListener(entry[0], entry[1]);
+  return status.code;
+}
+
+/** Checks every second whether the parent is still there; stops this process when it is not. */
+function watchParent(parent: number): void {
+  if (!Number.isInteger(parent) || parent <= 1) return;
+  const timer = setInterval(() => {
+    if (Deno.ppid === parent) return;
+    clearInterval(timer);
+    log.warning("The parent process is gone: stopping", { parent_pid: parent });
+    Deno.kill(Deno.pid, "SIGTERM");
+  }, 1000);
+  Deno.unrefTimer(timer);
+}
