@@ -2,24 +2,29 @@
  * Channel Access stays served while an EIGER series streams in at detector speed: the IOC
  * (`diss-ioc --backend eiger`, a subprocess with two decode workers) receives a series of 200
  * images of 1028×512 uint16 at 1 ms frame time from the simulator, while a libca client (pyepics)
- * repeatedly searches for a PV afresh (channel created, read, destroyed) and reads it.
+ * repeatedly searches for a PV afresh (channel created, read, destroyed) and reads it, each time
+ * followed by a raw probe (the same search, create and read as plain messages on a UDP socket and
+ * a TCP circuit, no libca: `tests/support/stream_ca_probes.ts`). The test prints the split of the
+ * probes that ran while the series streamed: raw round trips (the IOC, the CPU it got, the kernel)
+ * against libca's own share (its search timer: a new channel waits for the next tick, 0–32 ms and
+ * more once replies came late).
  *
  * What is asserted holds on a loaded 2-core machine too:
- * - every probe during the acquisition is answered, with the right value, and several probes ran
- *   while the series was being received;
- * - no probe took longer than the idle IOC's p90 plus an allowance (`DISS_TEST_CA_BUSY_MS`,
- *   default 10 000 ms): a failure detector for gross stalls only (at load 3–6 the slowest probe of a
- *   series took 0.2–1.1 s; before the fix below, 1.3–3.3 s);
- * - the IOC ran with sockets polled after every event-loop turn (`DENO_TOKIO_EVENT_INTERVAL=1`,
- *   set by the harness as by every launcher: no startup warning). With the runtime's default a
- *   stream that keeps the loop busy leaves the CA sockets unpolled for 0.3–0.83 s at a time
- *   (core/io_poll.ts, docs/eiger-stream.md);
+ * - every probe during the acquisition is answered, with the right value, by both clients, and
+ *   several probes ran while the series was being received;
+ * - no probe (pyepics, or raw in total) took longer than the idle IOC's p90 plus an allowance
+ *   (`DISS_TEST_CA_BUSY_MS`, default 10 000 ms): a failure detector for gross stalls only. The
+ *   issue's 100 ms cannot be asserted here: on this shared box at load 3–6 single probes take
+ *   0.1–1 s for want of a CPU (the IOC's timer late by as much, its own work in that time 20 ms);
+ *   `scripts/bench/eiger_stream_ca_latency.ts` measures the 100 ms target;
+ * - the IOC ran with the runtime's socket polling set (`DENO_TOKIO_EVENT_INTERVAL=1` and
+ *   `DENO_TOKIO_GLOBAL_QUEUE_INTERVAL=1`, set by the harness as by every launcher: no startup
+ *   warning, no restart). With the runtime's defaults a stream that keeps the loop busy leaves CA
+ *   requests unread for 0.3–0.83 s at a time (core/io_poll.ts, docs/eiger-stream.md);
  * - the IOC's own measure: the largest *busy* event-loop lag of the acquisition (the CPU time its
  *   thread spent on one piece of work while its timer was late, `Acquisition event-loop lag
  *   max_busy_ms=`) stays below 500 ms (`DISS_TEST_LOOP_BUSY_MS`). Time spent waiting for a CPU does
  *   not count there, so load does not make it fail; long synchronous work does.
- *
- * The 100 ms target of the issue is measured by `scripts/bench/eiger_stream_e2e.ts`, not here.
  */
 
 import assert from "node:assert/strict";
@@ -27,6 +32,7 @@ import { startIoc } from "./support/ioc_process.ts";
 import { startTestSim } from "./support/eiger.ts";
 import {
   formatSplit,
+  logLineTime,
   probeSplit,
   runStreamProbes,
   type StreamProbes,
@@ -88,10 +94,11 @@ Deno.test("eiger stream: CA search + get answered while 1000 frames/s stream int
       const bound = idle[Math.floor(idle.length * 0.9)] + ALLOWANCE_MS;
       const ms = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(",");
       const lagLine = await ioc.waitForLine(/msg="Acquisition event-loop lag"/, 30_000);
+      const streamStart = logLineTime(await ioc.waitForLine(/msg="Series started"/));
       const idleRaw = res.idle_raw.map((p) => p.search + p.create + p.read);
       console.log(
         `CA probes idle: pyepics ${ms(idle)} ms, raw ${ms(idleRaw.sort((a, b) => a - b))} ms\n` +
-          `${formatSplit(probeSplit(res))}\n` +
+          `${formatSplit(probeSplit(res, streamStart))}\n` +
           `pyepics during the series: ${ms(during.map((p) => p.ms))} ms (bound ${
             bound.toFixed(0)
           })\nIOC: ${lagLine.replace(/^.*msg=/, "")}`,

@@ -179,7 +179,7 @@ export function medianMax(xs: readonly number[]): { median: number; max: number 
 
 /** Where the time of the probes during an acquisition went (ms; median and max of each part). */
 export interface ProbeSplit {
-  /** Probes that ended while the acquisition ran. */
+  /** Probes that ran while the series streamed (ended while the acquisition ran). */
   count: number;
   /** pyepics probe (search afresh + connect + read). */
   pyepics: { median: number; max: number };
@@ -195,9 +195,28 @@ export interface ProbeSplit {
   over100: { pyepics: number; server: number };
 }
 
-/** The split of the probes that ran during the acquisition. */
-export function probeSplit(probes: StreamProbes): ProbeSplit {
-  const during = probes.busy.filter((p) => p.acquiring);
+/**
+ * The probes that ran during the acquisition; with `streamStartMs` (epoch ms, the IOC's
+ * `Series started` log time) only those that began after the stream started (not while the
+ * detector was being armed).
+ */
+export function probesDuringStream(
+  probes: StreamProbes,
+  streamStartMs?: number,
+): StreamProbes["busy"] {
+  return probes.busy.filter((p) =>
+    p.acquiring && (streamStartMs === undefined || p.at * 1000 >= streamStartMs)
+  );
+}
+
+/** Epoch ms of a log line's leading ISO time (NaN when it has none). */
+export function logLineTime(line: string): number {
+  return Date.parse(line.split(" ")[0]);
+}
+
+/** The split of the probes that ran during the stream (see {@link probesDuringStream}). */
+export function probeSplit(probes: StreamProbes, streamStartMs?: number): ProbeSplit {
+  const during = probesDuringStream(probes, streamStartMs);
   const server = during.map((p) => p.raw.search + p.raw.create + p.raw.read);
   return {
     count: during.length,
