@@ -36,6 +36,7 @@ import {
   probeSplit,
   runStreamProbes,
   type StreamProbes,
+  streamSeriesEnv,
 } from "./support/stream_ca_probes.ts";
 
 const IMAGES = 200;
@@ -47,17 +48,7 @@ Deno.test("eiger stream: CA search + get answered while 1000 frames/s stream int
   try {
     const ioc = await startIoc(
       ["--backend", "eiger", "--prefix", "CAS:"],
-      sim.env({
-        EIGER_DEVICE_MODE: "snapshot",
-        EIGER_NUM_IMAGES: String(IMAGES),
-        EIGER_DECODE_WORKERS: "2",
-        // Not under test here: a loaded machine may send or decode slower than 1 kHz.
-        DISS_ACQUIRE_OVERDUE: "300",
-        EIGER_IMAGE_OVERDUE: "240",
-        EIGER_DECODE_BACKLOG: String(IMAGES + 10),
-        EIGER_REQUEST_TIMEOUT: "60",
-        EIGER_POLL_INTERVAL: "1",
-      }),
+      sim.env(streamSeriesEnv(IMAGES)),
     );
     try {
       const running = await ioc.waitForLine(/msg="IOC running"/);

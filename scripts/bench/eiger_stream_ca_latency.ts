@@ -36,6 +36,7 @@ import {
   probesDuringStream,
   probeSplit,
   runStreamProbes,
+  streamSeriesEnv,
 } from "../../tests/support/stream_ca_probes.ts";
 import { GLOBAL_QUEUE_ENV, IO_POLL_ENV } from "../../core/io_poll.ts";
 import { REEXEC_ENV } from "../../lib/runtime_reexec.ts";
@@ -76,17 +77,7 @@ async function round(setting: string): Promise<Round> {
   try {
     const ioc = await startIoc(
       ["--backend", "eiger", "--prefix", "CAL:"],
-      sim.env({
-        EIGER_DEVICE_MODE: "snapshot",
-        EIGER_NUM_IMAGES: String(IMAGES),
-        EIGER_DECODE_WORKERS: "2",
-        DISS_ACQUIRE_OVERDUE: "300",
-        EIGER_IMAGE_OVERDUE: "240",
-        EIGER_DECODE_BACKLOG: String(IMAGES + 10),
-        EIGER_REQUEST_TIMEOUT: "60",
-        EIGER_POLL_INTERVAL: "1",
-        ...POLLING[setting].env,
-      }),
+      sim.env({ ...streamSeriesEnv(IMAGES), ...POLLING[setting].env }),
       60_000,
       { unsetEnv: POLLING[setting].unset },
     );

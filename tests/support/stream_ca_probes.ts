@@ -18,6 +18,24 @@
 
 import { runPyepics } from "./epics_env.ts";
 
+/**
+ * IOC environment (on top of the simulator's `env()`) for a series of `images` streamed at
+ * detector speed: snapshot mode, two decode workers, generous timeouts (a loaded machine may send
+ * or decode slower than 1 kHz; not what is measured), a decode backlog that holds the whole series.
+ */
+export function streamSeriesEnv(images: number): Record<string, string> {
+  return {
+    EIGER_DEVICE_MODE: "snapshot",
+    EIGER_NUM_IMAGES: String(images),
+    EIGER_DECODE_WORKERS: "2",
+    DISS_ACQUIRE_OVERDUE: "300",
+    EIGER_IMAGE_OVERDUE: "240",
+    EIGER_DECODE_BACKLOG: String(images + 10),
+    EIGER_REQUEST_TIMEOUT: "60",
+    EIGER_POLL_INTERVAL: "1",
+  };
+}
+
 /** Python (after the pyepics prelude): argv = prefix, duration, tcp port; prints one JSON object. */
 export const STREAM_PROBE_SCRIPT = String.raw`
 import socket, struct
