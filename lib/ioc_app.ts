@@ -20,7 +20,7 @@ import { BulkWriteGate } from "../core/write_gate.ts";
 import { type PvaServer, startPvaServer } from "../pva/mod.ts";
 import { LoopLagMonitor, threadCpuMs } from "../core/loop_lag.ts";
 import { runtimePolling } from "../core/io_poll.ts";
-import { restartWithRuntimePolling } from "./runtime_reexec.ts";
+import { REEXEC_PARENT_ENV, restartWithRuntimePolling } from "./runtime_reexec.ts";
 
 const log = getLog("ioc");
 
@@ -110,11 +110,11 @@ export async function runIoc(
   if (typeof prepared === "number") return prepared;
   const { options, backend } = prepared;
   setupLogging({ level: options.logLevel });
-  if (!options.listPvs) {
-    // Once, before anything starts: the runtime's socket polling (core/io_poll.ts).
-    const childCode = await restartWithRuntimePolling(env);
-    if (childCode !== undefined) return childCode;
-  }
+  // Once, before anything starts: the runtime's socket polling (core/io_poll.ts).
+  const restart = options.listPvs
+    ? { kind: "none" as const }
+    : await restartWithRuntimePolling(env);
+  if (restart.kind === "exited") return restart.code;
   const controller = makeController(options, backend, env);
   if (typeof controller === "number") return controller;
   log.info("diss-ioc", { version: versionString(), backend: options.backend, pid: Deno.pid });
@@ -182,6 +182,22 @@ export async function runIoc(
     prefix: options.prefix,
     uint32As: options.uint32As,
   });
+  // Before "IOC running": whoever waits for that line may stop the IOC at once.
+  let stopSignal: string | undefined;
+  const listeners: [Deno.Signal, () => void][] = [];
+  const stopped = new Promise<void>((resolve) => {
+    for (const name of ["SIGINT", "SIGTERM"] as const) {
+      const listener = () => {
+        if (stopSignal !== undefined) return;
+        stopSignal = name;
+        log.info("Shutting down", { signal: name });
+        resolve();
+      };
+      listeners.push([name, listener]);
+      Deno.addSignalListener(name, listener);
+    }
+  });
+
   log.info("IOC running", {
     prefix: options.prefix,
     tcp_port: server.tcpPort,
@@ -189,15 +205,18 @@ export async function runIoc(
     pva_tcp_port: pva?.tcpPort ?? "off",
     pva_udp_port: pva?.udpPort ?? "off",
     pid: Deno.pid,
+    // The child of a restart with the runtime's socket polling set (lib/runtime_reexec.ts).
+    ...(env[REEXEC_PARENT_ENV] !== undefined ? { restarted_by: env[REEXEC_PARENT_ENV] } : {}),
   });
   // Read by the runtime at startup (core/io_poll.ts): with the defaults, clients wait up to
   // dozens of event-loop turns for their requests to be read while a fast stream keeps the IOC
-  // busy. main.ts restarts the program with them set unless that was impossible or opted out.
+  // busy. The program restarted itself with them above unless that was impossible or opted out.
   const polling = runtimePolling(env);
   if (!polling.ok) {
     log.warning("Sockets are polled only every few event-loop turns", {
       ...polling.intervals,
       recommended: 1,
+      restart: restart.kind === "skipped" ? restart.reason : "none",
       effect: "CA/PVA requests may wait up to seconds while an image stream keeps the IOC busy",
     });
   }
@@ -217,21 +236,6 @@ export async function runIoc(
   const watchdog = systemd.watchdogMs === undefined
     ? undefined
     : setInterval(() => void notify({ WATCHDOG: "1" }), systemd.watchdogMs);
-
-  let stopSignal: string | undefined;
-  const listeners: [Deno.Signal, () => void][] = [];
-  const stopped = new Promise<void>((resolve) => {
-    for (const name of ["SIGINT", "SIGTERM"] as const) {
-      const listener = () => {
-        if (stopSignal !== undefined) return;
-        stopSignal = name;
-        log.info("Shutting down", { signal: name });
-        resolve();
-      };
-      listeners.push([name, listener]);
-      Deno.addSignalListener(name, listener);
-    }
-  });
 
   // Event-loop lag: every stall delays every client; the largest lag of each acquisition is logged
   // (busy: the part the thread itself was working, the rest it waited for a CPU).

@@ -10,7 +10,8 @@
  * child was killed by a signal). The child has the variables set, plus {@link REEXEC_PARENT_ENV},
  * so it never restarts again; it stops itself (SIGTERM, a normal shutdown) when its parent is gone.
  *
- * Nothing is restarted, and the IOC warns instead, when `DISS_REEXEC=no`, when a variable was set
+ * The child's `IOC running` log line names the parent (`restarted_by=`). Nothing is restarted, and
+ * the IOC's startup warning names the reason instead, when `DISS_REEXEC=no`, when a variable was set
  * explicitly to another value (the user's choice is kept), off Linux (no `/proc/self/cmdline`),
  * or without permission to run `/proc/self/exe` (`deno run` with narrow permissions: `-A` or
  * `--allow-run=/proc/self/exe` allow it; the compiled release binary has that grant).
@@ -20,6 +21,7 @@
 
 import { RECOMMENDED_RUNTIME_POLLING, runtimePolling } from "../core/io_poll.ts";
 import { getLog } from "../core/log.ts";
+import { errorMessage } from "../core/errors.ts";
 
 /** Opt-out: `DISS_REEXEC=no` (or `0`) keeps the process as started. */
 export const REEXEC_ENV = "DISS_REEXEC";
@@ -106,30 +108,31 @@ function mayRunSelf(): boolean {
   }
 }
 
+/** What {@link restartWithRuntimePolling} did. */
+export type RestartOutcome =
+  /** This process goes on: nothing to do, or the child of a restart. */
+  | { kind: "none" }
+  /** This process goes on, not restarted although its settings are not the recommended ones. */
+  | { kind: "skipped"; reason: string }
+  /** The child ran and ended with this exit code. */
+  | { kind: "exited"; code: number };
+
 /**
  * Restarts the program as described in the module doc when that is needed and possible, and
- * resolves with the child's exit code once it ended; resolves undefined when this process should
- * go on itself (nothing to do, or not possible: the IOC's startup warning says so). In a child,
- * starts watching the parent.
+ * resolves once the child ended. In a child, starts watching the parent. Logs nothing above debug
+ * level (a restart shows in the child's `IOC running` line, a skip in the IOC's warning).
  */
 export async function restartWithRuntimePolling(
   env: Readonly<Record<string, string | undefined>>,
-): Promise<number | undefined> {
+): Promise<RestartOutcome> {
   const parent = env[REEXEC_PARENT_ENV];
   if (parent !== undefined) {
-    log.info("Restarted with the runtime's socket polling set", {
-      parent_pid: parent,
-      ...runtimePolling(env).intervals,
-    });
     watchParent(Number(parent));
-    return undefined;
+    return { kind: "none" };
   }
   const plan = planReexec({ env, cmdline: readCmdline(), mayRun: mayRunSelf(), pid: Deno.pid });
-  if (plan.action === "none") return undefined;
-  if (plan.action === "skip") {
-    log.info("Not restarting with the runtime's socket polling set", { reason: plan.reason });
-    return undefined;
-  }
+  if (plan.action === "none") return { kind: "none" };
+  if (plan.action === "skip") return { kind: "skipped", reason: plan.reason };
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(plan.command, {
@@ -140,13 +143,11 @@ export async function restartWithRuntimePolling(
       stderr: "inherit",
     }).spawn();
   } catch (error) {
-    log.warning("Cannot restart with the runtime's socket polling set", { error });
-    return undefined;
+    return { kind: "skipped", reason: `cannot start /proc/self/exe: ${errorMessage(error)}` };
   }
-  log.info("Restarting with the runtime's socket polling set", {
+  log.debug("Restarting with the runtime's socket polling set", {
     child_pid: child.pid,
     ...plan.env,
-    opt_out: `${REEXEC_ENV}=no`,
   });
   const forwards = FORWARDED_SIGNALS.map((signal) => {
     const listener = () => {
@@ -165,7 +166,7 @@ export async function restartWithRuntimePolling(
   });
   const status = await child.status;
   for (const entry of forwards) if (entry) Deno.removeSignalListener(entry[0], entry[1]);
-  return status.code;
+  return { kind: "exited", code: status.code };
 }
 
 /** Checks every second whether the parent is still there; stops this process when it is not. */

@@ -104,7 +104,7 @@ Deno.test("eiger stream: CA search + get answered while 1000 frames/s stream int
         );
       }
       assert.ok(
-        !ioc.lines.some((l) => /Sockets are polled only every few|Restarting with/.test(l)),
+        !ioc.lines.some((l) => /Sockets are polled only every few|restarted_by=/.test(l)),
         `the IOC ran with the runtime's default socket polling\n${log()}`,
       );
       const busyLag = /max_busy_ms=(\d+)/.exec(lagLine);
