@@ -11,7 +11,8 @@
  * the acquisition ends. Rounds alternate the runtime's socket polling (`--polling`):
  * `default` (Deno's intervals 61/31: the IOC started with `DISS_REEXEC=no` and without the
  * variables), `event` (only `DENO_TOKIO_EVENT_INTERVAL=1`, the setting before), `tuned` (both 1,
- * what every launcher sets and the IOC restarts itself with).
+ * what every launcher sets and the IOC restarts itself with), `tuned-sw` (both 1 and UDP searches
+ * answered on a worker thread, `DISS_CA_SEARCH_WORKER=yes`).
  *
  * Only probes that began after the IOC's `Series started` count (not those while the detector was
  * armed). Printed per round: the probes during the series (pyepics and raw, median/max, count over 100 ms),
@@ -61,6 +62,10 @@ const POLLING: Record<string, { env: Record<string, string>; unset: string[] }> 
   default: { env: { [REEXEC_ENV]: "no" }, unset: [IO_POLL_ENV, GLOBAL_QUEUE_ENV] },
   event: { env: { [REEXEC_ENV]: "no", [IO_POLL_ENV]: "1" }, unset: [GLOBAL_QUEUE_ENV] },
   tuned: { env: { [IO_POLL_ENV]: "1", [GLOBAL_QUEUE_ENV]: "1" }, unset: [] },
+  "tuned-sw": {
+    env: { [IO_POLL_ENV]: "1", [GLOBAL_QUEUE_ENV]: "1", DISS_CA_SEARCH_WORKER: "yes" },
+    unset: [],
+  },
 };
 for (const s of SETTINGS) if (!(s in POLLING)) throw new Error(`unknown --polling ${s}`);
 
