@@ -108,6 +108,8 @@ interface Session {
   tickFrequency: number;
   gainFeature: string | undefined;
   temperatureFeature: string | undefined;
+  /** Reassembly of the last acquisition, reused (with its frame buffers) while PayloadSize stays. */
+  assembler?: FrameAssembler;
 }
 
 /** The GigE Vision device backend. */
@@ -332,7 +334,13 @@ export class GigeDevice implements Device {
         block_ids: extendedIds ? "64-bit" : "16-bit",
         receive_buffer: buffer?.bytes ?? "system default",
         ...(buffer?.applied ? {} : { receive_buffer_note: buffer?.reason ?? "not asked" }),
+        receive: receiver.receiveMode.mode,
       });
+      if (receiver.receiveMode.mode !== "batch") {
+        log.warn("GVSP received one datagram per call: batched receive needs --allow-ffi", {
+          reason: receiver.receiveMode.reason,
+        });
+      }
 
       this.#session = {
         client,
@@ -605,12 +613,19 @@ export class GigeDevice implements Device {
         `PayloadSize ${payloadSize} smaller than a ${s.width}x${s.height} ${s.formatName} image`,
       );
     }
-    const assembler = new FrameAssembler({
-      payloadSize,
-      packetSize: s.packetSize,
-      resend: s.resend,
-      windowMs: st.resendWindowMs,
-    });
+    // The frame buffers of the previous acquisition are reused: no allocation, no page faults
+    // and no garbage of image size while the first frames arrive.
+    let assembler = s.assembler;
+    if (assembler?.payloadSize === payloadSize) assembler.reset();
+    else {
+      assembler = new FrameAssembler({
+        payloadSize,
+        packetSize: s.packetSize,
+        resend: s.resend,
+        windowMs: st.resendWindowMs,
+      });
+      s.assembler = assembler;
+    }
     s.receiver.setAssembler(assembler);
     this.#lastStats = assembler.stats as unknown as Record<string, number>;
     const seriesId = `gige-${s.identity.serial || "cam"}-${++this.#series}`;

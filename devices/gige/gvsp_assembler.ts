@@ -53,6 +53,13 @@ class FrameBuffer {
     this.data = this.backing.subarray(HEAD, HEAD + payloadSize);
   }
 
+  /** Writes every page once, so that the kernel maps the memory now rather than mid-stream. */
+  touch(): void {
+    const b = this.backing;
+    for (let i = 0; i < b.length; i += 4096) b[i] = 0;
+    if (b.length > 0) b[b.length - 1] = 0;
+  }
+
   /** Receive view for packet `pid` with an `hl`-byte header and `per` data bytes (+1 guard). */
   slot(pid: number, hl: number, per: number): Uint8Array {
     if (this.#slotsHeader !== hl) {
@@ -83,6 +90,32 @@ export interface AssemblerOptions {
   maxResendRanges?: number;
   /** Frames kept in flight at once (default 4). */
   maxInFlight?: number;
+  /** Most datagrams one {@link FrameAssembler.planBatch} plans for (default 64). */
+  maxBatch?: number;
+  /**
+   * Frame buffers made at construction, their memory touched (default 2): the first frames of a
+   * stream then land in memory the kernel has already mapped instead of page-faulting buffer
+   * after buffer while the camera sends (those first frames were lost at 200 MB/s on a busy
+   * machine). More are made when needed.
+   */
+  preallocate?: number;
+}
+
+/**
+ * Where each datagram of a batch receive goes (see {@link FrameAssembler.planBatch}): datagram
+ * `i` fills, in order, `headerLength[i]` bytes of {@link FrameAssembler.spill} at
+ * `i × spillStride`, then `bodyLength[i]` bytes of `body[i]` at `bodyStart[i]`, then one guard byte
+ * of the spill right after its header and body (a datagram reaching it is oversized); the rest
+ * is cut off. The arrays are reused by the next plan.
+ */
+export interface ScatterPlan {
+  /** Datagrams planned for. */
+  count: number;
+  headerLength: Int32Array;
+  /** A frame buffer's memory (received in place) or the spill area. */
+  body: Uint8Array[];
+  bodyStart: Int32Array;
+  bodyLength: Int32Array;
 }
 
 /** A frame whose every packet arrived. `data` is a view of `buffer` (recycle `buffer`). */
@@ -257,9 +290,23 @@ export class FrameAssembler {
   #targetStart = 0;
   #savedHead = new Uint8Array(20);
   #savedGuard = 0;
+  // Batch receive: the spill area, the plan, and what each planned datagram was aimed at.
+  #spill: Uint8Array | undefined;
+  #spillStride: number;
+  #plan: ScatterPlan;
+  #planRec: (InFlight | undefined)[];
+  #planGeneration: Int32Array;
+  #planPid: Int32Array;
+  #planMatch: Uint8Array;
 
   constructor(options: AssemblerOptions) {
-    this.#options = { maxResendRanges: 64, maxInFlight: 4, ...options };
+    this.#options = {
+      maxResendRanges: 64,
+      maxInFlight: 4,
+      maxBatch: 64,
+      preallocate: 2,
+      ...options,
+    };
     this.payloadSize = options.payloadSize;
     this.#packetSize = options.packetSize;
     this.#perPacket = options.packetSize - STANDARD_OVERHEAD;
@@ -275,6 +322,52 @@ export class FrameAssembler {
     // Room for a trailer that comes later than PayloadSize predicts (chunks, padding) is not
     // needed: data beyond the buffer makes the frame bad anyway.
     this.#maxPackets = Math.ceil(options.payloadSize / this.#perPacketExtended) + 2;
+    const batch = this.#options.maxBatch;
+    if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`batch size ${batch} < 1`);
+    // Header and data of every GVSP packet make packet size − 28 bytes, whatever the header.
+    this.#spillStride = options.packetSize - IP_UDP + 1;
+    this.#plan = {
+      count: 0,
+      headerLength: new Int32Array(batch),
+      body: new Array<Uint8Array>(batch),
+      bodyStart: new Int32Array(batch),
+      bodyLength: new Int32Array(batch),
+    };
+    this.#planRec = new Array<InFlight | undefined>(batch);
+    this.#planGeneration = new Int32Array(batch);
+    this.#planPid = new Int32Array(batch);
+    this.#planMatch = new Uint8Array(batch);
+    for (let i = 0; i < Math.min(this.#options.preallocate, 8); i++) {
+      const fb = this.#newBuffer();
+      fb.touch();
+      this.#pool.push(fb);
+    }
+  }
+
+  #newBuffer(): FrameBuffer {
+    const fb = new FrameBuffer(this.payloadSize, this.#packetSize);
+    this.#owned.set(fb.data, fb);
+    return fb;
+  }
+
+  /** Most datagrams of one batch (the `maxBatch` option). */
+  get batchCapacity(): number {
+    return this.#options.maxBatch;
+  }
+
+  /**
+   * The spill area of batch receives (made at first use): datagram `i` of a batch owns the
+   * {@link spillStride} bytes at `i × spillStride` for its header and guard byte, and for all of
+   * it when it is not aimed at a frame buffer.
+   */
+  get spill(): Uint8Array {
+    this.#spill ??= new Uint8Array(this.#options.maxBatch * this.#spillStride);
+    return this.#spill;
+  }
+
+  /** Bytes of the spill area per datagram (packet size − 28 + 1 guard byte). */
+  get spillStride(): number {
+    return this.#spillStride;
   }
 
   /** Whether the stream uses extended-id headers (64-bit block ids), as its last packet did. */
@@ -287,12 +380,27 @@ export class FrameAssembler {
     return this.#inFlight.length;
   }
 
-  /** Forgets frames in flight and the newest block (e.g. at a new acquisition). */
+  /**
+   * Starts over for a new acquisition: frames in flight, results and resend requests not yet
+   * taken and the newest block are forgotten, the counters zeroed; the frame buffers (also those
+   * of dropped frames) stay for reuse, so that a new acquisition allocates nothing.
+   */
   reset(): void {
-    for (const f of this.#inFlight) this.#free(f);
-    this.#inFlight = [];
+    this.cancelTarget();
+    for (const f of [...this.#inFlight]) {
+      const r = f.result;
+      if (r === undefined && f.fb !== undefined) this.recycle(f.fb.data);
+      else if (r?.kind === "frame") this.recycle(r.buffer);
+      this.#free(f);
+    }
+    for (const out of this.#outputs) if (out.kind === "frame") this.recycle(out.buffer);
+    this.#outputs = [];
+    this.#resends = [];
     this.#newest = undefined;
     this.#expectRec = undefined;
+    this.#plan.count = 0;
+    const stats = this.stats as unknown as Record<string, number>;
+    for (const key of Object.keys(stats)) stats[key] = 0;
   }
 
   /** Hands a frame buffer (a {@link CompleteFrame.buffer}) back for reuse. */
@@ -382,29 +490,8 @@ export class FrameAssembler {
     const s = this.#targetStart;
     const hl = this.#targetHeader;
     const pid = this.#targetPid;
-    const per = hl === 8 ? this.#perPacket : this.#perPacketExtended;
-    const status = (b[s] << 8) | b[s + 1];
-    let expected = f.generation === this.#targetGeneration && f.result === undefined &&
-      length > hl && length <= hl + per && (status & 0x8000) === 0;
-    let resent = status === 0x0100;
-    if (expected) {
-      if (hl === 8) {
-        expected = b[s + 4] === GvspFormat.PAYLOAD &&
-          ((b[s + 2] << 8) | b[s + 3]) === f.blockId &&
-          ((b[s + 5] << 16) | (b[s + 6] << 8) | b[s + 7]) === pid;
-      } else {
-        const h = this.#header;
-        try {
-          decodeGvspHeaderAt(b, s, length, h);
-          expected = h.extended && h.format === GvspFormat.PAYLOAD && h.blockId === f.blockId &&
-            h.packetId === pid;
-          resent = h.resent;
-        } catch {
-          expected = false;
-        }
-      }
-    }
-    if (!expected) {
+    const m = this.#expectedAt(b, s, length, hl, f, this.#targetGeneration, pid);
+    if (m === 0) {
       // Not the packet this place was meant for: copy it out, undo, and handle it as any other.
       this.#scratch.set(b.subarray(s, s + length));
       this.#restore(b);
@@ -412,9 +499,168 @@ export class FrameAssembler {
       return;
     }
     this.#restore(b);
+    this.#tookInPlace(f, pid, hl, length, m === 2, now);
+  }
+
+  /**
+   * Plans a batch receive of up to `count` datagrams (at most {@link batchCapacity}): datagram `i`
+   * is aimed at the place of the packet expected `i` after the last one accepted, in that frame's
+   * buffer, while that place is free and inside the payload; else it goes whole to the spill
+   * area. Hand the received lengths to {@link receivedBatch} before calling anything but
+   * {@link poll}.
+   */
+  planBatch(count: number): ScatterPlan {
+    this.cancelTarget();
+    const spill = this.spill;
+    const stride = this.#spillStride;
+    const p = this.#plan;
+    const n = Math.max(0, Math.min(count, this.#options.maxBatch));
+    p.count = n;
+    const f = this.#expectRec;
+    const fb = f?.fb;
+    const live = f !== undefined && fb !== undefined && f.generation === this.#expectGeneration &&
+      f.result === undefined;
+    const hl = this.#expectHeader;
+    const per = hl === 8 ? this.#perPacket : this.#perPacketExtended;
+    for (let i = 0; i < n; i++) {
+      const pid = this.#expectPid + i;
+      const offset = (pid - 1) * per;
+      p.headerLength[i] = hl;
+      p.bodyLength[i] = per;
+      if (live && pid >= 1 && pid < f.got.length && f.got[pid] === 0 && offset < this.payloadSize) {
+        p.body[i] = fb.backing;
+        p.bodyStart[i] = HEAD + offset;
+        this.#planRec[i] = f;
+        this.#planGeneration[i] = f.generation;
+        this.#planPid[i] = pid;
+      } else {
+        p.body[i] = spill;
+        p.bodyStart[i] = i * stride + hl;
+        this.#planRec[i] = undefined;
+      }
+    }
+    return p;
+  }
+
+  /**
+   * Takes the datagrams of the last {@link planBatch}: `count` of them arrived, datagram `i` of
+   * `lengths[i]` bytes (as far as its places held). Gives exactly what {@link feed} of each
+   * datagram in order gives; the ones that landed where they belong are not copied.
+   */
+  receivedBatch(count: number, lengths: ArrayLike<number>, now: number): void {
+    const p = this.#plan;
+    const n = Math.min(count, p.count);
+    p.count = 0;
+    const spill = this.spill;
+    const stride = this.#spillStride;
+    const match = this.#planMatch;
+    // First every datagram that is not the packet its place was meant for gets its body back
+    // next to its header, before any packet is handled (handling copies into frame buffers).
+    for (let i = 0; i < n; i++) {
+      match[i] = 0;
+      const f = this.#planRec[i];
+      if (f === undefined) continue;
+      const hl = p.headerLength[i];
+      const s = i * stride;
+      const m = this.#expectedAt(
+        spill,
+        s,
+        lengths[i],
+        hl,
+        f,
+        this.#planGeneration[i],
+        this.#planPid[i],
+      );
+      if (m !== 0) match[i] = m;
+      else this.#spillBody(i, lengths[i]);
+    }
+    for (let i = 0; i < n; i++) {
+      const length = lengths[i];
+      const f = this.#planRec[i];
+      if (match[i] !== 0 && f !== undefined) {
+        const pid = this.#planPid[i];
+        if (
+          f.generation === this.#planGeneration[i] && f.result === undefined && f.got[pid] === 0
+        ) {
+          this.#tookInPlace(f, pid, p.headerLength[i], length, match[i] === 2, now);
+          continue;
+        }
+        // Its frame finished meanwhile (or the same packet came twice): handled as any other.
+        this.#spillBody(i, length);
+      }
+      this.#process(spill, i * stride, length, now);
+    }
+  }
+
+  /** Copies the body of planned datagram `i` from its frame buffer place next to its header. */
+  #spillBody(i: number, length: number): void {
+    const p = this.#plan;
+    const hl = p.headerLength[i];
+    const n = Math.min(length - hl, p.bodyLength[i]);
+    if (n <= 0) return;
+    const start = p.bodyStart[i];
+    this.spill.set(p.body[i].subarray(start, start + n), i * this.#spillStride + hl);
+  }
+
+  /**
+   * Whether the `length`-byte datagram whose `hl`-byte header is at `start` of `bytes` is payload
+   * packet `pid` of `f` (still of `generation`, unfinished), fitting its place: 0 no, 1 yes,
+   * 2 yes and resent.
+   */
+  #expectedAt(
+    bytes: Uint8Array,
+    start: number,
+    length: number,
+    hl: number,
+    f: InFlight,
+    generation: number,
+    pid: number,
+  ): number {
+    const per = hl === 8 ? this.#perPacket : this.#perPacketExtended;
+    const s = start;
+    const status = (bytes[s] << 8) | bytes[s + 1];
+    if (
+      f.generation !== generation || f.result !== undefined || length <= hl || length > hl + per ||
+      (status & 0x8000) !== 0
+    ) {
+      return 0;
+    }
+    if (hl === 8) {
+      const ok = bytes[s + 4] === GvspFormat.PAYLOAD &&
+        ((bytes[s + 2] << 8) | bytes[s + 3]) === f.blockId &&
+        ((bytes[s + 5] << 16) | (bytes[s + 6] << 8) | bytes[s + 7]) === pid;
+      return ok ? (status === 0x0100 ? 2 : 1) : 0;
+    }
+    const h = this.#header;
+    try {
+      decodeGvspHeaderAt(bytes, s, length, h);
+    } catch {
+      return 0;
+    }
+    const ok = h.extended && h.format === GvspFormat.PAYLOAD && h.blockId === f.blockId &&
+      h.packetId === pid;
+    return ok ? (h.resent ? 2 : 1) : 0;
+  }
+
+  /** Books payload packet `pid` of `f`, received where it belongs (`length` bytes with header). */
+  #tookInPlace(
+    f: InFlight,
+    pid: number,
+    hl: number,
+    length: number,
+    resent: boolean,
+    now: number,
+  ): void {
     this.stats.packets++;
     this.stats.inPlace++;
+    this.#extended = hl !== 8; // as #process notes the header form of every packet
+    const per = hl === 8 ? this.#perPacket : this.#perPacketExtended;
     const end = (pid - 1) * per + length - hl;
+    if (f.trailerSeen && pid >= f.total) {
+      f.bad ??= `packet ${pid} after the trailer (packet ${f.total - 1})`;
+      this.#fail(f, "bad packet");
+      return;
+    }
     if (end > this.payloadSize) {
       f.bad ??= `payload packet ${pid} ends at byte ${end}, beyond PayloadSize ${this.payloadSize}`;
       this.#fail(f, "bad packet");
@@ -439,11 +685,7 @@ export class FrameAssembler {
       const oldest = this.#inFlight.find((g) => g.result === undefined)!;
       this.#fail(oldest, "superseded by newer frames");
     }
-    let fb = this.#pool.pop();
-    if (fb === undefined) {
-      fb = new FrameBuffer(this.payloadSize, this.#packetSize);
-      this.#owned.set(fb.data, fb);
-    }
+    const fb = this.#pool.pop() ?? this.#newBuffer();
     const total = this.#extended ? this.#expectedTotalExtended : this.#expectedTotal;
     let rec = this.#records.pop();
     if (rec === undefined) rec = new InFlight(fb, this.#maxPackets, total);
@@ -586,6 +828,12 @@ export class FrameAssembler {
       this.stats.duplicates++;
       return;
     }
+    if (f.trailerSeen && pid >= f.total) {
+      // Its place was never part of the frame: a torn image if taken.
+      f.bad ??= `packet ${pid} after the trailer (packet ${f.total - 1})`;
+      this.#fail(f, "bad packet");
+      return;
+    }
     const hl = h.headerLength;
     const bodyStart = start + hl;
     const bodyLength = length - hl;
@@ -615,6 +863,7 @@ export class FrameAssembler {
         break;
       }
       case GvspFormat.TRAILER:
+        if (pid <= f.highest) f.bad ??= `trailer with packet id ${pid} after packet ${f.highest}`;
         try {
           f.trailerSizeY = decodeTrailer(bytes.subarray(bodyStart, bodyStart + bodyLength)).sizeY;
         } catch (err) {

@@ -3,12 +3,31 @@
  * to the device's GVCP port from the same socket, ageing frames on a timer, and queueing the
  * results for one consumer.
  *
+ * Two ways of receiving, the same results: batches (`recvmmsg` through FFI, see
+ * core/udp_batch_receive.ts), each datagram scattered to where the assembler expects it, when FFI
+ * permission is granted on 64-bit Linux; else one Deno `receive` per datagram (also received in
+ * place). {@link GvspReceiver.receiveMode} tells which is in use and why.
+ *
  * @module
  */
 
 import { encodeCommand, FLAG_EXTENDED_ID, GvcpCommand, packetResendPayload } from "./gvcp.ts";
 import type { AssemblerOutput, FrameAssembler } from "./gvsp_assembler.ts";
 import { raiseUdpReceiveBuffer, type UdpReceiveBuffer } from "../../core/udp_receive_buffer.ts";
+import { openUdpBatchReceiver, type UdpBatchReceiver } from "../../core/udp_batch_receive.ts";
+
+/** Datagrams per batch receive. */
+const BATCH = 64;
+/** Batches taken in a row before the event loop gets a turn. */
+const BATCHES_PER_TURN = 4;
+
+/** How a {@link GvspReceiver} receives datagrams. */
+export interface GvspReceiveMode {
+  /** `batch`: many datagrams per call (recvmmsg); `datagram`: one Deno receive per datagram. */
+  mode: "batch" | "datagram";
+  /** Why not batched (undefined in batch mode). */
+  reason?: string;
+}
 
 /** Options of {@link GvspReceiver}. */
 export interface GvspReceiverOptions {
@@ -22,6 +41,8 @@ export interface GvspReceiverOptions {
   pollMs?: number;
   /** Kernel receive buffer to ask for, bytes (needs FFI permission; see core/udp_receive_buffer.ts). */
   receiveBufferBytes?: number;
+  /** Receive in batches when possible (default true; needs FFI permission, 64-bit Linux). */
+  batchReceive?: boolean;
 }
 
 /** A bound GVSP socket with its reassembly and a queue of results. */
@@ -42,6 +63,13 @@ export class GvspReceiver {
   #testWatch: { length: number; arrived: boolean; wake: (() => void) | undefined } | undefined;
   /** What became of the receive buffer size asked for (undefined when none was asked). */
   readonly receiveBuffer: UdpReceiveBuffer | undefined;
+  #batch: UdpBatchReceiver | undefined;
+  #lengths = new Int32Array(BATCH);
+  #mode: GvspReceiveMode;
+  /** Batch receives that failed (recvmmsg errors; the loop goes on). */
+  receiveErrors = 0;
+  /** Datagrams taken by batch receives (the rest came one per Deno receive). */
+  batchedDatagrams = 0;
 
   constructor(options: GvspReceiverOptions) {
     this.#conn = Deno.listenDatagram({
@@ -53,6 +81,15 @@ export class GvspReceiver {
     if (options.receiveBufferBytes !== undefined) {
       this.receiveBuffer = raiseUdpReceiveBuffer(this.#conn, options.receiveBufferBytes);
     }
+    if (options.batchReceive === false) {
+      this.#mode = { mode: "datagram", reason: "batch receive switched off" };
+    } else {
+      const opened = openUdpBatchReceiver(this.#conn, BATCH);
+      this.#batch = opened.receiver;
+      this.#mode = opened.receiver !== undefined
+        ? { mode: "batch" }
+        : { mode: "datagram", reason: opened.reason };
+    }
     this.#reader = this.#readLoop();
     this.#timer = setInterval(() => this.#age(), options.pollMs ?? 5);
   }
@@ -60,6 +97,11 @@ export class GvspReceiver {
   /** Local UDP port (the stream channel destination port). */
   get port(): number {
     return (this.#conn.addr as Deno.NetAddr).port;
+  }
+
+  /** How datagrams are received (batches, or one per call and why). */
+  get receiveMode(): GvspReceiveMode {
+    return this.#mode;
   }
 
   /** The assembler in use (undefined between acquisitions). */
@@ -77,7 +119,8 @@ export class GvspReceiver {
   async #readLoop(): Promise<void> {
     // Each datagram is received where the assembler says: into the frame buffer at the place of
     // the packet it expects next (no copy), else into its scratch buffer. Between acquisitions
-    // into one reused buffer of our own. One receive per datagram, nothing else awaited.
+    // into one reused buffer of our own. One receive awaited at a time; in batch mode, what
+    // queued up behind the datagram it brought is taken at once, scattered the same way.
     const scratch = new Uint8Array(65536);
     while (!this.#closed) {
       const a = this.#assembler;
@@ -100,6 +143,7 @@ export class GvspReceiver {
         }
         a.received(length, now);
         this.#drain(a);
+        if (this.#batch !== undefined) this.#takeQueued(this.#batch, a);
         continue;
       }
       // The assembler changed while this receive was pending: the datagram goes to the new one.
@@ -113,7 +157,45 @@ export class GvspReceiver {
       }
       b.feed(scratch.subarray(0, length), now);
       this.#drain(b);
+      if (this.#batch !== undefined) this.#takeQueued(this.#batch, b);
     }
+  }
+
+  /**
+   * Takes the datagrams queued behind the one just received, in batches into `a`'s frame buffers
+   * (where each is expected) and spill area, a few batches at most before the event loop's turn.
+   */
+  #takeQueued(batch: UdpBatchReceiver, a: FrameAssembler): void {
+    for (let round = 0; round < BATCHES_PER_TURN; round++) {
+      if (this.#closed || this.#assembler !== a) return;
+      if (!this.#receiveBatch(batch, a)) return;
+    }
+  }
+
+  /** One batch; true when it was full (more may be queued). */
+  #receiveBatch(batch: UdpBatchReceiver, a: FrameAssembler): boolean {
+    const lengths = this.#lengths;
+    const plan = a.planBatch(Math.min(BATCH, a.batchCapacity));
+    const spill = a.spill;
+    const stride = a.spillStride;
+    for (let i = 0; i < plan.count; i++) {
+      const hl = plan.headerLength[i];
+      const s = i * stride;
+      batch.setPart(i, 0, spill, s, hl);
+      batch.setPart(i, 1, plan.body[i], plan.bodyStart[i], plan.bodyLength[i]);
+      batch.setPart(i, 2, spill, s + hl + plan.bodyLength[i], 1);
+    }
+    let n = 0;
+    try {
+      n = batch.receive(plan.count);
+    } catch {
+      this.receiveErrors++; // e.g. an ICMP error reported on the socket: the next one is read
+    }
+    this.batchedDatagrams += n;
+    for (let i = 0; i < n; i++) lengths[i] = batch.length(i);
+    a.receivedBatch(n, lengths, performance.now());
+    this.#drain(a);
+    return n > 0 && n === plan.count;
   }
 
   /** A datagram between acquisitions: a test packet being watched for, or dropped. */
@@ -228,5 +310,6 @@ export class GvspReceiver {
     }
     this.#waiter?.();
     await this.#reader;
+    this.#batch?.close();
   }
 }

@@ -10,7 +10,10 @@
  *    baseline: the fastest a Deno program receives datagrams at all);
  * 2. gige: our receive path, `GvspReceiver` + `FrameAssembler` (payload packets received in place
  *    into recycled frame buffers), a consumer taking each frame, spot-checking its pixels and
- *    recycling it.
+ *    recycling it. One receiver and assembler per format for all its trials, reset at each trial,
+ *    as the backend keeps them from acquisition to acquisition. `--receive batch` (default): as the IOC receives with FFI permission, what
+ *    queued up behind each awaited datagram taken by `recvmmsg` batches; `--receive datagram`: one
+ *    Deno receive per datagram, as without FFI permission.
  *
  * For each path a bisection over the rate (geometric, `--min`..`--max` MB/s, `--steps` halvings,
  * raw and gige trials alternating so both see the same machine load) finds the highest rate at
@@ -26,7 +29,7 @@
  *
  * Usage: `nice ./node_modules/.bin/deno run -A scripts/bench/gige_reassembly.ts [--seconds 3]
  * [--packet-size 9000] [--min 50] [--max 1600] [--steps 6] [--retries 1] [--rcvbuf 32]
- * [--formats Mono8,Mono16]`
+ * [--formats Mono8,Mono16] [--receive batch|datagram]`
  *
  * @module
  */
@@ -47,6 +50,7 @@ const { values } = parseArgs({
     rcvbuf: { type: "string", default: "32" },
     retries: { type: "string", default: "1" },
     formats: { type: "string", default: "Mono8,Mono16" },
+    receive: { type: "string", default: "batch" },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -62,6 +66,8 @@ const HEIGHT = 2048;
 const LINE_RATE_MBPS = 125;
 const BPP: Record<string, number> = { Mono8: 8, Mono16: 16 };
 for (const f of FORMATS) if (BPP[f] === undefined) throw new Error(`format ${f}: Mono8 or Mono16`);
+const RECEIVE = values.receive!;
+if (RECEIVE !== "batch" && RECEIVE !== "datagram") throw new Error("--receive batch or datagram");
 
 const dir = await Deno.makeTempDir({ prefix: "gige_bench_" });
 const sender = `${dir}/gvsp_sender`;
@@ -164,20 +170,48 @@ async function raw(bpp: number, frames: number, rate: number): Promise<Trial> {
   };
 }
 
-/** Our receive path: whole frames into recycled buffers, pixels spot-checked. */
-async function gige(bpp: number, frames: number, rate: number): Promise<Trial> {
-  const frameBytes = (WIDTH * HEIGHT * bpp) / 8;
+/** Our receive path of one format: one receiver and assembler for all its trials. */
+interface GigePath {
+  receiver: GvspReceiver;
+  assembler: FrameAssembler;
+}
+
+const gigePaths = new Map<number, GigePath>();
+
+/**
+ * The receiver and assembler of `bpp`, made at the first trial and kept, as the backend keeps its
+ * stream socket for the session and its assembler (frame buffers) from acquisition to acquisition.
+ */
+async function gigePath(bpp: number): Promise<GigePath> {
+  let path = gigePaths.get(bpp);
+  if (path !== undefined) return path;
   const receiver = new GvspReceiver({
     localAddress: "127.0.0.1",
     device: { host: "127.0.0.1", port: 9 },
     receiveBufferBytes: RCVBUF === 0 ? undefined : RCVBUF,
+    batchReceive: RECEIVE === "batch",
   });
+  if (RECEIVE === "batch" && receiver.receiveMode.mode !== "batch") {
+    await receiver.close();
+    throw new Error(`batch receive unavailable: ${receiver.receiveMode.reason}`);
+  }
   const assembler = new FrameAssembler({
-    payloadSize: frameBytes,
+    payloadSize: (WIDTH * HEIGHT * bpp) / 8,
     packetSize: PACKET_SIZE,
     resend: false,
     windowMs: 200,
   });
+  path = { receiver, assembler };
+  gigePaths.set(bpp, path);
+  return path;
+}
+
+/** Our receive path: whole frames into recycled buffers, pixels spot-checked. */
+async function gige(bpp: number, frames: number, rate: number): Promise<Trial> {
+  const frameBytes = (WIDTH * HEIGHT * bpp) / 8;
+  const { receiver, assembler } = await gigePath(bpp);
+  // A new acquisition, as the backend starts one.
+  assembler.reset();
   receiver.setAssembler(assembler);
   let whole = 0;
   let failed = 0;
@@ -221,7 +255,7 @@ async function gige(bpp: number, frames: number, rate: number): Promise<Trial> {
   stop.abort();
   await consumer;
   const packets = assembler.stats.packets;
-  await receiver.close();
+  receiver.setAssembler(undefined);
   if (corrupt > 0) {
     throw new Error(`${corrupt} frames with wrong pixels: the receive path is broken`);
   }
@@ -249,6 +283,7 @@ console.log(
   `GVSP reassembly, ${WIDTH}x${HEIGHT}, loopback, packet size ${PACKET_SIZE}, ` +
     `${SECONDS} s per trial, rates ${MIN_RATE}..${MAX_RATE} MB/s in ${STEPS} halvings, ` +
     `SO_RCVBUF ${RCVBUF === 0 ? "system default" : `${values.rcvbuf} MiB`}, ` +
+    `gige receive ${RECEIVE === "batch" ? "batched (recvmmsg)" : "one datagram per call"}, ` +
     `load average ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`,
 );
 for (const format of FORMATS) {
@@ -316,5 +351,6 @@ for (const format of FORMATS) {
       } µs, ratio raw/gige ${(median(r.cpu) / median(g.cpu)).toFixed(2)}`,
   );
 }
+for (const path of gigePaths.values()) await path.receiver.close();
 console.log(`load average ${Deno.loadavg().map((x) => x.toFixed(2)).join(" ")}`);
 await Deno.remove(dir, { recursive: true });
