@@ -30,6 +30,8 @@ const IOVEC = 16;
 /** Scatter parts per datagram. */
 export const UDP_BATCH_PARTS = 3;
 const MSG_DONTWAIT = 0x40;
+/** Largest typed array V8 may keep on its (moving) heap, bytes. */
+const ON_HEAP_MAX = 64;
 const EINTR = 4;
 const EAGAIN = 11;
 
@@ -115,7 +117,9 @@ export class UdpBatchReceiver {
   /**
    * Sets part `part` (0..2) of datagram `i`'s scatter list: `length` bytes at `start` of `array`.
    * The datagram fills the parts in order; what does not fit is cut off (the received length
-   * then equals the parts' total). `array` must stay alive while the setting is in use.
+   * then equals the parts' total). `array` must stay alive (and attached) while the setting is in
+   * use, and its buffer be larger than 64 bytes (smaller ones may live on the JavaScript heap,
+   * which moves them).
    */
   setPart(i: number, part: number, array: Uint8Array, start: number, length: number): void {
     if (start < 0 || length < 0 || start + length > array.length) {
@@ -123,6 +127,9 @@ export class UdpBatchReceiver {
     }
     let base = this.#bases.get(array);
     if (base === undefined) {
+      if (array.buffer.byteLength <= ON_HEAP_MAX) {
+        throw new RangeError(`scatter target of ${array.buffer.byteLength} bytes may move`);
+      }
       base = addressOf(array);
       this.#bases.set(array, base);
     }

@@ -56,6 +56,7 @@ Deno.test("udp batch receive: queued datagrams in one call, scattered and cut of
     const [data] = await conn.receive(new Uint8Array(16));
     assert.deepEqual(data, Uint8Array.of(7, 7, 7));
     assert.throws(() => batch.setPart(0, 0, head, head.length - 2, 4), RangeError);
+    assert.throws(() => batch.setPart(0, 0, new Uint8Array(16), 0, 4), /may move/);
   } finally {
     batch.close();
     conn.close();

@@ -178,18 +178,20 @@ export class GvspReceiver {
     const plan = a.planBatch(Math.min(BATCH, a.batchCapacity));
     const spill = a.spill;
     const stride = a.spillStride;
-    for (let i = 0; i < plan.count; i++) {
-      const hl = plan.headerLength[i];
-      const s = i * stride;
-      batch.setPart(i, 0, spill, s, hl);
-      batch.setPart(i, 1, plan.body[i], plan.bodyStart[i], plan.bodyLength[i]);
-      batch.setPart(i, 2, spill, s + hl + plan.bodyLength[i], 1);
-    }
     let n = 0;
     try {
+      for (let i = 0; i < plan.count; i++) {
+        const hl = plan.headerLength[i];
+        const s = i * stride;
+        batch.setPart(i, 0, spill, s, hl);
+        batch.setPart(i, 1, plan.body[i], plan.bodyStart[i], plan.bodyLength[i]);
+        batch.setPart(i, 2, spill, s + hl + plan.bodyLength[i], 1);
+      }
       n = batch.receive(plan.count);
     } catch {
-      this.receiveErrors++; // e.g. an ICMP error reported on the socket: the next one is read
+      // recvmmsg failed (e.g. an error queued on the socket) or a place was refused: nothing was
+      // taken, the datagrams stay for the next receive.
+      this.receiveErrors++;
     }
     this.batchedDatagrams += n;
     for (let i = 0; i < n; i++) lengths[i] = batch.length(i);
