@@ -291,10 +291,18 @@ export function isDevice(value: unknown): value is Device {
 /** Characters allowed in channel names and metadata keys (they become parts of PV names). */
 export const NAME_PATTERN: RegExp = /^[A-Za-z0-9_.\-]+$/;
 
+/** A typed-array constructor of a pixel type: by length, over a (shared) buffer, its element size. */
+export interface PixelArrayConstructor {
+  /** A zero-filled array of `length` pixels. */
+  new (length: number): PixelArray;
+  /** A view of `buffer` (e.g. shared memory). */
+  new (buffer: ArrayBufferLike): PixelArray;
+  /** Bytes per pixel. */
+  readonly BYTES_PER_ELEMENT: number;
+}
+
 /** Typed-array constructor of each pixel type. */
-export const PIXEL_ARRAY_TYPES: Readonly<
-  Record<PixelType, new (length: number) => PixelArray>
-> = {
+export const PIXEL_ARRAY_TYPES: Readonly<Record<PixelType, PixelArrayConstructor>> = {
   uint8: Uint8Array,
   int8: Int8Array,
   uint16: Uint16Array,

@@ -212,12 +212,9 @@ export class SeriesAssembler {
 
   /** A stack for `config` that was never written yet (shared memory, see the module doc). */
   #newStack(config: DeviceConfig): PixelArray {
-    const Ctor = PIXEL_ARRAY_TYPES[config.pixelType] as unknown as new (
-      buffer: SharedArrayBuffer,
-    ) => PixelArray;
+    const Ctor = PIXEL_ARRAY_TYPES[config.pixelType];
     const elements = config.width * config.height * config.numImages;
-    const bytes = elements * new PIXEL_ARRAY_TYPES[config.pixelType](0).BYTES_PER_ELEMENT;
-    const stack = new Ctor(new SharedArrayBuffer(bytes));
+    const stack = new Ctor(new SharedArrayBuffer(elements * Ctor.BYTES_PER_ELEMENT));
     this.#warmed.set(stack, 0);
     return stack;
   }
@@ -422,7 +419,7 @@ export class SeriesAssembler {
 /** Bytes of one series stack of `config` (all channels; 0 for single images, never stacked). */
 export function seriesStackBytes(config: DeviceConfig): number {
   if (config.numImages <= 1) return 0;
-  const bytes = new PIXEL_ARRAY_TYPES[config.pixelType](0).BYTES_PER_ELEMENT;
+  const bytes = PIXEL_ARRAY_TYPES[config.pixelType].BYTES_PER_ELEMENT;
   return config.width * config.height * config.numImages * config.channels.length * bytes;
 }
 

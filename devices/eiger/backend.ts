@@ -593,7 +593,7 @@ export class EigerDevice implements Device {
     }
     this.#config = config;
     // Get the stream decoders ready for images of this size now, not in the first series.
-    const pixelBytes = new PIXEL_ARRAY_TYPES[config.pixelType](0).BYTES_PER_ELEMENT;
+    const pixelBytes = PIXEL_ARRAY_TYPES[config.pixelType].BYTES_PER_ELEMENT;
     this.#imageTarget.prepare(config.width * config.height * pixelBytes);
     this.#expected = expected;
     this.#expectedVersion++;
