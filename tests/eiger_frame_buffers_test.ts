@@ -4,7 +4,11 @@
  */
 
 import assert from "node:assert/strict";
-import { FRAME_POOL_MIN_BYTES, FrameBufferPool } from "../devices/eiger/frame_buffers.ts";
+import {
+  FRAME_POOL_MIN_BYTES,
+  FrameBufferPool,
+  writeBothWays,
+} from "../devices/eiger/frame_buffers.ts";
 import { encodeGreeting, encodeMessage, ZmtpDecoder } from "../devices/eiger/zmtp.ts";
 import { concatBytes } from "../core/bytes.ts";
 
@@ -84,6 +88,66 @@ Deno.test("frame buffers: prepared buffers (once per pool, within the bounds) se
     prepared.includes(small.buffer as ArrayBuffer),
     "a plain one 11 times too large is not used",
   );
+});
+
+Deno.test("frame buffers: of equal fits the one given back last is taken first", () => {
+  const pool = new FrameBufferPool();
+  const [a, b, c] = [1, 2, 3].map(() => pool.take(BIG).buffer as ArrayBuffer);
+  pool.give(a);
+  pool.give(b);
+  pool.give(c);
+  // Decoding keeps up: one buffer goes round and round, the others stay where they are.
+  for (let i = 0; i < 5; i++) {
+    const frame = pool.take(BIG);
+    assert.equal(frame.buffer, c);
+    pool.give(frame.buffer as ArrayBuffer);
+  }
+  assert.equal(pool.take(BIG).buffer, c);
+  assert.equal(pool.take(BIG).buffer, b);
+  assert.equal(pool.take(BIG).buffer, a);
+  // A closer fit still wins over the last given back.
+  const roomy = new FrameBufferPool();
+  const small = new ArrayBuffer(BIG + 1000);
+  const large = new ArrayBuffer(BIG + 100_000);
+  roomy.give(small);
+  roomy.give(large);
+  assert.equal(roomy.take(BIG).buffer, small);
+});
+
+/** Bytes this process has read through read(2) and similar calls (`rchar`). */
+function bytesRead(): number {
+  const io = Deno.readTextFileSync("/proc/self/io");
+  return Number(/^rchar: (\d+)$/m.exec(io)![1]);
+}
+
+Deno.test("frame buffers: writeBothWays zeroes a buffer by the program and by the kernel", () => {
+  const bytes = new Uint8Array(3 * 65536 + 123).fill(0xa5);
+  const before = bytesRead();
+  writeBothWays(bytes);
+  const read = bytesRead() - before;
+  assert.ok(bytes.every((b) => b === 0));
+  assert.ok(read >= bytes.length, `the kernel wrote it (read ${read} B of /dev/zero)`);
+});
+
+Deno.test("frame buffers: writeBothWays without /dev/zero (no read permission) still zeroes", async () => {
+  const module = new URL("../devices/eiger/frame_buffers.ts", import.meta.url).href;
+  const script = `
+    import { writeBothWays } from ${JSON.stringify(module)};
+    const bytes = new Uint8Array(70000).fill(7);
+    writeBothWays(bytes);
+    console.log(bytes.every((b) => b === 0) ? "zeroed" : "not zeroed");
+  `;
+  const file = await Deno.makeTempFile({ suffix: ".ts" });
+  await Deno.writeTextFile(file, script);
+  // No permissions at all: opening /dev/zero fails (without a prompt).
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "--no-config", file],
+    stdout: "piped",
+    stderr: "piped",
+  }).output().finally(() => Deno.remove(file));
+  const text = new TextDecoder().decode(out.stdout).trim();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.equal(text, "zeroed");
 });
 
 Deno.test("zmtp decoder: frame bodies are received into the buffers `allocate` gives", () => {

@@ -17,6 +17,7 @@
 import { adoptDecodeBuffers, decodeBuffersMade, releaseDecodeBuffers } from "./decode_buffers.ts";
 import { prepareDecoder } from "./bslz4.ts";
 import { decodeFrame } from "./frame_decode.ts";
+import { writeBothWays } from "./frame_buffers.ts";
 import { encodeStreamMessage } from "./stream2.ts";
 import { type ImageTarget, targetImageBytes } from "./image_target.ts";
 import type { WorkerReply, WorkerRequest } from "./decode_pool.ts";
@@ -69,7 +70,7 @@ scope.onmessage = async (e: MessageEvent<WorkerRequest>) => {
   }
   if (request.type === "touch") {
     const buffers = Array.from({ length: request.count }, () => new ArrayBuffer(request.bytes));
-    for (const buffer of buffers) new Uint8Array(buffer).fill(0);
+    for (const buffer of buffers) writeBothWays(new Uint8Array(buffer));
     scope.postMessage({ type: "touched", buffers }, buffers);
     return;
   }
