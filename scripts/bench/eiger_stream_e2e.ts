@@ -26,6 +26,7 @@
  * ```sh
  * nice ./node_modules/.bin/deno run -A scripts/bench/eiger_stream_e2e.ts [--part all|sim|decode|e2e]
  *   [--series 3] [--images 100] [--frame-ms 1] [--workers N] [--in-place 1|0] [--profile DIR]
+ *   [--warm-sim 1] [--ioc-flags "--v8-flags=..."]
  * ```
  *
  * `decode` alternates rounds that decode in place (the series stack lent to the decoder, as the
@@ -33,6 +34,11 @@
  * in the same run), and prints new output buffers and minor page faults per round. `e2e` runs the
  * IOC with `EIGER_DECODE_IN_PLACE` from `--in-place` (1: default; 0: the copying baseline) and
  * prints per series minor page faults per image and how many images were decoded in place.
+ *
+ * `e2e` first lets the simulator stream `--warm-sim` series (default 1) to a counting socket, so
+ * that the simulator's own first-series cost (about three times its later CPU per image) does not
+ * load the machine the IOC is measured on; the IOC's first series stays cold. `--ioc-flags` replaces
+ * the Deno flags the IOC runs with (default `RUNTIME_FLAGS`, as `deno task start`), for A/B runs.
  *
  * `--workers` sets `EIGER_DECODE_WORKERS` (default: one per core); `--profile DIR` writes V8 CPU
  * profiles of the IOC (main thread and workers) with Markdown summaries into DIR.
@@ -66,6 +72,8 @@ const { values } = parseArgs({
     "frame-ms": { type: "string", default: "1" },
     profile: { type: "string" },
     "in-place": { type: "string", default: "1" },
+    "warm-sim": { type: "string", default: "1" },
+    "ioc-flags": { type: "string" },
   },
 });
 const PART = values.part;
@@ -215,9 +223,17 @@ async function startSim() {
   };
 }
 
-/** The simulator alone, streaming to a PULL socket that only counts frames. */
-async function simPart(): Promise<number[]> {
-  const sim = await startSim();
+/** A simulator started by {@link startSim}. */
+type Sim = Awaited<ReturnType<typeof startSim>>;
+
+/**
+ * Streams `series` series from `sim` to a PULL socket that only counts frames; returns the rate
+ * of each (`Series streamed`) and the simulator's CPU time per image while it streamed.
+ */
+async function streamToCounter(
+  sim: Sim,
+  series: number,
+): Promise<{ rates: number[]; cpu: number[]; frames: number }> {
   const stop = new AbortController();
   let frames = 0;
   let connected!: () => void;
@@ -248,7 +264,7 @@ async function simPart(): Promise<number[]> {
     await dcu.put("stream", "mode", "enabled");
     const rates: number[] = [];
     const cpu: number[] = [];
-    for (let i = 0; i < SERIES; i++) {
+    for (let i = 0; i < series; i++) {
       const from = sim.log.lines.length;
       await dcu.command("arm"); // renders and compresses the frames: not counted below
       const cpuBefore = processCpuMs(sim.pid);
@@ -258,6 +274,18 @@ async function simPart(): Promise<number[]> {
       rates.push(field(line, "rate"));
       await dcu.command("disarm");
     }
+    return { rates, cpu, frames };
+  } finally {
+    stop.abort();
+    await reader.catch(() => {});
+  }
+}
+
+/** The simulator alone, streaming to a PULL socket that only counts frames. */
+async function simPart(): Promise<number[]> {
+  const sim = await startSim();
+  try {
+    const { rates, cpu, frames } = await streamToCounter(sim, SERIES);
     console.log(
       `sim alone: ${SERIES} series of ${IMAGES} images at ${FRAME_S * 1000} ms frame time, ` +
         `sent ${rates.join(", ")} images/s; sim CPU per image ${
@@ -266,8 +294,6 @@ async function simPart(): Promise<number[]> {
     );
     return rates;
   } finally {
-    stop.abort();
-    await reader.catch(() => {});
     await sim.close();
   }
 }
@@ -399,6 +425,21 @@ async function decodePart(): Promise<number[]> {
 async function e2ePart(): Promise<void> {
   const sim = await startSim();
   try {
+    // The simulator's own first series costs it about twice the CPU of later ones (compiling its
+    // send path, collecting what rendering left, first touches of its buffers): with
+    // `--warm-sim N` it streams N series to a counting socket before the IOC starts, so that
+    // this cost of the detector's stand-in does not load the machine the IOC is measured on.
+    // The IOC's own first series stays cold.
+    const warmSeries = Number(values["warm-sim"]);
+    if (warmSeries > 0) {
+      const warm = await streamToCounter(sim, warmSeries);
+      console.log(
+        `sim warm-up: ${warmSeries} series streamed to a counting socket first (sent ${
+          warm.rates.join(", ")
+        } images/s, sim CPU per image ${warm.cpu.map((x) => x.toFixed(2)).join(", ")} ms)`,
+      );
+    }
+    const streamedBefore = sim.log.lines.filter((l) => l.includes('msg="Series streamed"')).length;
     const env: Record<string, string> = {
       EIGER_DEVICE_HOST: "127.0.0.1",
       EIGER_API_PORT: String(sim.apiPort),
@@ -415,7 +456,15 @@ async function e2ePart(): Promise<void> {
       ? []
       : [`--cpu-prof-dir=${values.profile}`, "--cpu-prof-md", "--cpu-prof-interval=200"];
     const ioc = await startIoc(["--backend", "eiger", "--prefix", "B:"], env, 30_000, {
-      denoArgs: ["run", "-A", ...prof, ...RUNTIME_FLAGS, MAIN],
+      denoArgs: [
+        "run",
+        "-A",
+        ...prof,
+        ...(values["ioc-flags"] === undefined
+          ? RUNTIME_FLAGS
+          : values["ioc-flags"].split(" ").filter((flag) => flag !== "")),
+        MAIN,
+      ],
     });
     const pid = Number(/pid=(\d+)/.exec(ioc.lines[0])?.[1]);
     try {
@@ -463,7 +512,8 @@ out(res)
       const hwm = Number(
         /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1],
       ) / 1024;
-      const streamed = sim.log.lines.filter((l) => l.includes('msg="Series streamed"'));
+      const streamed = sim.log.lines.filter((l) => l.includes('msg="Series streamed"'))
+        .slice(streamedBefore);
       const received = ioc.lines.filter((l) => l.includes('msg="Series received"'));
       const lags = ioc.lines.filter((l) => l.includes('msg="Acquisition event-loop lag"'));
       const iocCpu = (processCpuMs(pid) - cpuAtStart) / (SERIES * IMAGES);
