@@ -67,7 +67,8 @@ export const SELF_RESTART_PERMISSION = "--allow-run=/proc/self/exe";
  * `--always-sparkplug` compiles every function to baseline machine code on its first call instead
  * of interpreting it first: the first EIGER series after start (100 images at 1 kHz) then costs
  * 2.0 instead of 2.55 ms of IOC CPU per image and decodes at 0.93 instead of 0.77 of the rate sent
- * (medians of 6 alternating pairs, `eiger_stream_e2e.ts`); later series and RSS are unchanged.
+ * (medians of 6 alternating pairs, `eiger_stream_e2e.ts`); later series, the sim backend's latency
+ * and rate, and RSS stayed within the run-to-run spread (`docs/eiger-stream.md`).
  * V8 reads these at start-up only (setting them from inside the program has no effect).
  */
 export const RUNTIME_FLAGS: readonly string[] = [
