@@ -425,11 +425,8 @@ async function decodePart(): Promise<number[]> {
 async function e2ePart(): Promise<void> {
   const sim = await startSim();
   try {
-    // The simulator's own first series costs it about twice the CPU of later ones (compiling its
-    // send path, collecting what rendering left, first touches of its buffers): with
-    // `--warm-sim N` it streams N series to a counting socket before the IOC starts, so that
-    // this cost of the detector's stand-in does not load the machine the IOC is measured on.
-    // The IOC's own first series stays cold.
+    // The simulator's own first series is its costliest (see the module doc): `--warm-sim` series
+    // go to a counting socket before the IOC starts; the IOC's first series stays cold.
     const warmSeries = Number(values["warm-sim"]);
     if (warmSeries > 0) {
       const warm = await streamToCounter(sim, warmSeries);
@@ -439,7 +436,8 @@ async function e2ePart(): Promise<void> {
         } images/s, sim CPU per image ${warm.cpu.map((x) => x.toFixed(2)).join(", ")} ms)`,
       );
     }
-    const streamedBefore = sim.log.lines.filter((l) => l.includes('msg="Series streamed"')).length;
+    const streamedLines = () => sim.log.lines.filter((l) => l.includes('msg="Series streamed"'));
+    const streamedBefore = streamedLines().length;
     const env: Record<string, string> = {
       EIGER_DEVICE_HOST: "127.0.0.1",
       EIGER_API_PORT: String(sim.apiPort),
@@ -512,8 +510,7 @@ out(res)
       const hwm = Number(
         /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1],
       ) / 1024;
-      const streamed = sim.log.lines.filter((l) => l.includes('msg="Series streamed"'))
-        .slice(streamedBefore);
+      const streamed = streamedLines().slice(streamedBefore);
       const received = ioc.lines.filter((l) => l.includes('msg="Series received"'));
       const lags = ioc.lines.filter((l) => l.includes('msg="Acquisition event-loop lag"'));
       const iocCpu = (processCpuMs(pid) - cpuAtStart) / (SERIES * IMAGES);
