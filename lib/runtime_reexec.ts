@@ -4,7 +4,8 @@
  * variables only when it starts, so the one way to apply them is a new process: the same
  * executable with the same command line (`/proc/self/cmdline`: for `deno run` the runtime's own
  * flags, permissions and V8 flags included; for a compiled binary its arguments), the
- * environment plus the variables, stdin/stdout/stderr inherited. The first process stays as a
+ * environment plus the variables (and glibc's huge-page tunable, `core/huge_pages.ts`, which is
+ * also read only at startup), stdin/stdout/stderr inherited. The first process stays as a
  * thin parent: it forwards the signals a user or service manager sends (SIGINT, SIGTERM, SIGHUP,
  * SIGQUIT, SIGUSR1, SIGUSR2) and exits with the child's exit code (128 + signal number when the
  * child was killed by a signal). The child has the variables set, plus {@link REEXEC_PARENT_ENV},
@@ -20,6 +21,7 @@
  */
 
 import { RECOMMENDED_RUNTIME_POLLING, runtimePolling } from "../core/io_poll.ts";
+import { GLIBC_TUNABLES_ENV, withHugePages } from "../core/huge_pages.ts";
 import { getLog } from "../core/log.ts";
 import { errorMessage } from "../core/errors.ts";
 
@@ -66,6 +68,9 @@ export function planReexec(facts: ReexecFacts): ReexecPlan {
   }
   const childEnv: Record<string, string> = { [REEXEC_PARENT_ENV]: String(facts.pid) };
   for (const name of polling.unset) childEnv[name] = RECOMMENDED_RUNTIME_POLLING[name];
+  // The new process also gets huge pages for its large buffers (core/huge_pages.ts).
+  const tunables = withHugePages(env[GLIBC_TUNABLES_ENV]);
+  if (tunables !== env[GLIBC_TUNABLES_ENV]) childEnv[GLIBC_TUNABLES_ENV] = tunables;
   return {
     action: "restart",
     command: "/proc/self/exe",

@@ -58,13 +58,13 @@ Deno.test("frame buffers: the free buffers kept are bounded in bytes too; a back
   const out = Array.from({ length: 10 }, () => pool.take(BIG).buffer as ArrayBuffer);
   for (const buffer of out) pool.give(buffer);
   assert.ok(pool.kept >= 3 && pool.kept <= 4, `${pool.kept} kept within 5 x ${BIG} B`);
-  // The default keeps the ~70 frames of a series that fell behind (1028x512 uint32 bslz4).
+  // The default keeps a whole default decode backlog (256 frames of 1028x512 uint32 bslz4).
   const frame = 350_000;
   const wide = new FrameBufferPool();
-  const backlog = Array.from({ length: 70 }, () => wide.take(frame).buffer as ArrayBuffer);
+  const backlog = Array.from({ length: 300 }, () => wide.take(frame).buffer as ArrayBuffer);
   for (const buffer of backlog) wide.give(buffer);
-  assert.equal(wide.kept, 64);
-  const again = Array.from({ length: 64 }, () => wide.take(frame).buffer);
+  assert.equal(wide.kept, 256);
+  const again = Array.from({ length: 256 }, () => wide.take(frame).buffer);
   assert.ok(again.every((b) => backlog.includes(b as ArrayBuffer)), "no new buffer");
 });
 

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { GLOBAL_QUEUE_ENV, IO_POLL_ENV } from "../core/io_poll.ts";
+import { GLIBC_TUNABLES_ENV, HUGE_PAGES_TUNABLE, withHugePages } from "../core/huge_pages.ts";
 import { planReexec, REEXEC_ENV, REEXEC_PARENT_ENV } from "../lib/runtime_reexec.ts";
 import { type IocProcess, startIoc } from "./support/ioc_process.ts";
 
@@ -27,14 +28,33 @@ Deno.test("reexec plan: restart with the unset variables, the same command line,
     action: "restart",
     command: "/proc/self/exe",
     args: CMDLINE.slice(1),
-    env: { [REEXEC_PARENT_ENV]: "4242", [IO_POLL_ENV]: "1", [GLOBAL_QUEUE_ENV]: "1" },
+    env: {
+      [REEXEC_PARENT_ENV]: "4242",
+      [IO_POLL_ENV]: "1",
+      [GLOBAL_QUEUE_ENV]: "1",
+      [GLIBC_TUNABLES_ENV]: HUGE_PAGES_TUNABLE,
+    },
   });
-  // Only what is missing is added.
-  assert.deepEqual(facts({ [IO_POLL_ENV]: "1" }), {
+  // Only what is missing is added; the user's other tunables are kept.
+  assert.deepEqual(
+    facts({ [IO_POLL_ENV]: "1", [GLIBC_TUNABLES_ENV]: "glibc.malloc.arena_max=2" }),
+    {
+      action: "restart",
+      command: "/proc/self/exe",
+      args: CMDLINE.slice(1),
+      env: {
+        [REEXEC_PARENT_ENV]: "4242",
+        [GLOBAL_QUEUE_ENV]: "1",
+        [GLIBC_TUNABLES_ENV]: `glibc.malloc.arena_max=2:${HUGE_PAGES_TUNABLE}`,
+      },
+    },
+  );
+  // Huge pages set off by the user: left so.
+  assert.deepEqual(facts({ [GLIBC_TUNABLES_ENV]: "glibc.malloc.hugetlb=0" }), {
     action: "restart",
     command: "/proc/self/exe",
     args: CMDLINE.slice(1),
-    env: { [REEXEC_PARENT_ENV]: "4242", [GLOBAL_QUEUE_ENV]: "1" },
+    env: { [REEXEC_PARENT_ENV]: "4242", [IO_POLL_ENV]: "1", [GLOBAL_QUEUE_ENV]: "1" },
   });
   // A compiled binary: its arguments follow argv[0].
   assert.deepEqual(
@@ -48,8 +68,29 @@ Deno.test("reexec plan: restart with the unset variables, the same command line,
       action: "restart",
       command: "/proc/self/exe",
       args: ["--backend", "eiger"],
-      env: { [REEXEC_PARENT_ENV]: "7", [IO_POLL_ENV]: "1", [GLOBAL_QUEUE_ENV]: "1" },
+      env: {
+        [REEXEC_PARENT_ENV]: "7",
+        [IO_POLL_ENV]: "1",
+        [GLOBAL_QUEUE_ENV]: "1",
+        [GLIBC_TUNABLES_ENV]: HUGE_PAGES_TUNABLE,
+      },
     },
+  );
+});
+
+Deno.test("huge pages: the tunable is added to GLIBC_TUNABLES unless it names hugetlb already", () => {
+  assert.equal(withHugePages(undefined), HUGE_PAGES_TUNABLE);
+  assert.equal(withHugePages(" "), HUGE_PAGES_TUNABLE);
+  assert.equal(
+    withHugePages("glibc.malloc.tcache_count=0"),
+    `glibc.malloc.tcache_count=0:${HUGE_PAGES_TUNABLE}`,
+  );
+  assert.equal(withHugePages("glibc.malloc.hugetlb=2"), "glibc.malloc.hugetlb=2");
+  assert.equal(withHugePages("a=1:glibc.malloc.hugetlb=0"), "a=1:glibc.malloc.hugetlb=0");
+  // A name that only starts like it is another tunable.
+  assert.equal(
+    withHugePages("glibc.malloc.hugetlbx=1"),
+    `glibc.malloc.hugetlbx=1:${HUGE_PAGES_TUNABLE}`,
   );
 });
 
@@ -73,7 +114,7 @@ Deno.test("reexec plan: never twice, never against the user's choice, never with
   });
 });
 
-const UNSET = [IO_POLL_ENV, GLOBAL_QUEUE_ENV];
+const UNSET = [IO_POLL_ENV, GLOBAL_QUEUE_ENV, GLIBC_TUNABLES_ENV];
 
 /** Starts `deno run -A main.ts` without the runtime variables; returns the IOC and its child PID. */
 async function startBare(prefix: string, env: Record<string, string> = {}) {
@@ -118,6 +159,7 @@ Deno.test({
       // The runtime of the child really has them (it read them at its start).
       const environ = Deno.readTextFileSync(`/proc/${childPid}/environ`).split("\0");
       assert.ok(environ.includes(`${IO_POLL_ENV}=1`) && environ.includes(`${GLOBAL_QUEUE_ENV}=1`));
+      assert.ok(environ.includes(`${GLIBC_TUNABLES_ENV}=${HUGE_PAGES_TUNABLE}`), environ.join(" "));
       assert.equal(Deno.readTextFileSync(`/proc/${childPid}/stat`).split(" ")[3], String(ioc.pid));
       assert.ok(!ioc.lines.some((l) => /Sockets are polled only every few/.test(l)));
       // SIGTERM to the parent: the child shuts down cleanly, its exit code is the parent's.

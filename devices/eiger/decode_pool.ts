@@ -66,13 +66,13 @@ export interface DecodePoolOptions {
 export const DEFAULT_BACKLOG = 256;
 
 /**
- * Receive buffers prepared for the first series (up to the pool's bounds: 64 buffers, 32 MiB),
- * so that frames waiting while decoding falls behind do not need new memory on the event loop.
+ * Frames one worker has at most in flight: enough queued work to keep it busy while its results
+ * travel back and the event loop finishes a turn of up to 4 ms (reading the socket) before it
+ * dispatches more; a 1028×512 uint32 bslz4 frame takes a worker 0.6–1.3 ms. With 2, the workers
+ * idled while a backlog waited on the event loop, and series of 500 images at 1 kHz fell behind
+ * for good (see docs/eiger-stream.md, "Long series").
  */
-const PREPARED_FRAMES = 64;
-
-/** Frames one worker has at most in flight (keeps it busy while a result travels back). */
-const PER_WORKER = 2;
+const PER_WORKER = 4;
 
 /**
  * Frames per worker that may be dispatched beyond the earliest one not yet delivered, when images
@@ -320,13 +320,14 @@ export class StreamDecoder {
 
   /**
    * Receive buffers for the first frames of the stream, made and written once by the workers
-   * (not the event loop: allocating zeroes the memory); up to {@link PREPARED_FRAMES}, sized
-   * for frames up to a quarter of the raw image (bslz4 of detector images is smaller).
+   * (not the event loop: allocating zeroes the memory): one per frame of the backlog bound,
+   * within the pool's bounds, sized for frames up to a quarter of the raw image (bslz4 of
+   * detector images is smaller), so that a backlog needs no new memory on the event loop.
    */
   #prepareReceiveBuffers(imageBytes: number): void {
     const frames = this.#options.frames;
     if (this.#slots.length === 0 || frames === undefined) return;
-    const { count, bytes } = frames.prepare(imageBytes / 4, PREPARED_FRAMES);
+    const { count, bytes } = frames.prepare(imageBytes / 4, this.#options.backlog);
     const share = Math.ceil(count / this.#slots.length);
     this.#slots.forEach((slot, i) => {
       const part = Math.min(share, count - i * share);

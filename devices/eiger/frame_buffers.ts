@@ -8,13 +8,14 @@
  * A buffer is at least as large as the frame it holds (a frame is a view at offset 0), so
  * buffers fit the slightly different sizes of compressed frames. Only frames of at least
  * {@link FRAME_POOL_MIN_BYTES} use the pool; at most `max` free buffers of at most `maxBytes`
- * together are kept (defaults 64 and 32 MiB: the frames a series had waiting for decoding when the
- * decoders fell behind, about 70 of 1028×512 uint32 bslz4 frames, find their buffers again in the
- * next series instead of new memory; measured here, new receive buffers cost the event loop about
- * 1 ms per frame). For the first series of a stream, the decode pool prepares buffers when the
- * series stacks are lent ({@link FrameBufferPool.prepare}; a decode worker writes them once in
- * each way they will be used, {@link writeBothWays}). Among buffers of the same size the one given
- * back last is taken first.
+ * together are kept (defaults 256 and 128 MiB; the stream keeps as many as frames may wait for
+ * decoding: the frames a series had waiting when the decoders fell behind find their buffers again
+ * in the next series instead of new memory; measured here, new receive buffers cost the event loop
+ * about 1 ms per frame, and in a long series that fell behind that cost made the event loop — which
+ * also hands frames to the decoders — the bottleneck). For the first series of a stream, the decode
+ * pool prepares buffers when the series stacks are lent ({@link FrameBufferPool.prepare}; a decode
+ * worker writes them once in each way they will be used, {@link writeBothWays}). Among buffers of
+ * the same size the one given back last is taken first.
  *
  * @module
  */
@@ -57,7 +58,7 @@ export class FrameBufferPool {
   #prepared = false;
 
   /** Creates a pool that keeps at most `max` free buffers of at most `maxBytes` together. */
-  constructor(max = 64, maxBytes = 32 * 2 ** 20) {
+  constructor(max = 256, maxBytes = 128 * 2 ** 20) {
     this.#max = max;
     this.#maxBytes = maxBytes;
   }

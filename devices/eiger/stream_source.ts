@@ -13,7 +13,7 @@
 
 import { connectPull } from "./zmtp_socket.ts";
 import type { StreamEvent } from "./series.ts";
-import { type DecodePoolOptions, StreamDecoder } from "./decode_pool.ts";
+import { type DecodePoolOptions, DEFAULT_BACKLOG, StreamDecoder } from "./decode_pool.ts";
 import { TurnBudget } from "../../core/turn_budget.ts";
 import { FrameBufferPool } from "./frame_buffers.ts";
 import type { TargetHolder } from "./image_target.ts";
@@ -47,7 +47,8 @@ export function zmqStreamOpener(
       queue.push(event);
       wake?.();
     };
-    const receiveBuffers = new FrameBufferPool();
+    // As many free receive buffers as frames may wait (within the pool's byte bound).
+    const receiveBuffers = new FrameBufferPool(options.decode?.backlog ?? DEFAULT_BACKLOG);
     const decoder = new StreamDecoder({ frames: receiveBuffers, ...options.decode }, push);
     const unwatch = options.target?.watch({
       target: (target) => decoder.setTarget(target),

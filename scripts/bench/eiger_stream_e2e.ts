@@ -26,7 +26,7 @@
  * ```sh
  * nice ./node_modules/.bin/deno run -A scripts/bench/eiger_stream_e2e.ts [--part all|sim|decode|e2e]
  *   [--series 3] [--images 100] [--frame-ms 1] [--workers N] [--in-place 1|0] [--profile DIR]
- *   [--warm-sim 1] [--ioc-flags "--v8-flags=..."]
+ *   [--warm-sim 1] [--ioc-flags "--v8-flags=..."] [--ioc-env "KEY=VALUE ..."]
  * ```
  *
  * `decode` alternates rounds that decode in place (the series stack lent to the decoder, as the
@@ -38,7 +38,10 @@
  * `e2e` first lets the simulator stream `--warm-sim` series (default 1) to a counting socket, so
  * that the simulator's own first-series cost (about three times its later CPU per image) does not
  * load the machine the IOC is measured on; the IOC's first series stays cold. `--ioc-flags` replaces
- * the Deno flags the IOC runs with (default `RUNTIME_FLAGS`, as `deno task start`), for A/B runs.
+ * the Deno flags the IOC runs with (default `RUNTIME_FLAGS`, as `deno task start`), and
+ * `--ioc-env` adds variables to its environment, for A/B runs. The client waits for each series on
+ * monitors, not by polling, and the benchmark samples the IOC's CPU every 20 ms: both share the two
+ * cores with the simulator and the IOC. Long series (`--images 1000`) need 2 × 2 GB of stacks.
  *
  * `--workers` sets `EIGER_DECODE_WORKERS` (default: one per core); `--profile DIR` writes V8 CPU
  * profiles of the IOC (main thread and workers) with Markdown summaries into DIR.
@@ -74,6 +77,7 @@ const { values } = parseArgs({
     "in-place": { type: "string", default: "1" },
     "warm-sim": { type: "string", default: "1" },
     "ioc-flags": { type: "string" },
+    "ioc-env": { type: "string" },
   },
 });
 const PART = values.part;
@@ -119,6 +123,17 @@ function logLines(stream: ReadableStream<Uint8Array>) {
   return { lines, waitFor };
 }
 
+/** `--ioc-env "K=V K2=V2"`: extra environment of the IOC, for A/B runs. */
+function iocEnv(spec: string | undefined): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of (spec ?? "").split(" ").filter((p) => p !== "")) {
+    const eq = pair.indexOf("=");
+    if (eq < 1) throw new Error(`--ioc-env: ${pair}: expected KEY=VALUE`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return env;
+}
+
 function field(line: string, key: string): number {
   return Number(new RegExp(`${key}=([\\d.]+)`).exec(line)?.[1]);
 }
@@ -127,17 +142,16 @@ function logTime(line: string): number {
   return Date.parse(line.split(" ")[0]);
 }
 
-/** Minor page faults of process `pid` (all threads) so far. */
-function processMinorFaults(pid: number): number {
+/** CPU time (user + system, all threads; ms, 10 ms resolution) and minor faults of `pid`. */
+function processStat(pid: number): { cpu: number; faults: number } {
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[7]);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return { cpu: (Number(fields[11]) + Number(fields[12])) * 10, faults: Number(fields[7]) };
 }
 
 /** CPU time (user + system, all threads) of process `pid` so far, ms (10 ms resolution). */
 function processCpuMs(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  return processStat(pid).cpu;
 }
 
 /** CPU time (user + system) of thread `tid` of process `pid` so far, ms (10 ms resolution). */
@@ -147,7 +161,11 @@ function threadCpuMs(pid: number, tid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-/** CPU samples of a process (all threads, and its main thread) every 10 ms, by wall time. */
+/**
+ * CPU samples of a process (all threads, and its main thread) every 20 ms, by wall time: two
+ * small `/proc` reads per sample, so that the benchmark itself takes little of the CPU it
+ * measures (the counters tick in 10 ms anyway).
+ */
 function sampleCpu(pid: number): {
   at: (ms: number) => { all: number; main: number; faults: number };
   stop: () => void;
@@ -155,18 +173,14 @@ function sampleCpu(pid: number): {
   const samples: { t: number; all: number; main: number; faults: number }[] = [];
   const take = () => {
     try {
-      samples.push({
-        t: Date.now(),
-        all: processCpuMs(pid),
-        main: threadCpuMs(pid, pid),
-        faults: processMinorFaults(pid),
-      });
+      const { cpu, faults } = processStat(pid);
+      samples.push({ t: Date.now(), all: cpu, main: threadCpuMs(pid, pid), faults });
     } catch {
       // the process ended
     }
   };
   take();
-  const timer = setInterval(take, 10);
+  const timer = setInterval(take, 20);
   return {
     /** The last sample taken at or before wall time `ms`. */
     at: (ms) => samples.findLast((s) => s.t <= ms) ?? samples[0],
@@ -371,7 +385,7 @@ async function decodePart(): Promise<number[]> {
       decoder.setTarget(mode === "in place" ? imageTarget(assembler.lendable()) : undefined);
       const started = performance.now();
       const cpuBefore = processCpuMs(Deno.pid);
-      const faultsBefore = processMinorFaults(Deno.pid);
+      const faultsBefore = processStat(Deno.pid).faults;
       const madeBefore = decoder.workerBuffersMade + decodeBuffersMade();
       for (const bytes of recorded) {
         const frame = receive.take(bytes.length);
@@ -388,7 +402,7 @@ async function decodePart(): Promise<number[]> {
         const r = results.get(mode)!;
         r.rates.push(Math.round(IMAGES / seconds));
         r.cpu.push((processCpuMs(Deno.pid) - cpuBefore) / IMAGES);
-        r.faults.push((processMinorFaults(Deno.pid) - faultsBefore) / IMAGES);
+        r.faults.push((processStat(Deno.pid).faults - faultsBefore) / IMAGES);
         r.made.push(decoder.workerBuffersMade + decodeBuffersMade() - madeBefore);
       }
     }
@@ -449,6 +463,7 @@ async function e2ePart(): Promise<void> {
       // Measure, do not fail, when the shared machine is too slow to keep up.
       DISS_ACQUIRE_OVERDUE: "120",
       EIGER_IMAGE_OVERDUE: "60",
+      ...iocEnv(values["ioc-env"]),
     };
     const prof = values.profile === undefined
       ? []
@@ -476,19 +491,32 @@ async function e2ePart(): Promise<void> {
 P, n, duration = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 res = {'ready': wait(P + 'state', 'READY', 60), 'runs': []}
 epics.caput(P + 'duration', duration, wait=True)
-updates = []
-img = epics.PV(P + 'threshold_1:image', auto_monitor=True, count=1028,
-               callback=lambda **kw: updates.append(time.time()))
+# Waits on monitors, as a beamline client (ophyd) does: no polling while the series streams.
+import threading
+updates, got, done = [], threading.Event(), threading.Event()
+def on_image(**kw):
+    updates.append(time.time())
+    got.set()
+img = epics.PV(P + 'threshold_1:image', auto_monitor=True, count=1028, callback=on_image)
+acq = epics.PV(P + 'acquire', auto_monitor=True,
+               callback=lambda value=None, **kw: done.set() if value == 0 else None)
 img.wait_for_connection(30)
+acq.wait_for_connection(30)
 time.sleep(0.5)
 for i in range(n):
     before = len(updates)
+    got.clear()
+    done.clear()
     t0 = time.time()
     epics.caput(P + 'acquire', 1, wait=True)
-    ok = wait(P + 'acquire', 0, 120)
+    ok = False
+    for _ in range(120):
+        if done.wait(1) or epics.caget(P + 'acquire', use_monitor=False) == 0:
+            ok = True
+            break
     end = time.time() + 10
     while len(updates) == before and time.time() < end:
-        time.sleep(0.001)
+        got.wait(0.5)
     res['runs'].append({'ok': ok, 'put': t0, 'update': updates[before] if len(updates) > before else None,
                         'state': epics.caget(P + 'state', use_monitor=False)})
     time.sleep(0.3)

@@ -8,6 +8,7 @@
 
 import { testPvaServerEnv, testServerEnv } from "./epics_env.ts";
 import { RECOMMENDED_RUNTIME_POLLING } from "../../core/io_poll.ts";
+import { GLIBC_TUNABLES_ENV, HUGE_PAGES_TUNABLE } from "../../core/huge_pages.ts";
 import { RUNTIME_FLAGS } from "../../scripts/build.ts";
 
 const DENO = new URL("../../node_modules/.bin/deno", import.meta.url).pathname;
@@ -68,6 +69,8 @@ export async function startIoc(
       EPICS_CAS_SERVER_PORT: "0",
       // As every launcher of the IOC (core/io_poll.ts): sockets polled after every turn.
       ...RECOMMENDED_RUNTIME_POLLING,
+      // As the launchers: huge pages for the large buffers (core/huge_pages.ts).
+      [GLIBC_TUNABLES_ENV]: HUGE_PAGES_TUNABLE,
       ...env,
     }, launch.unsetEnv ?? []),
     clearEnv: true,
