@@ -16,6 +16,7 @@
  */
 
 import { type Clock, systemClock, type TimerHandle } from "./clock.ts";
+import { parseProcStat } from "./proc_stat.ts";
 
 /** Options of {@link LoopLagMonitor}. */
 export interface LoopLagOptions {
@@ -74,11 +75,8 @@ export function threadCpuMs(): number | undefined {
   }
   if (statPath === null) return undefined;
   try {
-    const stat = Deno.readTextFileSync(statPath);
-    // Fields after "(comm)": state is the first, utime the 12th, stime the 13th (clock ticks).
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? ticks * 10 : undefined;
+    const { cpuMs } = parseProcStat(Deno.readTextFileSync(statPath));
+    return Number.isFinite(cpuMs) ? cpuMs : undefined;
   } catch {
     return undefined;
   }

@@ -64,6 +64,7 @@ import { decodeBuffersMade } from "../../devices/eiger/decode_buffers.ts";
 import { SeriesCollector } from "../../devices/eiger/series.ts";
 import { SeriesAssembler } from "../../lib/series_assembler.ts";
 import type { DeviceConfig } from "../../devices/contract.ts";
+import { parseProcStat, type ProcStat } from "../../core/proc_stat.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -143,22 +144,18 @@ function logTime(line: string): number {
 }
 
 /** CPU time (user + system, all threads; ms, 10 ms resolution) and minor faults of `pid`. */
-function processStat(pid: number): { cpu: number; faults: number } {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return { cpu: (Number(fields[11]) + Number(fields[12])) * 10, faults: Number(fields[7]) };
+function processStat(pid: number): ProcStat {
+  return parseProcStat(Deno.readTextFileSync(`/proc/${pid}/stat`));
 }
 
 /** CPU time (user + system, all threads) of process `pid` so far, ms (10 ms resolution). */
 function processCpuMs(pid: number): number {
-  return processStat(pid).cpu;
+  return processStat(pid).cpuMs;
 }
 
 /** CPU time (user + system) of thread `tid` of process `pid` so far, ms (10 ms resolution). */
 function threadCpuMs(pid: number, tid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  return parseProcStat(Deno.readTextFileSync(`/proc/${pid}/task/${tid}/stat`)).cpuMs;
 }
 
 /**
@@ -173,8 +170,8 @@ function sampleCpu(pid: number): {
   const samples: { t: number; all: number; main: number; faults: number }[] = [];
   const take = () => {
     try {
-      const { cpu, faults } = processStat(pid);
-      samples.push({ t: Date.now(), all: cpu, main: threadCpuMs(pid, pid), faults });
+      const { cpuMs, minorFaults } = processStat(pid);
+      samples.push({ t: Date.now(), all: cpuMs, main: threadCpuMs(pid, pid), faults: minorFaults });
     } catch {
       // the process ended
     }
@@ -385,7 +382,7 @@ async function decodePart(): Promise<number[]> {
       decoder.setTarget(mode === "in place" ? imageTarget(assembler.lendable()) : undefined);
       const started = performance.now();
       const cpuBefore = processCpuMs(Deno.pid);
-      const faultsBefore = processStat(Deno.pid).faults;
+      const faultsBefore = processStat(Deno.pid).minorFaults;
       const madeBefore = decoder.workerBuffersMade + decodeBuffersMade();
       for (const bytes of recorded) {
         const frame = receive.take(bytes.length);
@@ -402,7 +399,7 @@ async function decodePart(): Promise<number[]> {
         const r = results.get(mode)!;
         r.rates.push(Math.round(IMAGES / seconds));
         r.cpu.push((processCpuMs(Deno.pid) - cpuBefore) / IMAGES);
-        r.faults.push((processStat(Deno.pid).faults - faultsBefore) / IMAGES);
+        r.faults.push((processStat(Deno.pid).minorFaults - faultsBefore) / IMAGES);
         r.made.push(decoder.workerBuffersMade + decodeBuffersMade() - madeBefore);
       }
     }
