@@ -1,5 +1,6 @@
 /**
- * LZ4 *block* format (no frame header): a bounds-checked decoder and a simple greedy encoder.
+ * LZ4 *block* format (no frame header): a bounds-checked decoder and an encoder that parses as
+ * liblz4 does.
  *
  * The decoder works on caller-provided ranges of typed arrays so the bslz4/HDF5 containers can
  * decode each block straight into a reusable scratch buffer without copies. Every read and write is
@@ -147,14 +148,38 @@ export function lz4CompressBound(n: number): number {
   return n + Math.ceil(n / 255) + 16;
 }
 
+/** Hash bits of the match finder (a table of 2^13 positions, as liblz4 for small inputs). */
 const HASH_LOG = 13;
+/** Inputs below this size are parsed exactly as liblz4 parses them (its 16-bit table mode). */
+const SMALL_INPUT = 65536 + 11;
+/** The last match starts at least this many bytes before the end (format rule). */
+const MF_LIMIT = 12;
+/** The last bytes of a block are always literals (format rule). */
+const LAST_LITERALS = 5;
+/** After 2^6 failed searches the search step grows by one (liblz4's acceleration 1). */
+const SKIP_TRIGGER = 6;
 const hashTable = new Int32Array(1 << HASH_LOG);
 
+function read32(src: Uint8Array, p: number): number {
+  return src[p] | (src[p + 1] << 8) | (src[p + 2] << 16) | (src[p + 3] << 24);
+}
+
+function hash4(src: Uint8Array, p: number): number {
+  return Math.imul(read32(src, p), 2654435761) >>> (32 - HASH_LOG);
+}
+
 /**
- * Compresses `src[start, end)` into one LZ4 block written at `dst[dstStart]` (greedy, hash-chain
- * free). `dst` must have room for {@link lz4CompressBound} bytes. Returns the compressed length.
- * The output follows the format's end rules (last 5 bytes literals, last match ≥ 12 bytes before
- * the end), so any conforming decoder accepts it.
+ * Compresses `src[start, end)` into one LZ4 block written at `dst[dstStart]`. `dst` must have
+ * room for {@link lz4CompressBound} bytes. Returns the compressed length.
+ *
+ * The parse is liblz4's fast one (`LZ4_compress_default`): a 13-bit hash of 4 bytes names the
+ * last position seen with it (all positions start at 0), the search step grows after every 64
+ * misses, a found match is first extended backwards into the pending literals, and after a match
+ * the position 2 bytes back is hashed and the next position tried at once. Inputs below 64 KiB
+ * + 11 bytes (bitshuffle's 8 KiB blocks) therefore compress byte for byte as the C library does,
+ * so the simulator's frames are the DCU's; larger inputs differ from it (liblz4 then hashes 5
+ * bytes) but stay valid. The output follows the format's end rules (last 5 bytes literals, last
+ * match ≥ 12 bytes before the end), so any conforming decoder accepts it.
  */
 export function compressLz4BlockInto(
   src: Uint8Array,
@@ -166,29 +191,64 @@ export function compressLz4BlockInto(
   const n = end - start;
   let op = dstStart;
   let anchor = start;
-  if (n >= 13) {
+  if (n > MF_LIMIT) {
+    const small = n < SMALL_INPUT;
     const table = hashTable;
-    table.fill(-1);
-    const matchLimit = end - 12; // last match starts at most here
-    const lastLiterals = end - 5; // matches end at most here
-    let ip = start;
-    while (ip <= matchLimit) {
-      const seq = src[ip] | (src[ip + 1] << 8) | (src[ip + 2] << 16) | (src[ip + 3] << 24);
-      const h = Math.imul(seq, 2654435761) >>> (32 - HASH_LOG);
-      const ref = table[h];
-      table[h] = ip;
-      if (
-        ref >= 0 && ip - ref <= 65535 &&
-        (src[ref] | (src[ref + 1] << 8) | (src[ref + 2] << 16) | (src[ref + 3] << 24)) === seq
-      ) {
+    table.fill(0);
+    const searchEnd = end - MF_LIMIT + 1; // a match may start below this
+    const matchEnd = end - LAST_LITERALS; // and end at most here
+    table[hash4(src, start)] = 0;
+    let ip = start + 1;
+    let nextHash = hash4(src, ip);
+    let ended = false;
+    while (!ended) {
+      // Find a match: step through the input, faster after many misses.
+      let next = ip;
+      let step = 1;
+      let misses = 1 << SKIP_TRIGGER;
+      let match = -1;
+      while (match < 0) {
+        const h = nextHash;
+        const candidate = start + table[h];
+        ip = next;
+        next += step;
+        step = misses++ >>> SKIP_TRIGGER;
+        if (next > searchEnd) break;
+        nextHash = hash4(src, next);
+        table[h] = ip - start;
+        if ((small || ip - candidate <= 65535) && read32(src, candidate) === read32(src, ip)) {
+          match = candidate;
+        }
+      }
+      if (match < 0) break; // the rest are literals
+      // Extend it backwards over equal bytes of the pending literals.
+      while (ip > anchor && match > start && src[ip - 1] === src[match - 1]) {
+        ip--;
+        match--;
+      }
+      let literals = ip - anchor;
+      let again = true;
+      while (again) {
         let len = 4;
-        while (ip + len < lastLiterals && src[ref + len] === src[ip + len]) len++;
-        op = writeSequence(src, anchor, ip - anchor, dst, op, len, ip - ref);
+        while (ip + len < matchEnd && src[match + len] === src[ip + len]) len++;
+        op = writeSequence(src, anchor, literals, dst, op, len, ip - match);
         ip += len;
         anchor = ip;
-      } else {
-        // Skip faster through data that does not compress.
-        ip += 1 + ((ip - anchor) >>> 6);
+        if (ip >= searchEnd) {
+          ended = true;
+          break;
+        }
+        table[hash4(src, ip - 2)] = ip - 2 - start;
+        // A match right here follows without literals.
+        const h = hash4(src, ip);
+        match = start + table[h];
+        table[h] = ip - start;
+        again = (small || ip - match <= 65535) && read32(src, match) === read32(src, ip);
+        literals = 0;
+      }
+      if (!ended) {
+        ip++;
+        nextHash = hash4(src, ip);
       }
     }
   }
@@ -196,7 +256,7 @@ export function compressLz4BlockInto(
   return op - dstStart;
 }
 
-/** Compresses `data` into one LZ4 block (greedy; fine for simulators and tests). */
+/** Compresses `data` into one LZ4 block ({@link compressLz4BlockInto}). */
 export function compressLz4Block(data: Uint8Array): Uint8Array {
   const out = new Uint8Array(lz4CompressBound(data.length));
   const n = compressLz4BlockInto(data, 0, data.length, out, 0);
