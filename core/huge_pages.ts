@@ -39,3 +39,25 @@ export function withHugePages(value: string | undefined): string {
   if (names.includes("glibc.malloc.hugetlb")) return value;
   return `${value}:${HUGE_PAGES_TUNABLE}`;
 }
+
+/** Whether this process got the huge-page tunable, as glibc read it at start-up. */
+export interface HugePagesStatus {
+  /** True when `GLIBC_TUNABLES` names `glibc.malloc.hugetlb` (set by us or by the user). */
+  ok: boolean;
+  /** `GLIBC_TUNABLES` as the process started with it (undefined: unset). */
+  tunables: string | undefined;
+}
+
+/**
+ * The huge-page state of a process started with `env` on `os`, or undefined where the tunable
+ * does not apply (not Linux). A value of `glibc.malloc.hugetlb` chosen by the user (also 0) counts
+ * as set: only its absence is worth a warning.
+ */
+export function hugePagesStatus(
+  env: Readonly<Record<string, string | undefined>>,
+  os: string,
+): HugePagesStatus | undefined {
+  if (os !== "linux") return undefined;
+  const tunables = env[GLIBC_TUNABLES_ENV];
+  return { ok: tunables !== undefined && withHugePages(tunables) === tunables, tunables };
+}

@@ -20,6 +20,7 @@ import { BulkWriteGate } from "../core/write_gate.ts";
 import { type PvaServer, startPvaServer } from "../pva/mod.ts";
 import { LoopLagMonitor, threadCpuMs } from "../core/loop_lag.ts";
 import { runtimePolling } from "../core/io_poll.ts";
+import { HUGE_PAGES_TUNABLE, hugePagesStatus } from "../core/huge_pages.ts";
 import { REEXEC_PARENT_ENV, restartWithRuntimePolling } from "./runtime_reexec.ts";
 
 const log = getLog("ioc");
@@ -218,6 +219,15 @@ export async function runIoc(
       recommended: 1,
       restart: restart.kind === "skipped" ? restart.reason : "none",
       effect: "CA/PVA requests may wait up to seconds while an image stream keeps the IOC busy",
+    });
+  }
+  // Read by glibc at startup (core/huge_pages.ts): the launchers and the restart above set it.
+  const hugePages = hugePagesStatus(env, Deno.build.os);
+  if (hugePages !== undefined && !hugePages.ok) {
+    log.warning("Large buffers use 4 KB pages", {
+      GLIBC_TUNABLES: hugePages.tunables ?? "unset",
+      recommended: HUGE_PAGES_TUNABLE,
+      effect: "series stacks are slower to write and to touch again after idle seconds",
     });
   }
 

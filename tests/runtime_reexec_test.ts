@@ -7,7 +7,12 @@
 
 import assert from "node:assert/strict";
 import { GLOBAL_QUEUE_ENV, IO_POLL_ENV } from "../core/io_poll.ts";
-import { GLIBC_TUNABLES_ENV, HUGE_PAGES_TUNABLE, withHugePages } from "../core/huge_pages.ts";
+import {
+  GLIBC_TUNABLES_ENV,
+  HUGE_PAGES_TUNABLE,
+  hugePagesStatus,
+  withHugePages,
+} from "../core/huge_pages.ts";
 import { planReexec, REEXEC_ENV, REEXEC_PARENT_ENV } from "../lib/runtime_reexec.ts";
 import { type IocProcess, startIoc } from "./support/ioc_process.ts";
 
@@ -94,6 +99,24 @@ Deno.test("huge pages: the tunable is added to GLIBC_TUNABLES unless it names hu
   );
 });
 
+Deno.test("huge pages: warned about only on Linux, only when no hugetlb tunable was given", () => {
+  assert.equal(hugePagesStatus({}, "darwin"), undefined);
+  assert.deepEqual(hugePagesStatus({}, "linux"), { ok: false, tunables: undefined });
+  assert.deepEqual(
+    hugePagesStatus({ [GLIBC_TUNABLES_ENV]: "glibc.malloc.tcache_count=0" }, "linux"),
+    {
+      ok: false,
+      tunables: "glibc.malloc.tcache_count=0",
+    },
+  );
+  assert.equal(hugePagesStatus({ [GLIBC_TUNABLES_ENV]: HUGE_PAGES_TUNABLE }, "linux")?.ok, true);
+  // The user's own choice, also off, is not second-guessed.
+  assert.equal(
+    hugePagesStatus({ [GLIBC_TUNABLES_ENV]: "a=1:glibc.malloc.hugetlb=0" }, "linux")?.ok,
+    true,
+  );
+});
+
 Deno.test("reexec plan: never twice, never against the user's choice, never without the means", () => {
   assert.deepEqual(facts({ [IO_POLL_ENV]: "1", [GLOBAL_QUEUE_ENV]: "1" }), { action: "none" });
   // The child of a restart: no second restart whatever its environment says.
@@ -162,6 +185,7 @@ Deno.test({
       assert.ok(environ.includes(`${GLIBC_TUNABLES_ENV}=${HUGE_PAGES_TUNABLE}`), environ.join(" "));
       assert.equal(Deno.readTextFileSync(`/proc/${childPid}/stat`).split(" ")[3], String(ioc.pid));
       assert.ok(!ioc.lines.some((l) => /Sockets are polled only every few/.test(l)));
+      assert.ok(!ioc.lines.some((l) => /Large buffers use 4 KB pages/.test(l)));
       // SIGTERM to the parent: the child shuts down cleanly, its exit code is the parent's.
       const code = await ioc.stop("SIGTERM");
       assert.equal(
@@ -229,6 +253,10 @@ Deno.test({
         /WARN.*restart="DISS_REEXEC=no"/,
       );
       assert.doesNotMatch(running, /restarted_by=/);
+      assert.match(
+        await single.waitForLine(/Large buffers use 4 KB pages/),
+        /WARN.*GLIBC_TUNABLES=unset recommended="glibc\.malloc\.hugetlb=1"/,
+      );
     } finally {
       await single.stop();
     }
