@@ -26,7 +26,7 @@
  * ```sh
  * nice ./node_modules/.bin/deno run -A scripts/bench/eiger_stream_e2e.ts [--part all|sim|decode|e2e]
  *   [--series 3] [--images 100] [--frame-ms 1] [--workers N] [--in-place 1|0] [--profile DIR]
- *   [--warm-sim 1] [--ioc-flags "--v8-flags=..."] [--ioc-env "KEY=VALUE ..."]
+ *   [--warm-sim 1] [--ioc-flags "--v8-flags=..."] [--ioc-env "KEY=VALUE ..."] [--ioc-log FILE]
  * ```
  *
  * `decode` alternates rounds that decode in place (the series stack lent to the decoder, as the
@@ -39,7 +39,8 @@
  * that the simulator's own first-series cost (about three times its later CPU per image) does not
  * load the machine the IOC is measured on; the IOC's first series stays cold. `--ioc-flags` replaces
  * the Deno flags the IOC runs with (default `RUNTIME_FLAGS`, as `deno task start`), and
- * `--ioc-env` adds variables to its environment, for A/B runs. The client waits for each series on
+ * `--ioc-env` adds variables to its environment, for A/B runs; `--ioc-log FILE` writes the IOC's whole
+ * log there (the benchmark prints only its warnings and errors). The client waits for each series on
  * monitors, not by polling, and the benchmark samples the IOC's CPU every 20 ms: both share the two
  * cores with the simulator and the IOC. Long series (`--images 1000`) need 2 × 2 GB of stacks.
  *
@@ -79,6 +80,7 @@ const { values } = parseArgs({
     "warm-sim": { type: "string", default: "1" },
     "ioc-flags": { type: "string" },
     "ioc-env": { type: "string" },
+    "ioc-log": { type: "string" },
   },
 });
 const PART = values.part;
@@ -590,6 +592,9 @@ out(res)
       }
     } finally {
       await ioc.stop();
+      if (values["ioc-log"] !== undefined) {
+        await Deno.writeTextFile(values["ioc-log"], ioc.lines.join("\n") + "\n");
+      }
     }
   } finally {
     await sim.close();
