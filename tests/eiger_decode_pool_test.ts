@@ -157,6 +157,8 @@ Deno.test("decode pool: more frames than the backlog bound is an overflow event,
     decoder.releaseHeld(0);
     const events = await count(4);
     assert.deepEqual(imageIds(events).slice(0, 3), [0, 1, 2]);
+    // Each frame says how many were waiting when it arrived (itself included).
+    assert.deepEqual(events.slice(0, 3).map((e) => e.kind === "message" && e.backlog), [1, 2, 3]);
     const overflow = events[3];
     assert.equal(overflow.kind, "overflow");
     assert.match(
@@ -167,7 +169,9 @@ Deno.test("decode pool: more frames than the backlog bound is an overflow event,
     // Drained: the next frame is decoded again.
     decoder.push(imageFrame(9, pixels));
     assert.equal(decoder.discarded, 0);
-    assert.deepEqual(imageIds(await count(5)).slice(4), [9]);
+    const drained = await count(5);
+    assert.deepEqual(imageIds(drained).slice(4), [9]);
+    assert.equal(drained[4].kind === "message" && drained[4].backlog, 1);
 
     // The series collector turns the overflow into the acquisition's error, naming it.
     const emitted: DataEvent[] = [];
@@ -193,6 +197,7 @@ Deno.test("decode pool: more frames than the backlog bound is an overflow event,
     });
     for (const event of events.slice(0, 4)) collector.handle(event);
     assert.match(collector.error ?? "", /^series 3: decode backlog overflow: more than 3 frames/);
+    assert.equal(collector.maxBacklog, 3);
     assert.deepEqual(emitted.map((e) => e.type), [
       "start-data",
       "image-data",

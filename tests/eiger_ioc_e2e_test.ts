@@ -110,6 +110,8 @@ Deno.test("eiger e2e: a 3-image series decoded in place by the workers into the 
         /images=3 .*in_place=3\b/,
         `all three decoded into the stack: ${received}`,
       );
+      // Three frames: at most three were ever waiting, and the bound is the default.
+      assert.match(received, /max_backlog=[123] backlog_bound=256\b/, received);
       assert.equal(sent.length, 3, "three image messages streamed");
       assert.deepEqual(res.channels, ["threshold_1", "threshold_2"]);
       for (const ch of res.channels) {

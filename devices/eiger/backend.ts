@@ -38,6 +38,7 @@ import { SeriesCollector, type StreamEvent, type StreamMessage } from "./series.
 import { CancelledSeries, type DroppedReport } from "./cancelled_series.ts";
 import { releaseDecodeBuffers } from "./decode_buffers.ts";
 import { zmqStreamOpener } from "./stream_source.ts";
+import { DEFAULT_BACKLOG } from "./decode_pool.ts";
 import { imageTarget, TargetHolder } from "./image_target.ts";
 import { errorMessage } from "../../core/errors.ts";
 import { sleep, systemClock, type TimerHandle } from "../../core/clock.ts";
@@ -744,6 +745,9 @@ export class EigerDevice implements Device {
             images: collector.received,
             rate: Math.round(collector.imageRate),
             in_place: collector.inPlace,
+            // Frames at most waiting for decoding, of the bound (EIGER_DECODE_BACKLOG).
+            max_backlog: collector.maxBacklog,
+            backlog_bound: this.#settings.decodeBacklog ?? DEFAULT_BACKLOG,
           });
         }
       }

@@ -158,6 +158,8 @@ export class StreamDecoder {
   #nextSeq = 0;
   #nextOut = 0;
   #done = new Map<number, { event: StreamEvent; frame: boolean }>();
+  /** Per frame in the pool: the backlog when it was pushed (see `StreamEvent`'s `backlog`). */
+  #backlogAt = new Map<number, number>();
   #frames = 0;
   #discarded = 0;
   #inline: boolean;
@@ -255,6 +257,7 @@ export class StreamDecoder {
     }
     const seq = this.#nextSeq++;
     this.#frames++;
+    this.#backlogAt.set(seq, this.#frames);
     if (this.#inline && this.#queue.length === 0 && this.#applyTarget()) {
       this.#complete(seq, this.#decodeHere(frame), true);
       return;
@@ -288,10 +291,16 @@ export class StreamDecoder {
     for (const slot of this.#slots) slot.worker.terminate();
     this.#slots = [];
     this.#queue = [];
+    this.#backlogAt.clear();
     for (const resolve of this.#idle.splice(0)) resolve();
   }
 
   #complete(seq: number, event: StreamEvent, frame: boolean): void {
+    if (frame) {
+      const backlog = this.#backlogAt.get(seq);
+      this.#backlogAt.delete(seq);
+      if (event.kind === "message" && backlog !== undefined) event.backlog = backlog;
+    }
     this.#done.set(seq, { event, frame });
     while (true) {
       const next = this.#done.get(this.#nextOut);

@@ -58,7 +58,15 @@ export type StreamMessage = StreamStart | StreamImage | StreamEnd;
 
 /** What a stream source yields: messages, decode failures and connection changes. */
 export type StreamEvent =
-  | { kind: "message"; message: StreamMessage }
+  | {
+    kind: "message";
+    message: StreamMessage;
+    /**
+     * Frames waiting for decoding when this one arrived, itself included (set by the decode
+     * pool; 1 = nothing was waiting): how far decoding was behind the stream.
+     */
+    backlog?: number;
+  }
   | { kind: "error"; message: string }
   | { kind: "overflow"; message: string }
   | { kind: "connected" }
@@ -91,6 +99,7 @@ export class SeriesCollector {
   #firstImageAt = 0;
   #lastImageAt = 0;
   #inPlace = 0;
+  #maxBacklog = 0;
 
   /** Creates a collector that emits events for the local series id `id`. */
   constructor(id: string, expect: SeriesExpectation, emit: (event: DataEvent) => void) {
@@ -126,6 +135,15 @@ export class SeriesCollector {
   /** Images received decoded in place, in shared memory (lent series stacks). */
   get inPlace(): number {
     return this.#inPlace;
+  }
+
+  /**
+   * The most frames that were waiting for decoding when a message of this series arrived (its
+   * own frame included; 0 when the stream does not say): how close the series came to the
+   * decode backlog bound.
+   */
+  get maxBacklog(): number {
+    return this.#maxBacklog;
   }
   /** Images per second from the first to the last image handed on (0 below two images). */
   get imageRate(): number {
@@ -203,6 +221,9 @@ export class SeriesCollector {
         this.fail(`${this.label}: ${event.message}`);
         break;
       case "message":
+        if (event.backlog !== undefined && event.backlog > this.#maxBacklog) {
+          this.#maxBacklog = event.backlog;
+        }
         this.#message(event.message);
         break;
     }

@@ -33,7 +33,9 @@
  * controller does) with rounds into buffers of their own that the assembler copies (the baseline,
  * in the same run), and prints new output buffers and minor page faults per round. `e2e` runs the
  * IOC with `EIGER_DECODE_IN_PLACE` from `--in-place` (1: default; 0: the copying baseline) and
- * prints per series minor page faults per image and how many images were decoded in place.
+ * prints per series minor page faults per image, how many images were decoded in place, and the
+ * largest decode backlog of the series (`max_backlog`: frames waiting when one arrived, itself
+ * included; 1–10 means decoding kept pace with the stream, the bound is 256).
  *
  * `e2e` first lets the simulator stream `--warm-sim` series (default 1) to a counting socket, so
  * that the simulator's own first-series cost (about three times its later CPU per image) does not
@@ -548,7 +550,7 @@ out(res)
       );
       console.log(
         "series  sim sent/s  IOC decoded/s  ratio  end->PV update ms  max lag ms (busy)" +
-          "  IOC CPU/image ms (main thread)  minflt/image  in place  state",
+          "  IOC CPU/image ms (main thread)  minflt/image  in place  max backlog  state",
       );
       const latencies: number[] = [];
       const decodedRates: number[] = [];
@@ -574,7 +576,9 @@ out(res)
               .padStart(18)
           } ${`${cpu.toFixed(2)} (${((to.main - from.main) / IMAGES).toFixed(2)})`.padStart(32)} ${
             faults.toFixed(0).padStart(13)
-          } ${String(field(received[i] ?? "", "in_place")).padStart(9)}  ${run.state}`,
+          } ${String(field(received[i] ?? "", "in_place")).padStart(9)} ${
+            String(field(received[i] ?? "", "max_backlog")).padStart(12)
+          }  ${run.state}`,
         );
       });
       console.log(
