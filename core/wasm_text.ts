@@ -89,6 +89,10 @@ export const OPCODES: Readonly<Record<string, OpInfo>> = {
   "v128.or": simd(0x50),
   "v128.xor": simd(0x51),
   "v128.any_true": simd(0x53),
+  "i16x8.extend_low_i8x16_u": simd(0x89),
+  "i16x8.extend_high_i8x16_u": simd(0x8a),
+  "i32x4.extend_low_i16x8_u": simd(0xa9),
+  "i32x4.extend_high_i16x8_u": simd(0xaa),
   "i64x2.shl": simd(0xcb),
   "i64x2.shr_u": simd(0xcd),
 };

@@ -59,6 +59,32 @@ Deno.test("wasm engine: decodes like the JS engine for every element size, block
   }
 });
 
+Deno.test("wasm engine: 16- and 32-bit blocks with counts below 256 (the low-byte path) next to larger ones", () => {
+  // The kernel takes 128 elements at a time: all below 256 (upper planes zero: low bytes only,
+  // widened), one count above, all zero, or full-range values; mixed within every block.
+  const rand = prng(21);
+  for (const ctor of [Uint16Array, Uint32Array]) {
+    const size = ctor.BYTES_PER_ELEMENT;
+    const big = size === 2 ? 65535 : 4294967295;
+    const img = new ctor(128 * 64).map((_, i) => {
+      const group = (i >> 7) % 5;
+      if (group === 0) return Math.floor(rand() * 256);
+      if (group === 1) return (i & 127) === 77 ? 256 : Math.floor(rand() * 4);
+      if (group === 2) return 0;
+      if (group === 3) return (i & 127) === 127 ? big : 255;
+      return Math.floor(rand() * big);
+    });
+    const raw = new Uint8Array(img.buffer);
+    for (const block of [8192, 128 * size * 3]) {
+      const what = `${ctor.name} block ${block}`;
+      const payload = compressBslz4(raw, size, block);
+      assert.deepEqual(bothEngines(() => decompressBslz4(payload, size, img.length), what), {
+        ok: raw,
+      }, what);
+    }
+  }
+});
+
 Deno.test("wasm engine: LZ4 matches of every short period and long runs", () => {
   const data = new Uint8Array(60_000);
   let at = 0;

@@ -18,6 +18,9 @@
  *   the 8 bit planes of each element byte (12 masked swaps on v128; skipped when all 8 planes are
  *   zero, the common case for sparse detector images), then a byte transpose of the 8·size
  *   vectors into element order by log2(8·size) rounds of byte interleaving (`i8x16.shuffle`).
+ *   For 2- and 4-byte elements, 128 elements whose upper planes are all zero (counts below 256)
+ *   take a shorter way: only the low bytes are transposed (3 rounds) and then widened with
+ *   `extend` to 16 or 32 bits.
  *
  * The container logic (headers, sizes, error texts) stays in `bslz4.ts`.
  *
@@ -235,6 +238,63 @@ const BIT_SWAPS: [number, number, number, string][] = [
 const LO = "0 16 1 17 2 18 3 19 4 20 5 21 6 22 7 23";
 const HI = "8 24 9 25 10 26 11 27 12 28 13 29 14 30 15 31";
 
+/** One round of the byte transpose: row i interleaved with row i + n/2 (n rows). */
+function interleaveRound(rows: string[], out: string[], lines: string[]): void {
+  const half = rows.length / 2;
+  for (let i = 0; i < half; i++) {
+    const a = `local.get ${rows[i]} local.get ${rows[i + half]}`;
+    lines.push(`${a} i8x16.shuffle ${LO} local.set ${out[2 * i]}`);
+    lines.push(`${a} i8x16.shuffle ${HI} local.set ${out[2 * i + 1]}`);
+  }
+}
+
+/** The 8×8 bit transpose of the 8 rows `row(0..7)`, skipped when all are zero. */
+function bitTranspose(row: (k: number) => string, lines: string[]): void {
+  lines.push(
+    `local.get ${row(0)} ${
+      [1, 2, 3, 4, 5, 6, 7].map((k) => `local.get ${row(k)} v128.or`).join(" ")
+    } v128.any_true`,
+  );
+  lines.push("if");
+  for (const [a, b, shift, mask] of BIT_SWAPS) {
+    lines.push(
+      `local.get ${row(a)} i32.const ${shift} i64x2.shr_u local.get ${row(b)} v128.xor ` +
+        `local.get ${mask} v128.and local.set $t`,
+      `local.get ${row(b)} local.get $t v128.xor local.set ${row(b)}`,
+      `local.get ${row(a)} local.get $t i32.const ${shift} i64x2.shl v128.xor ` +
+        `local.set ${row(a)}`,
+    );
+  }
+  lines.push("end");
+}
+
+/**
+ * Stores 128 elements of `size` bytes whose low bytes are the 8 rows `low` in element order
+ * (16 each) and whose other bytes are zero: each row widened to `size` bytes per lane.
+ */
+function storeWidened(low: string[], size: number, lines: string[]): void {
+  low.forEach((row, i) => {
+    const at = 16 * size * i;
+    if (size === 2) {
+      lines.push(
+        `local.get $dst local.get ${row} i16x8.extend_low_i8x16_u v128.store offset=${at} align=1`,
+        `local.get $dst local.get ${row} i16x8.extend_high_i8x16_u v128.store offset=${
+          at + 16
+        } align=1`,
+      );
+      return;
+    }
+    lines.push(
+      `local.get ${row} i16x8.extend_low_i8x16_u local.set $t`,
+      `local.get $dst local.get $t i32x4.extend_low_i16x8_u v128.store offset=${at} align=1`,
+      `local.get $dst local.get $t i32x4.extend_high_i16x8_u v128.store offset=${at + 16} align=1`,
+      `local.get ${row} i16x8.extend_high_i8x16_u local.set $t`,
+      `local.get $dst local.get $t i32x4.extend_low_i16x8_u v128.store offset=${at + 32} align=1`,
+      `local.get $dst local.get $t i32x4.extend_high_i16x8_u v128.store offset=${at + 48} align=1`,
+    );
+  });
+}
+
 function unshuffleText(size: number): string {
   const rows = 8 * size;
   const rounds = Math.log2(rows);
@@ -248,45 +308,50 @@ function unshuffleText(size: number): string {
   }
   lines.push("local.get $src local.get $nb i32.add local.set $end");
   lines.push("loop $col");
+  // Plane 8j+k into row k·size + j; after the transpose that row holds element byte m = k.
+  const rowOf = (j: number) => (k: number) => `$x${k * size + j}`;
   for (let j = 0; j < size; j++) {
-    // Plane 8j+k into row k·size + j; after the transpose that row holds element byte m = k.
-    const row = (k: number) => `$x${k * size + j}`;
     for (let k = 0; k < 8; k++) {
       const p = 8 * j + k;
       const addr = p === 0 ? "local.get $src" : `local.get $src local.get $q${p} i32.add`;
-      lines.push(`${addr} v128.load align=1 local.set ${row(k)}`);
+      lines.push(`${addr} v128.load align=1 local.set ${rowOf(j)(k)}`);
+    }
+  }
+  if (size > 1) {
+    // Counts below 256 (every upper bit plane zero in these 128 elements), the usual case of
+    // photon-counting frames at kHz rates: transpose the low bytes only and widen them.
+    const upper: string[] = [];
+    for (let j = 1; j < size; j++) {
+      for (let k = 0; k < 8; k++) upper.push(`local.get ${rowOf(j)(k)}`);
     }
     lines.push(
-      `local.get ${row(0)} ${
-        [1, 2, 3, 4, 5, 6, 7].map((k) => `local.get ${row(k)} v128.or`).join(" ")
-      } v128.any_true`,
+      `${upper[0]} ${upper.slice(1).map((r) => `${r} v128.or`).join(" ")} v128.any_true`,
+      "i32.eqz",
+      "if",
     );
-    lines.push("if");
-    for (const [a, b, shift, mask] of BIT_SWAPS) {
-      lines.push(
-        `local.get ${row(a)} i32.const ${shift} i64x2.shr_u local.get ${row(b)} v128.xor ` +
-          `local.get ${mask} v128.and local.set $t`,
-        `local.get ${row(b)} local.get $t v128.xor local.set ${row(b)}`,
-        `local.get ${row(a)} local.get $t i32.const ${shift} i64x2.shl v128.xor ` +
-          `local.set ${row(a)}`,
-      );
-    }
-    lines.push("end");
+    bitTranspose(rowOf(0), lines);
+    const low = [0, 1, 2, 3, 4, 5, 6, 7].map((k) => rowOf(0)(k));
+    const a = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => `$y${i}`);
+    const b = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => `$y${i + 8}`);
+    interleaveRound(low, a, lines);
+    interleaveRound(a, b, lines);
+    interleaveRound(b, a, lines);
+    storeWidened(a, size, lines);
+    lines.push("else");
   }
+  for (let j = 0; j < size; j++) bitTranspose(rowOf(j), lines);
   // Byte transpose rows × 16 → 16 × rows: each round interleaves row i with row i + rows/2.
   let from = "x";
   let to = "y";
   for (let r = 0; r < rounds; r++) {
-    for (let i = 0; i < rows / 2; i++) {
-      const a = `local.get $${from}${i} local.get $${from}${i + rows / 2}`;
-      lines.push(`${a} i8x16.shuffle ${LO} local.set $${to}${2 * i}`);
-      lines.push(`${a} i8x16.shuffle ${HI} local.set $${to}${2 * i + 1}`);
-    }
+    const names = (c: string) => Array.from({ length: rows }, (_, i) => `$${c}${i}`);
+    interleaveRound(names(from), names(to), lines);
     [from, to] = [to, from];
   }
   for (let i = 0; i < rows; i++) {
     lines.push(`local.get $dst local.get $${from}${i} v128.store offset=${16 * i} align=1`);
   }
+  if (size > 1) lines.push("end");
   lines.push(
     `local.get $dst i32.const ${16 * rows} i32.add local.set $dst`,
     "local.get $src i32.const 16 i32.add local.tee $src",
