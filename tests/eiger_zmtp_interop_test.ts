@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { connectPull, listenPush } from "../devices/eiger/zmtp_socket.ts";
 import { startPy } from "./support/py/peer.ts";
 import { sha256Hex } from "./support/bytes.ts";
+import { listenBelowEphemeral } from "./support/stable_port.ts";
 
 const enc = new TextEncoder();
 
@@ -198,7 +199,7 @@ Deno.test("zmtp: our PUSH round-robins over two pyzmq PULL peers and survives a 
 });
 
 Deno.test("zmtp: pyzmq PULL reconnects to our PUSH server after it restarts", async () => {
-  let server = listenPush({ hostname: "127.0.0.1", port: 0 });
+  let server = listenBelowEphemeral((port) => listenPush({ hostname: "127.0.0.1", port }));
   const port = server.port;
   const py = startPy("zmq_peer.py", ["pull", String(port), "2"]);
   try {

@@ -13,6 +13,7 @@ import {
 } from "../devices/eiger/zmtp.ts";
 import { connectPull, listenPush } from "../devices/eiger/zmtp_socket.ts";
 import { concat as cat } from "./support/bytes.ts";
+import { listenBelowEphemeral } from "./support/stable_port.ts";
 
 const enc = new TextEncoder();
 
@@ -69,7 +70,7 @@ function rawServer(bytes: Uint8Array, closeAfterWrite = false) {
 }
 
 Deno.test("zmtp socket: our PULL ↔ our PUSH, reconnecting after the server restarts", async () => {
-  let server = listenPush({ hostname: "127.0.0.1", port: 0 });
+  let server = listenBelowEphemeral((port) => listenPush({ hostname: "127.0.0.1", port }));
   const port = server.port;
   const ac = new AbortController();
   const log: string[] = [];
