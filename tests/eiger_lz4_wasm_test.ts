@@ -203,7 +203,30 @@ function offsetBlocks(): Record<string, ReturnType<BlockWriter["done"]>> {
     for (const m of [19, 40, 300, 5000, 70_000]) w.sequence(randomBytes(rand, 3), offset, m);
   }
   blocks.long = w.sequence(randomBytes(rand, 13)).done();
+  blocks.modes = modeSwitches(rand);
   return blocks;
+}
+
+/**
+ * Runs of far matches (offset ≥ 16, the kernel's far loop, which it enters after 32 in a row)
+ * of random length between short periods, literal and match lengths across the far loop's limits
+ * (14/15 literals, match nibbles 14/15), ending close to the output end.
+ */
+function modeSwitches(rand: () => number): ReturnType<BlockWriter["done"]> {
+  const w = new BlockWriter().sequence(randomBytes(rand, 300), 300, 4);
+  const lits = [0, 0, 1, 1, 2, 5, 13, 14, 15, 16];
+  const lengths = [4, 5, 7, 8, 12, 16, 17, 18, 19, 20, 33, 300];
+  for (let run = 0; run < 60; run++) {
+    const far = Math.floor(rand() * 80);
+    for (let i = 0; i < far; i++) {
+      const lit = lits[Math.floor(rand() * lits.length)];
+      const m = i % 9 === 8 ? lengths[Math.floor(rand() * lengths.length)] : 7 + (i & 1);
+      w.sequence(randomBytes(rand, lit), 16 + Math.floor(rand() * 290), m);
+    }
+    w.sequence(randomBytes(rand, Math.floor(rand() * 3)), 1 + Math.floor(rand() * 15), 8);
+  }
+  for (let i = 0; i < 40; i++) w.sequence(randomBytes(rand, 1), 20, 8);
+  return w.sequence(randomBytes(rand, 5)).done();
 }
 
 Deno.test("lz4 kernel: every offset 1..20 and long matches decode exactly like liblz4, both engines", async () => {
@@ -271,6 +294,12 @@ function malformedBlocks(): Record<string, Malformed> {
   const tail = randomBytes(rand, 64); // keeps the bad sequence far from the input end
   const amid = (bad: number[]) => Uint8Array.from([...head.block, ...bad, ...tail]);
   const produced = head.size;
+  // after 40 far matches the kernel is in its far loop
+  const farWriter = new BlockWriter().sequence(randomBytes(rand, 40), 3, 30);
+  for (let i = 0; i < 40; i++) farWriter.sequence(randomBytes(rand, i % 3), 16 + i, 7 + (i & 1));
+  const farHead = farWriter.done();
+  const amidFar = (bad: number[]) => Uint8Array.from([...farHead.block, ...bad, ...tail]);
+  const farProduced = farHead.size;
   const cases: Record<string, Malformed> = {
     emptyBlock: { block: new Uint8Array(0), size: 16, error: -1 },
     truncatedLiterals: { block: Uint8Array.from(hex("50 ff ff")), size: 16, error: -3 },
@@ -307,6 +336,14 @@ function malformedBlocks(): Record<string, Malformed> {
       error: -6,
     },
     matchPastEndAmid: { block: amid([0x0f, 1, 0, 200]), size: produced + 100, error: -4 },
+    // the same in the far loop
+    offsetZeroFar: { block: amidFar([0x04, 0, 0]), size: 4096, error: -6, liblz4Lenient: true },
+    offsetBeforeStartFar: {
+      block: amidFar([0x14, 9, (farProduced + 2) & 0xff, (farProduced + 2) >>> 8]),
+      size: 4096,
+      error: -6,
+    },
+    matchPastEndFar: { block: amidFar([0x14, 9, 20, 0]), size: farProduced + 8, error: -4 },
     literalsPastOutputAmid: {
       block: amid([0xe0, ...randomBytes(rand, 14)]),
       size: produced + 10,

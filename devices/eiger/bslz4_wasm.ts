@@ -7,11 +7,14 @@
  *   or past `ipEnd + 16`, nor write outside `[op, opEnd + 32)`), with 16-byte vector copies
  *   for literals and matches: "wild" copies that may run past a run's end into bytes written
  *   later or into the slack after the region, so callers leave {@link SLACK} bytes after every
- *   region and never show them. A fast path takes the usual sequence (literals < 15, match
- *   < 274 bytes, everything in range) with one branch per test and none per copy; the rest goes
- *   a slow path that checks every step and names what is wrong. Short match offsets (< 16)
- *   repeat their pattern with `i8x16.relaxed_swizzle` (indices all < 16, where it equals
- *   `i8x16.swizzle` on every engine) through a table held in a data segment below
+ *   region and never show them. Three ways through a block: a far loop for runs of short
+ *   sequences whose match source lies at least 16 bytes back (two vector copies, no table; bright
+ *   images are nearly all such sequences), a general loop for the usual sequence (literals < 15,
+ *   match < 274 bytes, any offset; one code without branches for all offsets, so that images
+ *   mixing short and far offsets mispredict nothing) which hands back to the far loop after 32 far
+ *   matches in a row, and a slow path that checks every step and names what is wrong. Short
+ *   match offsets (< 16) repeat their pattern with `i8x16.relaxed_swizzle` (indices all < 16,
+ *   where it equals `i8x16.swizzle` on every engine) through a table held in a data segment below
  *   {@link FREE_AT}.
  * - `unshuffle1|2|4(src, dst, nb)`: bit-unshuffles one block of 8·nb elements of 1, 2 or 4
  *   bytes (`nb` a multiple of 16): for 16 plane-byte columns at a time, an 8×8 bit transpose of
@@ -127,6 +130,40 @@ function matchCopyText(): string {
       end`;
 }
 
+/** Far matches in a row after which the general loop hands back to the far loop. */
+const FAR_RUN = 32;
+
+/**
+ * The far loop: sequences with literals < 15, a match nibble < 15 (4–18 bytes) and an offset of
+ * at least 16 (the source does not overlap the first 16 bytes written), everything in range:
+ * two vector copies and no table. Any other sequence leaves for the general loop (`$general`)
+ * unread. Images with many short sequences of such matches (bright counts) spend their time here;
+ * mixed ones (short periods between far matches) stay in the general loop, whose one code for all
+ * offsets has no branch to mispredict.
+ */
+function farLoopText(): string {
+  return `
+    loop $far
+      local.get $ip local.get $ipLimit i32.gt_s br_if $general
+      local.get $op local.get $opLimit i32.gt_s br_if $general
+      ;; the next position is ip + 3 + literals: ip + 3 added while the token loads
+      local.get $ip i32.const 3 i32.add local.set $q
+      local.get $ip i32.load8_u local.tee $token i32.const 0xf0 i32.ge_u br_if $general
+      local.get $token i32.const 15 i32.and local.tee $len i32.const 15 i32.eq br_if $general
+      local.get $ip local.get $token i32.const 4 i32.shr_u local.tee $b i32.add
+      i32.load16_u offset=1 align=1 local.tee $off i32.const 16 i32.lt_u br_if $general
+      local.get $op local.get $b i32.add local.tee $mop
+      local.get $opStart i32.sub local.get $off i32.lt_u br_if $general
+      local.get $op local.get $ip v128.load offset=1 align=1 v128.store align=1
+      local.get $mop local.get $mop local.get $off i32.sub local.tee $from
+      v128.load align=1 v128.store align=1
+      local.get $mop local.get $from v128.load offset=16 align=1 v128.store offset=16 align=1
+      local.get $q local.get $b i32.add local.set $ip
+      local.get $mop local.get $len i32.add i32.const 4 i32.add local.set $op
+      br $far
+    end`;
+}
+
 function lz4Text(): string {
   // A length extension: bytes of 255 continue it; the sum saturates at LENGTH_CAP (never wraps),
   // so an absurd length fails the same output/input checks the JavaScript decoder applies.
@@ -144,16 +181,25 @@ function lz4Text(): string {
     (param $opEnd i32) (result i32)
     (local $token i32) (local $len i32) (local $b i32) (local $end i32) (local $from i32)
     (local $off i32) (local $o i32) (local $step i32) (local $v v128) (local $ipLimit i32)
-    (local $mop i32) (local $q i32) (local $ext i32) (local $n i32)
-    ;; the fast path reads at most 18 input bytes (token, 14 literals, offset, one length byte);
-    ;; as a signed limit (addresses are < 2^30)
+    (local $mop i32) (local $q i32) (local $ext i32) (local $n i32) (local $opLimit i32)
+    (local $farRun i32)
+    ;; the fast loops read at most 18 input bytes (token, 14 literals, offset, one length byte),
+    ;; the far loop writes at most 32 bytes (14 literals, 18 match bytes); as signed limits
+    ;; (addresses are < 2^30)
     local.get $ipEnd i32.const 18 i32.sub local.set $ipLimit
+    local.get $opEnd i32.const 32 i32.sub local.set $opLimit
     block $done
+    loop $modes
+    block $general
+    ${farLoopText()}
+    end
+    i32.const 0 local.set $farRun
     loop $seq
       block $slow
-        ;; fast path (nearly every sequence): literal length < 15, match length < 19 + 255, all
-        ;; its input bytes present, its output inside the block. Any other sequence, valid or
-        ;; not, goes the slow path, which checks every step and names what is wrong.
+        ;; general loop (nearly every sequence the far loop leaves): literal length < 15, match
+        ;; length < 19 + 255, all its input bytes present, its output inside the block. Any
+        ;; other sequence, valid or not, goes the slow path, which checks every step and names
+        ;; what is wrong.
         local.get $ip local.get $ipLimit i32.gt_s br_if $slow
         local.get $ip i32.load8_u local.tee $token i32.const 0xf0 i32.ge_u br_if $slow
         local.get $op local.get $token i32.const 4 i32.shr_u local.tee $b i32.add local.set $mop
@@ -173,7 +219,10 @@ function lz4Text(): string {
         ${matchCopyText()}
         local.get $b local.get $ext i32.add i32.const 3 i32.add local.set $ip
         local.get $end local.set $op
-        br $seq
+        ;; back to the far loop after ${FAR_RUN} far matches in a row
+        local.get $farRun i32.const 1 i32.add i32.const 0 local.get $off i32.const 16 i32.ge_u
+        select local.tee $farRun i32.const ${FAR_RUN} i32.lt_u br_if $seq
+        br $modes
       end
       local.get $ip local.get $ipEnd i32.ge_u if i32.const -1 return end
       local.get $ip i32.load8_u local.set $token
@@ -214,6 +263,7 @@ function lz4Text(): string {
       ${matchCopyText()}
       local.get $end local.set $op
       br $seq
+    end
     end
     end
     local.get $op local.get $opStart i32.sub)`;
