@@ -143,6 +143,12 @@ export interface ControllerOptions {
    * processes).
    */
   idleTurn?: (callback: () => void) => () => void;
+  /**
+   * Milliseconds between passes that read the prepared spare stacks again while no series is
+   * open ({@link SeriesAssembler.refresh}: memory left alone can be slow to write again, on
+   * virtual machines by far); 0 disables; default 5000.
+   */
+  stackRefreshMs?: number;
   /** Seconds allowed for initialization (WARMUP); default 300. */
   warmupTimeout?: number;
   /** Milliseconds between IsInitialized polls after Initialize returned; default 100. */
@@ -198,6 +204,8 @@ const DATA_TYPES = new Set(["start-data", "image-data", "end-data", "cancel-data
 const SHUTDOWN_STEP_MS = 3000;
 /** Stack memory prepared per step (about 1 ms where first writes cost 4–5 ms per MB). */
 const WARM_STEP_BYTES = 256 * 1024;
+/** Stack memory read per refresh step: 4096 reads, under 1 ms where the memory is ready. */
+const REFRESH_STEP_BYTES = 16 * 2 ** 20;
 
 /** Seconds the controller adds to a backend's own overdue allowance (see ControllerOptions). */
 export const OVERDUE_MARGIN = 5;
@@ -259,6 +267,11 @@ export function createController(options: ControllerOptions): Controller {
   });
   /** Cancels the pending step of {@link warmStacks}. */
   let stopWarming: (() => void) | undefined;
+  const stackRefreshMs = options.stackRefreshMs ?? 5000;
+  /** The timer of the next refresh pass ({@link scheduleRefresh}). */
+  let refreshTimer: TimerHandle | undefined;
+  /** Cancels the pending step of a refresh pass. */
+  let stopRefreshStep: (() => void) | undefined;
 
   /**
    * Prepares series stacks in the background, one small step per turn (first writes to new
@@ -283,11 +296,44 @@ export function createController(options: ControllerOptions): Controller {
       if (more) {
         steps++;
         stopWarming = idleTurn(step);
-      } else if (steps > 0 && assembler.series === undefined) {
-        log.info("Series stack ready", { mb: Math.round(seriesStackBytes(config) / 2 ** 20) });
+        // Stacks prepared first must not go cold while the rest are (that takes a while).
+        scheduleRefresh();
+      } else if (assembler.series === undefined) {
+        if (steps > 0) {
+          log.info("Series stack ready", { mb: Math.round(seriesStackBytes(config) / 2 ** 20) });
+        }
+        scheduleRefresh();
       }
     };
     stopWarming = idleTurn(step);
+  }
+
+  /**
+   * After `stackRefreshMs`, one pass over the spare stacks in idle-turn steps
+   * ({@link SeriesAssembler.refresh}), then the next pass; ends when a series opens (the READY
+   * switch starts warming and refreshing again).
+   */
+  function scheduleRefresh(): void {
+    if (stackRefreshMs <= 0 || finished) return;
+    if (refreshTimer !== undefined || stopRefreshStep !== undefined) return;
+    refreshTimer = clock.setTimeout(() => {
+      refreshTimer = undefined;
+      const step = () => {
+        stopRefreshStep = undefined;
+        if (finished || config === undefined) return;
+        if (assembler.refresh(config, REFRESH_STEP_BYTES)) stopRefreshStep = idleTurn(step);
+        else if (assembler.series === undefined) scheduleRefresh();
+      };
+      stopRefreshStep = idleTurn(step);
+    }, stackRefreshMs);
+  }
+
+  /** Stops refreshing (a series opens, or shutdown). */
+  function stopRefresh(): void {
+    if (refreshTimer !== undefined) clock.clearTimeout(refreshTimer);
+    refreshTimer = undefined;
+    stopRefreshStep?.();
+    stopRefreshStep = undefined;
   }
 
   const ctx: DeviceContext = {
@@ -423,6 +469,7 @@ export function createController(options: ControllerOptions): Controller {
           seriesNumber: -1,
           startedAt: clock.now(),
         };
+        stopRefresh();
         assembler.open(info, config!);
         lendStacks(true);
         warmStacks();
@@ -866,6 +913,7 @@ export function createController(options: ControllerOptions): Controller {
     if (finished) return;
     finished = true;
     stopWarming?.();
+    stopRefresh();
     for (const t of timers) clock.clearTimeout(t);
     timers.clear();
     tableTimers.clear();

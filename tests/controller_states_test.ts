@@ -217,3 +217,55 @@ Deno.test("controller: stop does not hang on a backend whose cancel and teardown
   await stopped;
   assert.equal((await h.controller.done).failed, false);
 });
+
+Deno.test("controller: prepared stacks are read again every stackRefreshMs while idle, not during a series", async () => {
+  const turns: (() => void)[] = [];
+  const runTurns = () => {
+    let n = 0;
+    for (; turns.length > 0; n++) turns.shift()!();
+    return n;
+  };
+  let finishSeries: (() => void) | undefined;
+  const h = await startHarness({
+    acquire: (dev) =>
+      new Promise<void>((resolve) => {
+        finishSeries = () => {
+          dev.emitSeries("s1");
+          resolve();
+        };
+      }),
+  }, {
+    stackRefreshMs: 1000,
+    idleTurn: (callback) => {
+      turns.push(callback);
+      return () => {
+        const i = turns.indexOf(callback);
+        if (i >= 0) turns.splice(i, 1);
+      };
+    },
+  });
+  try {
+    assert.ok(runTurns() > 0, "stacks are prepared on idle turns");
+    await h.advance(999);
+    assert.equal(runTurns(), 0, "no refresh before stackRefreshMs");
+    await h.advance(1);
+    assert.equal(runTurns(), 1, "a refresh pass (one step for small stacks)");
+    await h.advance(1000);
+    assert.equal(runTurns(), 1, "and the next one");
+    await h.advance(500);
+    await h.controller.request(acquire(0));
+    await h.advance(0);
+    assert.equal(h.controller.state, "INTEGRATE");
+    runTurns();
+    await h.advance(4000); // within the acquisition's overdue allowance (5 s)
+    assert.equal(runTurns(), 0, "no refresh while the series is open");
+    finishSeries!();
+    await h.advance(0);
+    assert.equal(h.controller.state, "READY", `errors: ${h.controller.errors}`);
+    runTurns(); // warming after the series
+    await h.advance(1000);
+    assert.equal(runTurns(), 1, "refreshing again once idle");
+  } finally {
+    await h.close();
+  }
+});

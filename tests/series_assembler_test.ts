@@ -241,3 +241,27 @@ Deno.test("assembler: the stacks of an aborted series are reused by the next one
 function frameStacks(asm: SeriesAssembler) {
   return asm.frame().images;
 }
+
+Deno.test("assembler: refresh reads the prepared spare stacks in steps, a pass at a time, never while a series is open", () => {
+  const asm = new SeriesAssembler();
+  const cfg = config(3); // 24 bytes per channel stack
+  const pass = () => {
+    let steps = 1;
+    while (asm.refresh(cfg, 16)) steps++;
+    return steps;
+  };
+  assert.equal(asm.refresh(cfg, 16), false, "nothing prepared yet: nothing to read");
+  while (asm.warm(cfg, 1024));
+  assert.equal(pass(), 6, "two sets of two 24-byte stacks, 16 bytes a step");
+  assert.equal(pass(), 6, "the next pass starts over");
+  assert.equal(asm.refresh(cfg, 16), true, "a pass begun…");
+  asm.open(info(), cfg);
+  assert.equal(asm.refresh(cfg, 16), false, "…ends when a series opens");
+  for (const ev of [start(), image(0), image(1), image(2), end()]) asm.accept(ev);
+  const hold = asm.frame().retain();
+  asm.close();
+  while (asm.warm(cfg, 1024));
+  assert.equal(pass(), 3, "the stacks of the held frame are not spares");
+  assert.equal(asm.refresh(config(1), 16), false, "single images have no stacks");
+  hold();
+});

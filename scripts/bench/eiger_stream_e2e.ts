@@ -27,6 +27,7 @@
  * nice ./node_modules/.bin/deno run -A scripts/bench/eiger_stream_e2e.ts [--part all|sim|decode|e2e]
  *   [--series 3] [--images 100] [--frame-ms 1] [--workers N] [--in-place 1|0] [--profile DIR]
  *   [--warm-sim 1] [--ioc-flags "--v8-flags=..."] [--ioc-env "KEY=VALUE ..."] [--ioc-log FILE]
+ *   [--idle-s 0]
  * ```
  *
  * `decode` alternates rounds that decode in place (the series stack lent to the decoder, as the
@@ -45,6 +46,8 @@
  * log there (the benchmark prints only its warnings and errors). The client waits for each series on
  * monitors, not by polling, and the benchmark samples the IOC's CPU every 20 ms: both share the two
  * cores with the simulator and the IOC. Long series (`--images 1000`) need 2 × 2 GB of stacks.
+ * `--idle-s N` waits N seconds between the IOC's `Series stack ready` and its first series (an IOC
+ * that sat idle between scans: memory left alone can be slow to write again).
  *
  * `--workers` sets `EIGER_DECODE_WORKERS` (default: one per core); `--profile DIR` writes V8 CPU
  * profiles of the IOC (main thread and workers) with Markdown summaries into DIR.
@@ -83,6 +86,7 @@ const { values } = parseArgs({
     "ioc-flags": { type: "string" },
     "ioc-env": { type: "string" },
     "ioc-log": { type: "string" },
+    "idle-s": { type: "string", default: "0" },
   },
 });
 const PART = values.part;
@@ -483,6 +487,9 @@ async function e2ePart(): Promise<void> {
     const pid = Number(/pid=(\d+)/.exec(ioc.lines[0])?.[1]);
     try {
       await ioc.waitForLine(/msg="Series stack ready"/, 120_000);
+      // An IOC that sat idle before its first series, as on a beamline between scans.
+      const idleS = Number(values["idle-s"]);
+      if (idleS > 0) await new Promise((resolve) => setTimeout(resolve, idleS * 1000));
       const cpuAtStart = processCpuMs(pid);
       const cpuSamples = sampleCpu(pid);
       // count_time + readout (0.1 µs in the simulator) = frame time.
