@@ -23,6 +23,9 @@ export const DEFAULT_PREFIX = "DISS:";
 /** Default seconds allowed beyond the duration for an acquisition to finish (see controller). */
 export const DEFAULT_OVERDUE = 5;
 
+/** Seconds between reads of the prepared series stacks while idle (`DISS_STACK_REFRESH`). */
+export const DEFAULT_STACK_REFRESH = 5;
+
 /** How uint32 images are served: exact as DOUBLE, or bit-for-bit as LONG (see README). */
 export type Uint32Transport = "double" | "long";
 
@@ -41,6 +44,11 @@ export interface IocOptions {
    * backend's own allowance plus a margin, or {@link DEFAULT_OVERDUE} (decided by the controller).
    */
   overdue: number | undefined;
+  /**
+   * Seconds between reads of the prepared series stacks while idle (`DISS_STACK_REFRESH`; 0 = off;
+   * default {@link DEFAULT_STACK_REFRESH}).
+   */
+  stackRefresh: number;
   /** CA type of uint32 image PVs: `double` (exact values) or `long` (same bits, half the bytes). */
   uint32As: Uint32Transport;
   /** Serve the PVs over pvAccess too (`--pva on|off`, `DISS_PVA`; default on). */
@@ -273,6 +281,10 @@ export function parseIocOptions(
     ? parseSeconds(env.DISS_ACQUIRE_OVERDUE, "DISS_ACQUIRE_OVERDUE")
     : undefined;
 
+  const stackRefresh = env.DISS_STACK_REFRESH !== undefined
+    ? parseSeconds(env.DISS_STACK_REFRESH, "DISS_STACK_REFRESH")
+    : DEFAULT_STACK_REFRESH;
+
   const [u32Text, u32Source] = values["uint32-as"] !== undefined
     ? [values["uint32-as"], "--uint32-as"]
     : [env.DISS_UINT32_AS ?? "double", "DISS_UINT32_AS"];
@@ -314,6 +326,7 @@ export function parseIocOptions(
     prefixGiven,
     autoAcquire,
     overdue,
+    stackRefresh,
     uint32As,
     pva,
     pvaForward,

@@ -21,6 +21,7 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
     prefixGiven: false,
     autoAcquire: undefined,
     overdue: undefined,
+    stackRefresh: 5,
     uint32As: "double",
     pva: true,
     pvaForward: true,
@@ -35,6 +36,7 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
     DISS_EPICS_PREFIX: "DISS:env:",
     DISS_AUTO_ACQUIRE: "yes",
     DISS_ACQUIRE_OVERDUE: "30",
+    DISS_STACK_REFRESH: "0",
     DISS_LOG_LEVEL: "debug",
     DISS_UINT32_AS: "LONG",
   };
@@ -43,6 +45,7 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
   assert.equal(fromEnv.prefix, "DISS:env:");
   assert.equal(fromEnv.autoAcquire, 1);
   assert.equal(fromEnv.overdue, 30);
+  assert.equal(fromEnv.stackRefresh, 0, "DISS_STACK_REFRESH=0: off");
   assert.equal(fromEnv.logLevel, "debug");
   assert.equal(fromEnv.uint32As, "long");
   const flags = parseIocOptions(
@@ -100,6 +103,7 @@ Deno.test("options: bad input gives one-line ConfigErrors", () => {
     [["--backend", "sim"], { DISS_AUTO_ACQUIRE: "1s" }, /DISS_AUTO_ACQUIRE="1s"/],
     [["--backend", "sim", "--overdue", "NaN"], {}, /--overdue="NaN"/],
     [["--backend", "sim"], { DISS_ACQUIRE_OVERDUE: "-2" }, /DISS_ACQUIRE_OVERDUE="-2"/],
+    [["--backend", "sim"], { DISS_STACK_REFRESH: "often" }, /DISS_STACK_REFRESH="often"/],
     [["--backend", "sim", "--log-level", "loud"], {}, /--log-level="loud": expected one of/],
     [["--backend", "sim", "--frobnicate"], {}, /Unknown option '--frobnicate'/],
     [["--backend", "sim", "extra"], {}, /positional/],
