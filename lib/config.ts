@@ -23,9 +23,6 @@ export const DEFAULT_PREFIX = "DISS:";
 /** Default seconds allowed beyond the duration for an acquisition to finish (see controller). */
 export const DEFAULT_OVERDUE = 5;
 
-/** Seconds between reads of the prepared series stacks while idle (`DISS_STACK_REFRESH`). */
-export const DEFAULT_STACK_REFRESH = 5;
-
 /** How uint32 images are served: exact as DOUBLE, or bit-for-bit as LONG (see README). */
 export type Uint32Transport = "double" | "long";
 
@@ -46,9 +43,9 @@ export interface IocOptions {
   overdue: number | undefined;
   /**
    * Seconds between reads of the prepared series stacks while idle (`DISS_STACK_REFRESH`; 0 = off;
-   * default {@link DEFAULT_STACK_REFRESH}).
+   * undefined = the controller's default, 5 s).
    */
-  stackRefresh: number;
+  stackRefresh: number | undefined;
   /** CA type of uint32 image PVs: `double` (exact values) or `long` (same bits, half the bytes). */
   uint32As: Uint32Transport;
   /** Serve the PVs over pvAccess too (`--pva on|off`, `DISS_PVA`; default on). */
@@ -283,7 +280,7 @@ export function parseIocOptions(
 
   const stackRefresh = env.DISS_STACK_REFRESH !== undefined
     ? parseSeconds(env.DISS_STACK_REFRESH, "DISS_STACK_REFRESH")
-    : DEFAULT_STACK_REFRESH;
+    : undefined;
 
   const [u32Text, u32Source] = values["uint32-as"] !== undefined
     ? [values["uint32-as"], "--uint32-as"]

@@ -77,7 +77,7 @@ function makeController(
       env,
       autoAcquire: options.autoAcquire,
       overdue: options.overdue,
-      stackRefreshMs: options.stackRefresh * 1000,
+      stackRefreshMs: options.stackRefresh === undefined ? undefined : options.stackRefresh * 1000,
     });
   } catch (err) {
     printError(`backend ${options.backend}: ${errorMessage(err)}`);

@@ -227,7 +227,7 @@ export class SeriesAssembler {
       const step = PAGE_BYTES / stack.BYTES_PER_ELEMENT;
       const to = Math.min(stack.length, from + Math.ceil(budget / stack.BYTES_PER_ELEMENT));
       let sum = 0;
-      for (let at = from; at < to; at += step) sum += stack[at];
+      for (let e = from; e < to; e += step) sum += stack[e];
       this.#refreshSum = sum; // kept, so that no engine can drop the reads
       budget -= (to - from) * stack.BYTES_PER_ELEMENT;
       if (to < stack.length) {

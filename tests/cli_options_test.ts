@@ -21,7 +21,7 @@ Deno.test("options: defaults, env, and flags overriding env", () => {
     prefixGiven: false,
     autoAcquire: undefined,
     overdue: undefined,
-    stackRefresh: 5,
+    stackRefresh: undefined,
     uint32As: "double",
     pva: true,
     pvaForward: true,

@@ -269,3 +269,27 @@ Deno.test("controller: prepared stacks are read again every stackRefreshMs while
     await h.close();
   }
 });
+
+Deno.test("controller: without stackRefreshMs, prepared stacks are read again every 5 s", async () => {
+  const turns: (() => void)[] = [];
+  const h = await startHarness({}, {
+    idleTurn: (callback) => {
+      turns.push(callback);
+      return () => {};
+    },
+  });
+  const runTurns = () => {
+    let n = 0;
+    for (; turns.length > 0; n++) turns.shift()!();
+    return n;
+  };
+  try {
+    assert.ok(runTurns() > 0, "stacks are prepared on idle turns");
+    await h.advance(4999);
+    assert.equal(runTurns(), 0, "no refresh before 5 s");
+    await h.advance(1);
+    assert.equal(runTurns(), 1, "a refresh pass at 5 s");
+  } finally {
+    await h.close();
+  }
+});
