@@ -218,13 +218,44 @@ Deno.test("controller: stop does not hang on a backend whose cancel and teardown
   assert.equal((await h.controller.done).failed, false);
 });
 
-Deno.test("controller: prepared stacks are read again every stackRefreshMs while idle, not during a series", async () => {
+/** Idle turns a test runs by hand: the controller's `idleTurn` and a runner counting them. */
+function manualIdleTurns() {
   const turns: (() => void)[] = [];
-  const runTurns = () => {
-    let n = 0;
-    for (; turns.length > 0; n++) turns.shift()!();
-    return n;
+  return {
+    idleTurn: (callback: () => void) => {
+      turns.push(callback);
+      return () => {
+        const i = turns.indexOf(callback);
+        if (i >= 0) turns.splice(i, 1);
+      };
+    },
+    /** Runs the pending turns (and those they queue); returns how many ran. */
+    runTurns: () => {
+      let n = 0;
+      for (; turns.length > 0; n++) turns.shift()!();
+      return n;
+    },
   };
+}
+
+/**
+ * Runs the idle turns that prepare the stacks, then checks that the first refresh pass (one step
+ * for the small stacks of the fake device) comes `ms` after, not before.
+ */
+async function firstRefreshAfter(
+  h: { advance: (ms?: number) => Promise<void> },
+  runTurns: () => number,
+  ms: number,
+): Promise<void> {
+  assert.ok(runTurns() > 0, "stacks are prepared on idle turns");
+  await h.advance(ms - 1);
+  assert.equal(runTurns(), 0, `no refresh before ${ms} ms`);
+  await h.advance(1);
+  assert.equal(runTurns(), 1, `a refresh pass at ${ms} ms`);
+}
+
+Deno.test("controller: prepared stacks are read again every stackRefreshMs while idle, not during a series", async () => {
+  const { idleTurn, runTurns } = manualIdleTurns();
   let finishSeries: (() => void) | undefined;
   const h = await startHarness({
     acquire: (dev) =>
@@ -236,20 +267,10 @@ Deno.test("controller: prepared stacks are read again every stackRefreshMs while
       }),
   }, {
     stackRefreshMs: 1000,
-    idleTurn: (callback) => {
-      turns.push(callback);
-      return () => {
-        const i = turns.indexOf(callback);
-        if (i >= 0) turns.splice(i, 1);
-      };
-    },
+    idleTurn,
   });
   try {
-    assert.ok(runTurns() > 0, "stacks are prepared on idle turns");
-    await h.advance(999);
-    assert.equal(runTurns(), 0, "no refresh before stackRefreshMs");
-    await h.advance(1);
-    assert.equal(runTurns(), 1, "a refresh pass (one step for small stacks)");
+    await firstRefreshAfter(h, runTurns, 1000);
     await h.advance(1000);
     assert.equal(runTurns(), 1, "and the next one");
     await h.advance(500);
@@ -271,24 +292,10 @@ Deno.test("controller: prepared stacks are read again every stackRefreshMs while
 });
 
 Deno.test("controller: without stackRefreshMs, prepared stacks are read again every 5 s", async () => {
-  const turns: (() => void)[] = [];
-  const h = await startHarness({}, {
-    idleTurn: (callback) => {
-      turns.push(callback);
-      return () => {};
-    },
-  });
-  const runTurns = () => {
-    let n = 0;
-    for (; turns.length > 0; n++) turns.shift()!();
-    return n;
-  };
+  const { idleTurn, runTurns } = manualIdleTurns();
+  const h = await startHarness({}, { idleTurn });
   try {
-    assert.ok(runTurns() > 0, "stacks are prepared on idle turns");
-    await h.advance(4999);
-    assert.equal(runTurns(), 0, "no refresh before 5 s");
-    await h.advance(1);
-    assert.equal(runTurns(), 1, "a refresh pass at 5 s");
+    await firstRefreshAfter(h, runTurns, 5000);
   } finally {
     await h.close();
   }
